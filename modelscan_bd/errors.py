@@ -37,3 +37,10 @@ class UnsupportedModelError(ScanError):
     """
 
     exit_code = EXIT_INCOMPLETE
+
+
+class UsageError(ScanError):
+    """A request that cannot be valid, found only once the model is known (e.g. a
+    detector id that does not exist for its family)."""
+
+    exit_code = EXIT_USAGE
