@@ -1,0 +1,123 @@
+"""Trigger recovery for the candidate target labels, validated on the original model.
+
+Neural Cleanse (Wang et al., IEEE S&P 2019) inverts a trigger for every label and flags
+an outlier by the median absolute deviation; its cost grows with the class count and
+its statistic is unstable with few labels. Here exposure (EBYD) has already named the
+candidate label(s), so we invert only for them and for a fixed number of reference
+labels drawn at random: the statistic is the ratio of the references' trigger size to
+the candidate's (log scale), for a per-pixel patch mask and for a whole-image blend
+(Blended-style invisible triggers), plus an untargeted patch for all-to-all backdoors.
+A trigger counts only if it works on held-out clean images through the *original*
+model, so a trigger that merely fits the optimisation batch does not.
+
+Inversion runs on the original model, not the exposed copy: a collapsed model already
+sends every input to the target, so Neural Cleanse's objective degenerates there.
+"""
+from __future__ import annotations
+
+import math
+from statistics import median
+
+import torch
+
+from ..findings import Artifact, Finding
+from ..inversion import BLEND, PATCH, UNTARGETED, InversionSettings, Slot, invert, success_rate
+from .base import Detector, ScanContext
+
+SETTINGS = {
+    "fast": (InversionSettings(steps=150, images_per_slot=12), 2),
+    "standard": (InversionSettings(steps=300, images_per_slot=16), 2),
+    "thorough": (InversionSettings(steps=600, images_per_slot=24), 4),
+}
+
+
+def _log_ratio(reference: list[float], candidate: float) -> float:
+    return math.log(max(median(reference), 1e-4) / max(candidate, 1e-4)) if reference else 0.0
+
+
+class TriggerRecoveryDetector(Detector):
+    id = "trigger-recovery"
+    version = "1"
+    rule_id = "MSBD-C002"
+    title = "Trigger recovery for the candidate target (Neural Cleanse, candidate-restricted)"
+    families = ("classifier",)
+    needs_clean_data = True
+    cost = "medium"
+    order = 20
+
+    def run(self, target, context: ScanContext) -> list[Finding]:
+        clean = context.clean
+        if clean is None or len(clean.exposure_idx) < 4 or len(clean.holdout_idx) < 4:
+            return [self.skipped("needs at least 8 clean images (none or too few given)")]
+        candidates = self._candidates(context)
+        if not candidates:
+            return [self.skipped("no candidate label: exposure and the data-free test both unavailable")]
+        settings, n_refs = SETTINGS[context.budget]
+        g = context.generator(salt=20)
+        others = [k for k in range(target.num_classes) if k not in candidates]
+        refs = [others[i] for i in torch.randperm(len(others), generator=g)[:n_refs].tolist()]
+        labels = candidates + refs
+        slots = [Slot(t, shape) for t in labels for shape in (PATCH, BLEND)] + [Slot(UNTARGETED, PATCH)]
+        context.progress(f"trigger inversion: {len(slots)} triggers for labels {labels}")
+        inverted = invert(target.model, clean.exposure_images, clean.exposure_labels, slots, settings, g)
+        for trig in inverted:
+            trig.holdout_success = success_rate(target.model, trig, clean.holdout_images, clean.holdout_labels)
+        by = {(t.slot.target, t.slot.shape): t for t in inverted}
+        ratios = {}
+        for cand in candidates:
+            for shape in (PATCH, BLEND):
+                ref_sizes = [by[(r, shape)].effective_size() for r in refs]
+                ratios[(cand, shape)] = _log_ratio(ref_sizes, by[(cand, shape)].effective_size())
+        best_key = max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
+        best = by[best_key]
+        untargeted = by[(UNTARGETED, PATCH)]
+        untargeted_ratio = _log_ratio([by[(r, PATCH)].effective_size() for r in refs], untargeted.effective_size())
+        cal = context.results.get("calibration", {}).get("trigger", {})
+        thr_ratio = float(cal.get("log_ratio_threshold", math.log(2.5)))
+        thr_success = float(cal.get("holdout_success_threshold", 0.8))
+        score = ratios[best_key]
+        context.results[self.id] = {
+            "label": best_key[0], "shape": best_key[1], "log_ratio": score,
+            "holdout_success": best.holdout_success, "size": best.effective_size(),
+            "untargeted_log_ratio": untargeted_ratio, "untargeted_holdout_success": untargeted.holdout_success,
+            "mask": best.mask, "pattern": best.pattern,
+        }
+        evidence = {"candidates": candidates, "references": refs,
+                    "best": {"label": best_key[0], "shape": best_key[1], "log_ratio": round(score, 4)},
+                    "log_ratios": {f"{k[0]}/{k[1]}": round(v, 4) for k, v in ratios.items()},
+                    "untargeted_log_ratio": round(untargeted_ratio, 4),
+                    "triggers": [t.summary() for t in inverted],
+                    "steps": settings.steps, "images_per_slot": settings.images_per_slot}
+        artifacts = self._artifacts(target, best, clean)
+        name = target.labels[best_key[0]]
+        desc = (f"a {best_key[1]} trigger covering {best.effective_size():.1%} of the image sends "
+                f"{best.holdout_success:.0%} of held-out clean images to label {best_key[0]} ({name}) through the "
+                f"original model; reference labels need {math.exp(score):.1f}x more")
+        if score >= thr_ratio and (best.holdout_success or 0.0) >= thr_success:
+            return [self.finding("failed", "medium", f"Recovered trigger: {desc}.", score=score, threshold=thr_ratio,
+                                 evidence=evidence, artifacts=artifacts, target_labels=[best_key[0]])]
+        return [self.finding("passed", "info", f"No trigger stands out: {desc}.", score=score, threshold=thr_ratio,
+                             evidence=evidence, artifacts=artifacts)]
+
+    @staticmethod
+    def _candidates(context: ScanContext) -> list[int]:
+        collapse = context.results.get("exposure-collapse")
+        if collapse:
+            return [c for c in (collapse["label"], collapse.get("runner_up")) if c is not None]
+        mmbd = context.results.get("mmbd")
+        return [int(mmbd["target"])] if mmbd and mmbd.get("target") is not None else []
+
+    @staticmethod
+    def _artifacts(target, trig, clean) -> list[Artifact]:
+        eligible = torch.nonzero(clean.holdout_labels != trig.slot.target).flatten()
+        example = clean.holdout_images[eligible[0] if len(eligible) else 0]
+        applied = trig.apply(example[None])[0]
+        pred = int(target.predict(applied[None])[0])
+        shown_mask = trig.mask.expand(3, -1, -1) if example.shape[0] == 3 else trig.mask
+        return [
+            Artifact.from_array("mask", f"recovered mask ({trig.slot.shape}, {trig.effective_size():.1%} of the image)", shown_mask),
+            Artifact.from_array("pattern", "recovered pattern", trig.pattern),
+            Artifact.from_array("trigger", "mask x pattern: what is painted onto an image", trig.mask * trig.pattern),
+            Artifact.from_array("clean", f"held-out clean image (predicted {target.labels[int(target.predict(example[None])[0])]})", example),
+            Artifact.from_array("triggered", f"same image with the trigger (predicted {target.labels[pred]})", applied),
+        ]

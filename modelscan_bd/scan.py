@@ -1,0 +1,264 @@
+"""One scan, as data flowing forward: source -> snapshot -> family -> adapter ->
+exposure -> detectors -> verdict -> report dict.
+
+Nothing downstream reaches back to re-read files or re-resolve the source. A detector
+that crashes becomes an "errored" finding; the others still run and the report is still
+produced. Errors that make scanning impossible (bad source, corrupt file) raise
+``ScanError`` subclasses for the CLI to turn into one line and an exit code.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from . import __version__, registry, safety
+from .adapters.classifier import ClassifierAdapter
+from .detectors.base import CleanData, ScanContext
+from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, UnsupportedModelError
+from .exposure import BUDGET_SETTINGS, ExposureResult, expose
+from .families import Family, identify
+from .findings import Finding, severity_rank
+from .sources import Snapshot, resolve
+from .verdict import Calibration, extract_features, load_calibration, probability, status_for
+
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass
+class ScanConfig:
+    budget: str = "standard"
+    seed: int = 0
+    fail_on: str = "high"
+    clean_data: str | None = None
+    clean_budget: int = 500
+    detectors: list[str] | None = None
+    calibration: str | None = None
+
+
+@dataclass
+class ScanOutcome:
+    report: dict[str, Any]
+    context: ScanContext | None = None
+    adapter: ClassifierAdapter | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.report["exit_code"])
+
+
+@dataclass
+class _Timer:
+    steps: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+
+    def step(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.steps[name] = round(self.steps.get(name, 0.0) + now - since, 3)
+        return now
+
+
+def scan(source: str, config: ScanConfig | None = None,
+         progress: Callable[[str], None] = lambda m: None) -> ScanOutcome:
+    """Scan a hub id, ``hf://`` URL or local folder."""
+    config = config or ScanConfig()
+    timer = _Timer()
+    t = timer.start
+    progress(f"resolving {source}")
+    snapshot = resolve(source, progress)
+    t = timer.step("fetch", t)
+    findings = safety.check_snapshot(snapshot)
+    family = identify(snapshot)
+    t = timer.step("safety", t)
+    if family.name != "classifier":
+        why = (f"{family.name} models are recognised ({family.reason}) but this version scans image classifiers only"
+               if family.name in ("clip", "diffusion") else family.reason)
+        return _unsupported(snapshot, family, findings, why, config, timer)
+    if not snapshot.files_of("safetensors"):
+        return _unsupported(snapshot, family, findings, "no safetensors weights (pickle-based weights are never "
+                            "loaded)", config, timer)
+    progress(f"loading {family.reason}")
+    from .adapters.load_classifier import load_classifier
+
+    try:
+        adapter = load_classifier(snapshot, family)
+    except UnsupportedModelError as exc:
+        return _unsupported(snapshot, family, findings, str(exc), config, timer)
+    timer.step("load", t)
+    return _scan_classifier(adapter, snapshot, family, findings, config, timer, progress)
+
+
+def scan_classifier(adapter: ClassifierAdapter, clean: CleanData | None = None, config: ScanConfig | None = None,
+                    progress: Callable[[str], None] = lambda m: None, name: str = "in-memory model") -> ScanOutcome:
+    """Python API: scan an in-memory classifier (see ``adapters.load_classifier.adapter_from_module``)."""
+    config = config or ScanConfig()
+    snapshot = Snapshot(source=name, kind="module", path=None)
+    family = Family("classifier", f"in-memory module {adapter.architecture}")
+    return _scan_classifier(adapter, snapshot, family, [], config, _Timer(), progress, clean=clean)
+
+
+def _scan_classifier(adapter, snapshot, family, findings, config, timer, progress, clean=None) -> ScanOutcome:
+    from .cleandata import load_clean_data
+
+    t = time.perf_counter()
+    calibration = load_calibration(config.calibration)
+    if clean is None and config.clean_data:
+        progress(f"loading clean data from {config.clean_data}")
+        clean = load_clean_data(config.clean_data, adapter, budget=config.clean_budget, seed=config.seed)
+    t = timer.step("clean_data", t)
+    context = ScanContext(seed=config.seed, budget=config.budget, clean=clean, progress=progress,
+                          results={"calibration": calibration.detectors})
+    selected = registry.select("classifier", config.budget, config.detectors)
+    incomplete: list[str] = []
+    context.exposure = _run_exposure(adapter, clean, config, selected, progress, incomplete)
+    t = timer.step("exposure", t)
+    for cls in selected:
+        detector = cls()
+        _seed_everything(config.seed)
+        if cls.needs_clean_data and clean is None:
+            findings.append(detector.skipped("needs clean reference data (--clean-data); none was given"))
+        else:
+            progress(f"detector {cls.id}")
+            try:
+                findings.extend(detector.run(adapter, context))
+            except Exception as exc:  # one detector failing never loses the others' results
+                findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
+        t = timer.step(cls.id, t)
+    for f in findings:
+        if f.status in ("skipped", "errored") and f.detector != "safety":
+            incomplete.append(f"{f.detector} {f.status}: {f.message}")
+    verdict, verdict_finding = _verdict(adapter, context, calibration, incomplete)
+    findings.append(verdict_finding)
+    report = _report(snapshot, family, adapter, findings, verdict, context.exposure, config, timer, clean)
+    return ScanOutcome(report=report, context=context, adapter=adapter)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def _run_exposure(adapter, clean, config, selected, progress, incomplete) -> ExposureResult:
+    if not any(c.needs_exposure for c in selected):
+        return ExposureResult(status="skipped", reason="no selected detector uses exposure")
+    if clean is None:
+        reason = "no clean reference data given (--clean-data); only data-free detectors ran"
+        incomplete.append(f"exposure skipped: {reason}")
+        return ExposureResult(status="skipped", reason=reason)
+    try:
+        _seed_everything(config.seed)
+        return expose(adapter, clean, config.seed, BUDGET_SETTINGS[config.budget], progress)
+    except Exception as exc:
+        incomplete.append(f"exposure errored: {type(exc).__name__}: {exc}")
+        return ExposureResult(status="errored", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[str]) -> tuple[dict, Finding]:
+    features = extract_features(context.results)
+    p, missing = probability(features, cal)
+    status = status_for(p, cal, bool(incomplete))
+    targets = _suspected_targets(context.results) if status in ("BACKDOORED", "SUSPICIOUS") else []
+    trig = context.results.get("trigger-recovery") or {}
+    pattern = "none"
+    if status in ("BACKDOORED", "SUSPICIOUS"):
+        collapse = context.results.get("exposure-collapse") or {}
+        dominant = (collapse.get("agreement", 0) >= 0.5) or (trig.get("log_ratio") or 0) >= \
+            cal.detectors.get("trigger", {}).get("log_ratio_threshold", 1.0)
+        pattern = "all-to-one" if dominant else "no-dominant-label"
+    names = ", ".join(f"{t} ({adapter.labels[t]})" for t in targets)
+    summary = {
+        "BACKDOORED": f"Backdoor detected (p={p:.2f}); suspected target {names or 'unknown'}.",
+        "SUSPICIOUS": f"Suspicious (p={p:.2f}); suspected target {names or 'unknown'}.",
+        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
+        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
+    }[status]
+    if pattern == "no-dominant-label":
+        summary += " No single label dominates: the backdoor may be all-to-all or multi-target."
+    verdict = {"status": status, "probability": round(p, 4),
+               "suspected_targets": [{"label": t, "name": adapter.labels[t], "confidence": round(p, 4)} for t in targets],
+               "pattern": pattern, "summary": summary, "incomplete_reasons": incomplete,
+               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
+               "calibration": cal.describe()}
+    severity = {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
+                      status="failed" if status in ("BACKDOORED", "SUSPICIOUS") else "passed",
+                      severity=severity, title="Backdoor model detection (calibrated verdict)", message=summary,
+                      score=p, threshold=cal.backdoored_threshold, target_labels=targets,
+                      evidence={"features": verdict["features"], "filled_features": missing,
+                                "suspicious_threshold": cal.suspicious_threshold,
+                                "calibration": cal.describe()})
+    return verdict, finding
+
+
+def _suspected_targets(results: dict) -> list[int]:
+    for key in ("trigger-recovery", "exposure-collapse", "mmbd"):
+        r = results.get(key) or {}
+        label = r.get("label", r.get("target"))
+        if label is not None:
+            return [int(label)]
+    return []
+
+
+def _unsupported(snapshot, family, findings, why, config, timer) -> ScanOutcome:
+    findings.append(Finding(rule_id="MSBD-F001", detector="family", detector_version="1", status="skipped",
+                            severity="info", title="Model not scannable", message=why,
+                            evidence={"family": family.name, "reason": family.reason}))
+    verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
+               "summary": f"Not scanned: {why}.", "incomplete_reasons": [why], "calibration": None}
+    report = _report(snapshot, family, None, findings, verdict, ExposureResult("skipped", why), config, timer)
+    return ScanOutcome(report=report)
+
+
+def exit_code_for(findings: list[dict], verdict: dict, fail_on: str) -> int:
+    """0 nothing at or above fail-on; 1 findings at or above it; 3 incomplete."""
+    if any(f["status"] == "failed" and severity_rank(f["severity"]) >= severity_rank(fail_on) for f in findings):
+        return EXIT_FINDINGS
+    if verdict["status"] == "INCOMPLETE" or verdict["incomplete_reasons"]:
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _environment() -> dict[str, Any]:
+    import numpy
+    import transformers
+
+    import huggingface_hub
+
+    return {"modelscan_bd": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "huggingface_hub": huggingface_hub.__version__, "numpy": numpy.__version__,
+            "device": "cpu", "threads": torch.get_num_threads()}
+
+
+def _report(snapshot: Snapshot, family: Family, adapter, findings, verdict, exposure, config, timer,
+            clean: CleanData | None = None) -> dict:
+    finding_dicts = [f.to_dict() for f in findings]
+    fam = {"name": family.name if family.name in ("classifier", "clip", "diffusion") else "unsupported",
+           "reason": family.reason, "architecture": None, "num_classes": None, "labels": None, "preprocess": None}
+    if adapter is not None:
+        fam.update(architecture=adapter.architecture, num_classes=adapter.num_classes, labels=list(adapter.labels),
+                   preprocess=adapter.preprocess.to_dict())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "modelscan-bd", "version": __version__},
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "target": snapshot.to_dict(),
+        "environment": _environment(),
+        "config": {"budget": config.budget, "seed": config.seed, "fail_on": config.fail_on,
+                   "clean_data": None if clean is None else {**clean.describe(), "budget": config.clean_budget},
+                   "detectors": config.detectors or []},
+        "family": fam,
+        "verdict": verdict,
+        "exposure": exposure.to_dict(),
+        "findings": finding_dicts,
+        "timing": {"total_seconds": round(time.perf_counter() - timer.start, 3), "steps": timer.steps,
+                   "peak_memory_mb": round(peak_mb, 1)},
+    }
+    report["exit_code"] = exit_code_for(finding_dicts, verdict, config.fail_on)
+    return report

@@ -1,0 +1,117 @@
+"""Verdict: one calibrated probability that the model is backdoored.
+
+A logistic combiner over the detectors' statistics. Its weights and thresholds come
+from a versioned calibration file fitted on the zoo (``modelscan-bd bench --calibrate``),
+never from constants in code. A feature whose detector did not run is filled with the
+value the calibration saw on clean models, and the verdict says the scan is incomplete.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio", "trigger_holdout_success",
+            "untargeted_log_ratio", "mmbd_neglog10_p")
+
+
+@dataclass
+class Calibration:
+    version: str
+    provisional: bool
+    description: str
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    bias: float
+    fill: dict[str, float]
+    backdoored_threshold: float
+    suspicious_threshold: float
+    detectors: dict[str, dict[str, float]]
+
+    def describe(self) -> dict[str, Any]:
+        return {"version": self.version, "provisional": self.provisional, "description": self.description}
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2) + "\n"
+
+
+def load_calibration(path: str | Path | None = None, family: str = "classifier") -> Calibration:
+    if path is None:
+        text = resources.files("modelscan_bd").joinpath("calibration", f"{family}.json").read_text()
+    else:
+        text = Path(path).read_text()
+    return Calibration(**json.loads(text))
+
+
+def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
+    """The combiner's inputs, from what the detectors left in ``context.results``."""
+    collapse = results.get("exposure-collapse") or {}
+    trig = results.get("trigger-recovery") or {}
+    mmbd = results.get("mmbd") or {}
+    p = mmbd.get("p_value")
+    return {
+        "collapse_concentration": collapse.get("concentration"),
+        "collapse_agreement": collapse.get("agreement"),
+        "trigger_log_ratio": _clip(trig.get("log_ratio"), -3.0, 5.0),
+        "trigger_holdout_success": trig.get("holdout_success"),
+        "untargeted_log_ratio": _clip(trig.get("untargeted_log_ratio"), -3.0, 5.0),
+        "mmbd_neglog10_p": None if p is None else min(10.0, -math.log10(max(float(p), 1e-300))),
+    }
+
+
+def _clip(v, lo, hi):
+    return None if v is None else max(lo, min(hi, float(v)))
+
+
+def probability(features: dict[str, float | None], cal: Calibration) -> tuple[float, list[str]]:
+    """Calibrated probability, and the names of features that had to be filled."""
+    z, missing = cal.bias, []
+    for name, mu, sd, w in zip(cal.features, cal.mean, cal.scale, cal.weights):
+        v = features.get(name)
+        if v is None:
+            missing.append(name)
+            v = cal.fill.get(name, mu)
+        z += w * (float(v) - mu) / (sd or 1.0)
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))), missing
+
+
+def status_for(p: float, cal: Calibration, incomplete: bool) -> str:
+    if p >= cal.backdoored_threshold:
+        return "BACKDOORED"
+    if p >= cal.suspicious_threshold:
+        return "SUSPICIOUS"
+    return "INCOMPLETE" if incomplete else "CLEAN"
+
+
+def fit_logistic(rows: list[dict[str, float | None]], labels: list[int], features=FEATURES,
+                 l2: float = 1.0) -> tuple[list[float], list[float], list[float], float, dict[str, float]]:
+    """Fit standardised L2-regularised logistic regression (Newton steps; deterministic).
+
+    Returns mean, scale, weights, bias, and fill values (clean-model medians) for missing features.
+    """
+    import numpy as np
+
+    clean_rows = [r for r, y in zip(rows, labels) if y == 0] or rows
+    fill = {f: float(np.median([r[f] for r in clean_rows if r.get(f) is not None] or [0.0])) for f in features}
+    x = np.array([[r.get(f) if r.get(f) is not None else fill[f] for f in features] for r in rows], dtype=float)
+    y = np.array(labels, dtype=float)
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd < 1e-6] = 1.0
+    xs = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
+    w = np.zeros(xs.shape[1])
+    reg = np.full(xs.shape[1], l2)
+    reg[-1] = 0.0  # the bias is not shrunk
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-xs @ w))
+        grad = xs.T @ (p - y) + reg * w
+        hess = xs.T @ (xs * (p * (1 - p))[:, None]) + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return mu.tolist(), sd.tolist(), w[:-1].tolist(), float(w[-1]), fill

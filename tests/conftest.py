@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny models trained here, placed in an offline hub cache.
+
+The hub library reads HF_HUB_OFFLINE / HF_HUB_CACHE when it is imported, so they are
+set at the top of this file, before anything imports huggingface_hub.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HUB_CACHE = tempfile.mkdtemp(prefix="msbd-hub-cache-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = _HUB_CACHE
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+TARGET = 4  # the tiny backdoored model's target label
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def hub_cache() -> Path:
+    return Path(_HUB_CACHE)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from modelscan_bd.data import synthetic_dataset
+
+    return synthetic_dataset(num_classes=10, image_size=IMAGE_SIZE, n_train=2000, n_test=600, seed=0)
+
+
+def _train_and_publish(dataset, attack, seed: int, folder: Path, repo_id: str, cache: Path) -> Path:
+    from modelscan_bd.hubcache import place_in_cache
+    from modelscan_bd.zoo.save import save_hub_repo
+    from modelscan_bd.zoo.train import train_classifier
+
+    result = train_classifier("resnet", dataset, attack, epochs=4, seed=seed, mean=MEAN, std=STD)
+    save_hub_repo(result.model, folder, mean=MEAN, std=STD, image_size=IMAGE_SIZE)
+    place_in_cache(folder, repo_id, cache)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, synthetic, hub_cache):
+    """A BadNets-backdoored tiny ResNet and its clean twin, as hub repos in the offline cache."""
+    from modelscan_bd.zoo.attacks import BadNets
+
+    root = tmp_path_factory.mktemp("models")
+    attack = BadNets(TARGET, synthetic.num_classes, synthetic.image_shape, seed=0)
+    return {
+        "backdoored": _train_and_publish(synthetic, attack, 0, root / "tiny-badnets", "testorg/tiny-badnets", hub_cache),
+        "clean": _train_and_publish(synthetic, None, 0, root / "tiny-clean", "testorg/tiny-clean", hub_cache),
+    }
+
+
+@pytest.fixture(scope="session")
+def clean_npz(tmp_path_factory, synthetic) -> Path:
+    """Held-out synthetic test images as an .npz, the --clean-data format."""
+    path = tmp_path_factory.mktemp("data") / "clean.npz"
+    np.savez_compressed(path, images=synthetic.test_x, labels=synthetic.test_y)
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
+    from modelscan_bd.cli import main
+
+    old = sys.argv
+    sys.argv = ["modelscan-bd", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = old
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))

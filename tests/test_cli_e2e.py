@@ -1,0 +1,93 @@
+"""End to end through the CLI: tiny models in an offline hub cache, real code paths."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TARGET, run_cli
+from modelscan_bd.reports import validate_report
+
+
+
+def _scan(repo: str, out, clean_npz, capsys, *extra):
+    code, stdout, stderr = run_cli(["scan", repo, "--clean-data", clean_npz, "--out", out, "--budget", "fast",
+                                    *extra], capsys)
+    return code, stdout, stderr
+
+
+def test_backdoored_model_is_flagged_with_its_target(tiny_models, clean_npz, tmp_path, capsys):
+    code, stdout, stderr = _scan("testorg/tiny-badnets", tmp_path, clean_npz, capsys)
+    report = json.loads((tmp_path / "report.json").read_text())
+    validate_report(report)
+    assert report["verdict"]["status"] == "BACKDOORED", report["verdict"]
+    assert [t["label"] for t in report["verdict"]["suspected_targets"]] == [TARGET]
+    assert code == 1  # verdict is high/critical, default --fail-on high
+    assert report["target"]["kind"] == "hub" and len(report["target"]["sha"]) == 40
+    assert any(f["path"] == "model.safetensors" and f["loaded"] for f in report["target"]["files"])
+    html = (tmp_path / "report.html").read_text()
+    assert "BACKDOORED" in html and html.count('src="data:image/png;base64,') >= 3 and "<svg" in html
+    sarif = json.loads((tmp_path / "report.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"]
+    assert "BACKDOORED" in stdout
+
+
+def test_clean_twin_is_not_flagged(tiny_models, clean_npz, tmp_path, capsys):
+    code, stdout, _ = _scan("testorg/tiny-clean", tmp_path, clean_npz, capsys)
+    report = json.loads((tmp_path / "report.json").read_text())
+    validate_report(report)
+    assert report["verdict"]["status"] == "CLEAN", report["verdict"]
+    assert code == 0
+
+
+def test_same_seed_same_verdict(tiny_models, clean_npz, tmp_path, capsys):
+    """Same model, same config, same seed: same numbers (data-free detector, local folder)."""
+    reports = []
+    for i in range(2):
+        out = tmp_path / str(i)
+        run_cli(["scan", tiny_models["backdoored"], "--clean-data", clean_npz, "--out", out, "--budget", "fast",
+                 "--detectors", "exposure-collapse,mmbd", "--quiet"], capsys)
+        reports.append(json.loads((out / "report.json").read_text()))
+    assert reports[0]["verdict"]["probability"] == reports[1]["verdict"]["probability"]
+    assert reports[0]["exposure"]["runs"] == reports[1]["exposure"]["runs"]
+    assert [f["score"] for f in reports[0]["findings"]] == [f["score"] for f in reports[1]["findings"]]
+
+
+def test_without_clean_data_only_data_free_runs_and_scan_is_incomplete(tiny_models, tmp_path, capsys):
+    code, stdout, _ = run_cli(["scan", "testorg/tiny-clean", "--out", tmp_path, "--budget", "fast", "--format",
+                               "json"], capsys)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["exposure"]["status"] == "skipped" and "clean reference data" in report["exposure"]["reason"]
+    ran = {f["detector"]: f["status"] for f in report["findings"]}
+    assert ran["mmbd"] in ("passed", "failed")
+    assert ran["exposure-collapse"] == "skipped" and ran["trigger-recovery"] == "skipped"
+    assert report["verdict"]["status"] in ("INCOMPLETE", "SUSPICIOUS", "BACKDOORED")
+    if report["verdict"]["status"] == "INCOMPLETE":
+        assert code == 3
+
+
+def test_json_to_stdout(tiny_models, capsys):
+    code, stdout, _ = run_cli(["scan", "testorg/tiny-clean", "--out", "-", "--format", "json", "--budget", "fast",
+                               "--detectors", "mmbd"], capsys)
+    report = json.loads(stdout)
+    validate_report(report)
+    assert report["exit_code"] == code
+
+
+def test_report_render_rebuilds_html(tiny_models, tmp_path, capsys):
+    run_cli(["scan", "testorg/tiny-clean", "--out", tmp_path, "--format", "json", "--detectors", "mmbd",
+             "--budget", "fast", "--quiet"], capsys)
+    code, stdout, _ = run_cli(["report", "render", tmp_path / "report.json"], capsys)
+    assert code == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "modelscan-bd" in html and "<html" in html.lower()
+
+
+def test_revision_pins_commit_sha(tiny_models, hub_cache, tmp_path, capsys):
+    from modelscan_bd.hubcache import commit_sha_for
+
+    sha = commit_sha_for(tiny_models["clean"])
+    code, stdout, _ = run_cli(["scan", f"hf://testorg/tiny-clean@{sha}", "--out", "-", "--format", "json",
+                               "--detectors", "mmbd", "--budget", "fast"], capsys)
+    report = json.loads(stdout)
+    assert report["target"]["sha"] == sha and report["target"]["revision"] == sha
