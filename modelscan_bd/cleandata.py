@@ -81,15 +81,13 @@ def _read_folder(root: Path) -> tuple[list[np.ndarray], list[int] | None, list[s
 def _read_npz(path: Path) -> tuple[list[np.ndarray], np.ndarray | None, None]:
     try:
         data = np.load(path, allow_pickle=False)  # never unpickle user data
+        key = next(((xk, yk) for xk, yk in NPZ_KEYS if xk in data.files), None)
+        if key is None:
+            raise InputError(f"{path.name} has none of the image keys {[k for k, _ in NPZ_KEYS]}")
+        images = data[key[0]]  # arrays load lazily: object arrays fail here
+        labels = data[key[1]] if key[1] in data.files else None
     except (ValueError, OSError) as exc:
-        raise InputError(f"unreadable .npz clean data {path}: {exc}") from None
-    for xk, yk in NPZ_KEYS:
-        if xk in data.files:
-            images = data[xk]
-            labels = data[yk] if yk in data.files else None
-            break
-    else:
-        raise InputError(f"{path.name} has none of the image keys {[k for k, _ in NPZ_KEYS]}")
+        raise InputError(f"unreadable .npz clean data {path.name}: {exc}") from None
     if images.ndim not in (3, 4):
         raise InputError(f"{path.name}: images must be NHW or NHWC/NCHW, got shape {images.shape}")
     return list(images), labels, None

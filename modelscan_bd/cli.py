@@ -97,6 +97,25 @@ def report_render(result, out) -> None:
     click.echo(str(target))
 
 
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
+@click.option("--data-dir", type=str, default=None, help="Folder with cifar10.npz (default: ../shared/data).")
+@click.option("--budget", type=click.Choice(["fast", "standard", "thorough"]), default="standard", show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 100), default=6, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+def demo(out, data_dir, budget, epochs, seed, quiet) -> None:
+    """Train a backdoored tiny classifier and its clean twin, publish both to a local hub
+    cache, scan both, and write their reports."""
+    from .demo import format_rows, run_demo
+
+    rows = run_demo(Path(out), data_dir, seed, budget, epochs, status_printer(quiet))
+    click.echo(format_rows(rows))
+    for r in rows:
+        click.echo(f"report: {r['html']}")
+    sys.exit(0 if all(r["correct"] for r in rows) else 1)
+
+
 @cli.command("detectors")
 def list_detectors() -> None:
     """List the installed detectors and their metadata."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, UnsupportedModelErr
 from .exposure import BUDGET_SETTINGS, ExposureResult, expose
 from .families import Family, identify
 from .findings import Finding, severity_rank
+from .memory import PeakMemory
 from .sources import Snapshot, resolve
 from .verdict import Calibration, extract_features, load_calibration, probability, status_for
 
@@ -67,7 +67,13 @@ class _Timer:
 def scan(source: str, config: ScanConfig | None = None,
          progress: Callable[[str], None] = lambda m: None) -> ScanOutcome:
     """Scan a hub id, ``hf://`` URL or local folder."""
-    config = config or ScanConfig()
+    with PeakMemory() as memory:
+        outcome = _scan_source(source, config or ScanConfig(), progress)
+    outcome.report["timing"]["peak_memory_mb"] = round(memory.peak_mb, 1)
+    return outcome
+
+
+def _scan_source(source: str, config: ScanConfig, progress: Callable[[str], None]) -> ScanOutcome:
     timer = _Timer()
     t = timer.start
     progress(f"resolving {source}")
@@ -97,10 +103,13 @@ def scan(source: str, config: ScanConfig | None = None,
 def scan_classifier(adapter: ClassifierAdapter, clean: CleanData | None = None, config: ScanConfig | None = None,
                     progress: Callable[[str], None] = lambda m: None, name: str = "in-memory model") -> ScanOutcome:
     """Python API: scan an in-memory classifier (see ``adapters.load_classifier.adapter_from_module``)."""
-    config = config or ScanConfig()
     snapshot = Snapshot(source=name, kind="module", path=None)
     family = Family("classifier", f"in-memory module {adapter.architecture}")
-    return _scan_classifier(adapter, snapshot, family, [], config, _Timer(), progress, clean=clean)
+    with PeakMemory() as memory:
+        outcome = _scan_classifier(adapter, snapshot, family, [], config or ScanConfig(), _Timer(), progress,
+                                   clean=clean)
+    outcome.report["timing"]["peak_memory_mb"] = round(memory.peak_mb, 1)
+    return outcome
 
 
 def _scan_classifier(adapter, snapshot, family, findings, config, timer, progress, clean=None) -> ScanOutcome:
@@ -243,7 +252,6 @@ def _report(snapshot: Snapshot, family: Family, adapter, findings, verdict, expo
     if adapter is not None:
         fam.update(architecture=adapter.architecture, num_classes=adapter.num_classes, labels=list(adapter.labels),
                    preprocess=adapter.preprocess.to_dict())
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "modelscan-bd", "version": __version__},
@@ -258,7 +266,7 @@ def _report(snapshot: Snapshot, family: Family, adapter, findings, verdict, expo
         "exposure": exposure.to_dict(),
         "findings": finding_dicts,
         "timing": {"total_seconds": round(time.perf_counter() - timer.start, 3), "steps": timer.steps,
-                   "peak_memory_mb": round(peak_mb, 1)},
+                   "peak_memory_mb": None},
     }
     report["exit_code"] = exit_code_for(finding_dicts, verdict, config.fail_on)
     return report

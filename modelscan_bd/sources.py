@@ -81,7 +81,8 @@ class Snapshot:
     def mark_loaded(self, local_path: Path) -> None:
         if self.path is None:
             return
-        rel = Path(local_path).resolve().relative_to(self.path.resolve()).as_posix()
+        # No resolve(): hub snapshots are symlinks into blobs/, and the record is the link's name.
+        rel = Path(os.path.abspath(local_path)).relative_to(os.path.abspath(self.path)).as_posix()
         for rec in self.files:
             if rec.path == rel:
                 rec.loaded = True

@@ -1,0 +1,216 @@
+"""Unit tests of the pieces before and after detection: sources, safety, families,
+clean data, registry, verdict. Small synthetic inputs, no training."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import write_json
+from modelscan_bd.errors import CorruptFileError, InputError, SourceError
+from modelscan_bd.families import identify
+from modelscan_bd.safety import check_safetensors_header, look_at_pickle_file, pickle_globals
+from modelscan_bd.sources import parse_source, resolve
+
+
+class _System:
+    def __reduce__(self):
+        return (os.system, ("echo never",))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_pickle_globals_finds_code_execution_at_every_protocol(protocol):
+    look = pickle_globals(pickle.dumps(_System(), protocol=protocol))
+    assert any(g.endswith(".system") for g in look.dangerous), look
+
+
+def test_benign_pickle_has_no_dangerous_globals():
+    look = pickle_globals(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    assert look.dangerous == [] and look.error is None
+
+
+def test_torch_zip_checkpoint_is_read_statically(tmp_path):
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(_System(), protocol=2))
+    assert look_at_pickle_file(path).dangerous
+
+
+def test_garbage_pickle_reports_an_error_not_a_crash():
+    assert pickle_globals(b"\x80\x04not a pickle").error
+
+
+def test_safetensors_header_checks(tmp_path):
+    from safetensors.torch import save_file
+
+    good = tmp_path / "ok.safetensors"
+    save_file({"w": torch.zeros(3)}, str(good))
+    assert "w" in check_safetensors_header(good)
+    bad = tmp_path / "bad.safetensors"
+    data = good.read_bytes()
+    bad.write_bytes((10**9).to_bytes(8, "little") + data[8:])
+    with pytest.raises(CorruptFileError, match="bad.safetensors"):
+        check_safetensors_header(bad)
+    (tmp_path / "tiny.safetensors").write_bytes(b"\x01")
+    with pytest.raises(CorruptFileError, match="tiny.safetensors"):
+        check_safetensors_header(tmp_path / "tiny.safetensors")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("org/name", ("org/name", None)), ("org/name@v1.0", ("org/name", "v1.0")),
+    ("hf://org/name@abc", ("org/name", "abc"))])
+def test_parse_hub_sources(text, expected):
+    repo, rev, local = parse_source(text)
+    assert (repo, rev) == expected and local is None
+
+
+def test_parse_local_and_bad_sources(tmp_path):
+    assert parse_source(str(tmp_path))[2] == tmp_path
+    assert parse_source("./some/dir/x")[2] is not None
+    with pytest.raises(SourceError):
+        parse_source("hf://bad id with spaces")
+
+
+def test_local_snapshot_records_files(tmp_path):
+    write_json(tmp_path / "config.json", {"a": 1})
+    (tmp_path / "w.bin").write_bytes(b"x")
+    snap = resolve(str(tmp_path))
+    formats = {r.path: r.format for r in snap.files}
+    assert formats == {"config.json": "json", "w.bin": "pickle"}
+    assert all(len(r.sha256) == 64 for r in snap.files)
+
+
+@pytest.mark.parametrize("files,family", [
+    ({"model_index.json": {"_class_name": "DDPMPipeline"}}, "diffusion"),
+    ({"open_clip_config.json": {"model_cfg": {}}}, "clip"),
+    ({"config.json": {"model_type": "clip"}}, "clip"),
+    ({"config.json": {"architectures": ["ViTForImageClassification"]}}, "classifier"),
+    ({"config.json": {"architecture": "resnet18", "num_classes": 10}}, "classifier"),
+    ({"config.json": {"architectures": ["GPT2LMHeadModel"]}}, "unsupported"),
+    ({"config.json": {"architectures": ["ViTForImageClassification"], "auto_map": {"x": "y"}}}, "unsupported"),
+    ({"README.md": "hi"}, "unsupported"),
+])
+def test_family_from_json_only(tmp_path, files, family):
+    for name, content in files.items():
+        if isinstance(content, dict):
+            write_json(tmp_path / name, content)
+        else:
+            (tmp_path / name).write_text(content)
+    assert identify(resolve(str(tmp_path))).name == family
+
+
+def test_corrupt_config_json(tmp_path):
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(CorruptFileError, match="config.json"):
+        identify(resolve(str(tmp_path)))
+
+
+class _TinyNet(nn.Module):
+    def __init__(self, classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, classes)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def _adapter(classes=3):
+    from modelscan_bd.adapters.load_classifier import adapter_from_module
+
+    torch.manual_seed(0)
+    return adapter_from_module(_TinyNet(classes), input_size=(3, 8, 8), mean=0.5, std=0.5,
+                               labels=["cat", "dog", "ship"][:classes])
+
+
+def test_adapter_from_module_rejects_wrong_size():
+    from modelscan_bd.adapters.load_classifier import adapter_from_module
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x.reshape(len(x), 3 * 8 * 8)[:, :3]
+
+    with pytest.raises(InputError, match="3x9x9"):
+        adapter_from_module(Fixed(), input_size=(3, 9, 9), mean=0.5, std=0.5)
+
+
+def test_clean_data_folder_labels_follow_model_label_names(tmp_path):
+    from PIL import Image
+
+    from modelscan_bd.cleandata import load_clean_data
+
+    adapter = _adapter()
+    rng = np.random.default_rng(0)
+    for cls in ("dog", "cat"):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    data = load_clean_data(tmp_path, adapter, budget=500, seed=0)
+    assert data.images.shape == (12, 3, 8, 8) and float(data.images.max()) <= 1.0
+    assert set(data.labels.tolist()) <= {0, 1, 2}
+    assert len(set(data.exposure_idx.tolist()) & set(data.holdout_idx.tolist())) == 0
+
+
+def test_clean_data_npz_out_of_range_labels_use_predictions(tmp_path):
+    from modelscan_bd.cleandata import load_clean_data
+
+    adapter = _adapter()
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.zeros((20, 8, 8, 3), np.uint8), labels=np.full(20, 7))
+    data = load_clean_data(path, adapter, budget=10)
+    assert len(data.images) == 10 and data.label_source.startswith("model predictions")
+
+
+def test_clean_data_rejects_pickled_npz(tmp_path):
+    from modelscan_bd.cleandata import load_clean_data
+
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError):
+        load_clean_data(path, _adapter())
+
+
+def test_a_crashing_detector_becomes_errored_and_others_still_report(monkeypatch):
+    from modelscan_bd.cleandata import from_arrays
+    from modelscan_bd.detectors.trigger import TriggerRecoveryDetector
+    from modelscan_bd.reports import validate_report
+    from modelscan_bd.scan import ScanConfig, scan_classifier
+
+    def boom(self, target, context):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(TriggerRecoveryDetector, "run", boom)
+    adapter = _adapter()
+    clean = from_arrays(torch.rand(40, 3, 8, 8), None, adapter)
+    outcome = scan_classifier(adapter, clean, ScanConfig(budget="fast"))
+    validate_report(outcome.report)
+    status = {f["detector"]: f["status"] for f in outcome.report["findings"]}
+    assert status["trigger-recovery"] == "errored"
+    assert status["exposure-collapse"] in ("passed", "failed") and status["mmbd"] in ("passed", "failed", "skipped")
+    assert any("trigger-recovery errored" in r for r in outcome.report["verdict"]["incomplete_reasons"])
+    assert outcome.exit_code in (1, 3)
+
+
+def test_registry_lists_builtins_in_order():
+    from modelscan_bd.registry import all_detectors, select
+
+    ids = [c.id for c in all_detectors()]
+    assert ids[:3] == ["exposure-collapse", "trigger-recovery", "mmbd"]
+    assert [c.id for c in select("classifier", "fast", ["mmbd"])] == ["mmbd"]
+
+
+def test_verdict_fit_separates_and_is_deterministic():
+    from modelscan_bd.verdict import fit_logistic
+
+    rows = [{"a": float(i), "b": None if i % 3 else 1.0} for i in range(20)]
+    labels = [int(i >= 10) for i in range(20)]
+    fit1 = fit_logistic(rows, labels, features=("a", "b"))
+    fit2 = fit_logistic(rows, labels, features=("a", "b"))
+    assert fit1 == fit2 and fit1[2][0] > 0
