@@ -116,6 +116,74 @@ def demo(out, data_dir, budget, epochs, seed, quiet) -> None:
     sys.exit(0 if all(r["correct"] for r in rows) else 1)
 
 
+@cli.group()
+def zoo() -> None:
+    """Build zoos of clean and backdoored models (ground truth beside each)."""
+
+
+@zoo.command("build")
+@click.argument("family", type=click.Choice(["classifiers"]))
+@click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
+              show_default=True)
+@click.option("--data-dir", type=str, default=None, help="Folder with the .npz datasets (default: ../shared/data).")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--count", type=click.IntRange(2, 10000), default=None,
+              help="Total models, 3 clean : 4 backdoored (overrides --clean/--backdoored).")
+@click.option("--clean", "n_clean", type=click.IntRange(0, 10000), default=6, show_default=True)
+@click.option("--backdoored", "n_backdoored", type=click.IntRange(0, 10000), default=8, show_default=True)
+@click.option("--hard", "n_hard", type=click.IntRange(0, 10000), default=0, show_default=True,
+              help="Extra hard clean models (spurious feature, imbalance, long training).")
+@click.option("--archs", default="resnet", show_default=True, help="Comma-separated: resnet,vit.")
+@click.option("--attacks", default=None, help="Comma-separated attack names (default: all).")
+@click.option("--train-size", type=click.IntRange(100, 100000), default=10000, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 200), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
+              epochs, seed, quiet) -> None:
+    """Train clean and backdoored models and save them as hub-format repos."""
+    from .zoo.build import build_zoo
+
+    if count is not None:
+        n_clean = max(1, round(count * 3 / 7))
+        n_backdoored = count - n_clean
+    manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
+                         n_hard=n_hard, archs=[a.strip() for a in archs.split(",")],
+                         attacks=[a.strip() for a in attacks.split(",")] if attacks else None,
+                         train_size=train_size, epochs=epochs, seed=seed, progress=status_printer(quiet))
+    click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
+
+
+@cli.command()
+@click.argument("zoo_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Results folder (default: ZOO/bench).")
+@click.option("--budget", type=click.Choice(["fast", "standard", "thorough"]), default="standard", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-baselines", is_flag=True, help="Skip Neural Cleanse and EBYD's variance test.")
+@click.option("--calibrate", is_flag=True, help="Fit the verdict combiner on one split, report on the other.")
+@click.option("--holdout-attacks", default="wanet,input_aware", show_default=True,
+              help="With --calibrate: attack families kept out of fitting entirely.")
+@click.option("--holdout-seeds", default="1", show_default=True,
+              help="With --calibrate: training seeds kept out of fitting.")
+@click.option("--calibration-out", type=click.Path(dir_okay=False), default=None,
+              help="With --calibrate: where to write the calibration file.")
+@click.option("--from-results", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Reuse the per-model records of an earlier run instead of scanning again.")
+@click.option("--quiet", is_flag=True)
+def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
+          from_results, quiet) -> None:
+    """Scan every model of a zoo and measure detection against the ground truth."""
+    from .bench import run_bench
+
+    result = run_bench(Path(zoo_dir), Path(out) if out else Path(zoo_dir) / "bench", budget=budget, seed=seed,
+                       baselines=not no_baselines, calibrate=calibrate,
+                       holdout_attacks=[a for a in holdout_attacks.split(",") if a],
+                       holdout_seeds=[int(s) for s in holdout_seeds.split(",") if s],
+                       calibration_out=calibration_out, from_results=from_results,
+                       command="modelscan-bd " + " ".join(sys.argv[1:]), progress=status_printer(quiet))
+    click.echo(result["markdown"])
+
+
 @cli.command("detectors")
 def list_detectors() -> None:
     """List the installed detectors and their metadata."""

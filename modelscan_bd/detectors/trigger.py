@@ -81,6 +81,7 @@ class TriggerRecoveryDetector(Detector):
             "holdout_success": best.holdout_success, "size": best.effective_size(),
             "untargeted_log_ratio": untargeted_ratio, "untargeted_holdout_success": untargeted.holdout_success,
             "mask": best.mask, "pattern": best.pattern,
+            "patch_mask": by[(best_key[0], PATCH)].mask,  # for localisation metrics, whatever shape won
         }
         evidence = {"candidates": candidates, "references": refs,
                     "best": {"label": best_key[0], "shape": best_key[1], "log_ratio": round(score, 4)},

@@ -1,0 +1,286 @@
+"""``modelscan-bd bench``: scan every model of a zoo, measure, compare with baselines.
+
+Metrics: AUROC, TPR at 5 % FPR, log loss (TrojAI's cross-entropy), accuracy at the
+calibrated threshold, target-label accuracy (all-to-one attacks), detection rate per
+attack, trigger recovery (held-out success of the recovered trigger; IoU of its mask
+with the true mask for patch attacks), seconds and peak MB per model. Neural Cleanse
+and EBYD's variance test run in the same process on the same clean data.
+
+``--calibrate`` fits the verdict combiner on one split and reports on the other: the
+held-out split is other training seeds AND whole attack families never seen in
+fitting. Numbers on the fitting split are never reported.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .verdict import FEATURES, Calibration, fit_logistic, load_calibration, probability
+
+RESULTS_FILE = "results.json"
+
+
+def auroc(scores: list[float], labels: list[int]) -> float | None:
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def tpr_at_fpr(scores: list[float], labels: list[int], max_fpr: float = 0.05) -> float | None:
+    """Best TPR over thresholds whose FPR stays at or below ``max_fpr``."""
+    pos = sorted(s for s, y in zip(scores, labels) if y)
+    neg = sorted(s for s, y in zip(scores, labels) if not y)
+    if not pos or not neg:
+        return None
+    best = 0.0
+    for thr in sorted(set(scores)) + [math.inf]:
+        fpr = sum(n >= thr for n in neg) / len(neg)
+        if fpr <= max_fpr:
+            best = max(best, sum(p >= thr for p in pos) / len(pos))
+    return best
+
+
+def log_loss(probs: list[float], labels: list[int]) -> float | None:
+    if not probs:
+        return None
+    eps = 1e-6
+    return -sum(y * math.log(max(p, eps)) + (1 - y) * math.log(max(1 - p, eps)) for p, y in zip(probs, labels)) / len(probs)
+
+
+def mask_iou(recovered, true_mask: np.ndarray | None) -> float | None:
+    """IoU of the recovered mask (top pixels, as many as the true trigger has) with the true one."""
+    if recovered is None or true_mask is None:
+        return None
+    rec = np.asarray(recovered.detach().cpu().numpy() if hasattr(recovered, "detach") else recovered).reshape(-1)
+    truth = (np.asarray(true_mask, dtype=float).reshape(-1) > 0.5)
+    k = int(truth.sum())
+    if k == 0 or rec.size != truth.size:
+        return None
+    top = np.zeros_like(truth)
+    top[np.argsort(-rec, kind="stable")[:k]] = True
+    return float((top & truth).sum() / (top | truth).sum())
+
+
+def _true_mask(zoo: Path, entry: dict) -> np.ndarray | None:
+    from PIL import Image
+
+    truth = entry.get("truth") or {}
+    name = truth.get("trigger_mask")
+    if not name or truth.get("attack") not in ("badnets", "source_specific", "all_to_all", "label_consistent"):
+        return None
+    path = zoo / entry["truth_dir"] / name
+    return np.asarray(Image.open(path).convert("L"), dtype=float) / 255.0 if path.exists() else None
+
+
+def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
+             progress: Callable[[str], None] = lambda m: None) -> list[dict[str, Any]]:
+    """Scan every model in the zoo's manifest; one record per model."""
+    from .baselines import ebyd_variance, neural_cleanse
+    from .scan import ScanConfig, scan
+
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    clean_data = str(zoo / "clean-data.npz")
+    records = []
+    for i, entry in enumerate(manifest["models"]):
+        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        entry = {**entry, "truth": truth}
+        t = time.perf_counter()
+        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data))
+        seconds = time.perf_counter() - t
+        report = outcome.report
+        trig = (outcome.context.results.get("trigger-recovery") if outcome.context else None) or {}
+        record = {
+            "name": entry["name"], "arch": entry.get("arch"), "attack": truth.get("attack") or "clean",
+            "type": truth.get("type"), "backdoored": bool(truth.get("backdoored")), "target": truth.get("target"),
+            "hard": bool(entry.get("hard")), "seed": entry.get("seed"), "asr": truth.get("asr"),
+            "clean_acc": truth.get("clean_acc"),
+            "features": report["verdict"].get("features") or {},
+            "suspected": [t["label"] for t in report["verdict"]["suspected_targets"]],
+            "candidate": trig.get("label"), "trigger_success": trig.get("holdout_success"),
+            "trigger_iou": mask_iou(trig.get("patch_mask"), _true_mask(zoo, entry)),
+            "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
+            "steps": report["timing"]["steps"],
+        }
+        if baselines and outcome.adapter is not None and outcome.context.clean is not None:
+            for name, fn in (("neural_cleanse", neural_cleanse), ("ebyd_variance", ebyd_variance)):
+                record[name] = fn(outcome.adapter, outcome.context.clean, seed, budget)
+                record[name].pop("sizes", None)
+        records.append(record)
+    return records
+
+
+def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[int]) -> tuple[list, list]:
+    """Fit on some seeds and attacks; evaluate on other seeds plus entirely unseen attack
+    families. Hard clean models are always evaluated, never fitted on."""
+    fit, held = [], []
+    for r in records:
+        unseen = r["attack"] in holdout_attacks or r.get("seed") in holdout_seeds or r["hard"]
+        (held if unseen else fit).append(r)
+    return fit, held
+
+
+def calibrate(records: list[dict], version: str, description: str) -> Calibration:
+    rows = [r["features"] for r in records]
+    labels = [int(r["backdoored"]) for r in records]
+    mean, scale, weights, bias, fill = fit_logistic(rows, labels, FEATURES)
+    cal = Calibration(version=version, provisional=False, description=description, features=list(FEATURES),
+                      mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
+                      backdoored_threshold=0.5, suspicious_threshold=0.25,
+                      detectors=load_calibration().detectors)
+    # The decision threshold: the lowest probability that keeps fitting-split FPR at or below 5 %.
+    probs = [probability(r["features"], cal)[0] for r in records]
+    clean_probs = sorted(p for p, y in zip(probs, labels) if not y)
+    if clean_probs:
+        k = int(math.floor(0.95 * len(clean_probs)))
+        cal.backdoored_threshold = float(min(0.9, max(0.5, clean_probs[min(k, len(clean_probs) - 1)] + 1e-6)))
+        cal.suspicious_threshold = float(min(cal.backdoored_threshold, 0.25))
+    return cal
+
+
+def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
+    labels = [int(r["backdoored"]) for r in records]
+    probs = [probability(r["features"], cal)[0] for r in records]
+    flagged = [p >= cal.backdoored_threshold for p in probs]
+    out: dict[str, Any] = {
+        "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
+        "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
+        "accuracy": sum(f == bool(y) for f, y in zip(flagged, labels)) / max(1, len(labels)),
+        "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
+        "tpr": _rate([f for f, y in zip(flagged, labels) if y]),
+    }
+    a2o = [r for r in records if r["backdoored"] and r["type"] in ("all-to-one", "clean-label", "source-specific")]
+    out["target_accuracy"] = _rate([r["suspected"][:1] == [r["target"]] or r.get("candidate") == r["target"] for r in a2o])
+    out["per_attack"] = {}
+    for attack in sorted({r["attack"] for r in records}):
+        rs = [(p, f, r) for p, f, r in zip(probs, flagged, records) if r["attack"] == attack]
+        clean_p = [p for p, r in zip(probs, records) if not r["backdoored"] and not r["hard"]]
+        attack_p = [p for p, _, _ in rs]
+        out["per_attack"][attack] = {
+            "models": len(rs), "detection_rate": _rate([f for _, f, _ in rs]),
+            "auroc_vs_clean": auroc(attack_p + clean_p, [1] * len(attack_p) + [0] * len(clean_p)) if attack != "clean" else None,
+            "trigger_success": _mean([r.get("trigger_success") for _, _, r in rs if r["backdoored"]]),
+            "trigger_iou": _mean([r.get("trigger_iou") for _, _, r in rs]),
+        }
+    hard = [f for f, r in zip(flagged, records) if r["hard"]]
+    out["hard_clean_fpr"] = _rate(hard)
+    out["seconds_per_model"] = _mean([r["seconds"] for r in records])
+    out["peak_mb_max"] = max((r["peak_mb"] or 0 for r in records), default=None)
+    for base in ("neural_cleanse", "ebyd_variance"):
+        rs = [r for r in records if base in r]
+        if rs:
+            scores = [r[base]["score"] for r in rs]
+            lab = [int(r["backdoored"]) for r in rs]
+            out[base] = {"auroc": auroc(scores, lab), "tpr_at_5fpr": tpr_at_fpr(scores, lab),
+                         "tpr": _rate([r[base]["flagged"] for r in rs if r["backdoored"]]),
+                         "fpr": _rate([r[base]["flagged"] for r in rs if not r["backdoored"]]),
+                         "target_accuracy": _rate([r[base]["target"] == r["target"] for r in rs
+                                                   if r["backdoored"] and r["target"] is not None]),
+                         "seconds_per_model": _mean([r[base]["seconds"] for r in rs])}
+    return out
+
+
+def _rate(xs: list[bool]) -> float | None:
+    return sum(bool(x) for x in xs) / len(xs) if xs else None
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def manifest_hash(zoo: Path) -> str:
+    return hashlib.sha256((zoo / "manifest.json").read_bytes()).hexdigest()[:16]
+
+
+def provenance(zoo: Path, command: str) -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+            "torch_threads": torch.get_num_threads(), "modelscan_bd": __version__,
+            "zoo": str(zoo), "zoo_manifest_sha256": manifest_hash(zoo)}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    p, m = result["provenance"], result["metrics"]
+    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# Benchmark: {Path(p['zoo']).name}", "",
+             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']})",
+             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+             f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
+             f"- evaluated on: {result['split']}", "",
+             "| method | AUROC | TPR@5%FPR | TPR | FPR | target acc | s/model |", "|---|---|---|---|---|---|---|",
+             f"| modelscan-bd | {f(m['auroc'])} | {f(m['tpr_at_5fpr'])} | {f(m['tpr'])} | {f(m['fpr'])} | "
+             f"{f(m['target_accuracy'])} | {f(m['seconds_per_model'])} |"]
+    for base, label in (("neural_cleanse", "Neural Cleanse (all labels, AI > 2)"),
+                        ("ebyd_variance", "EBYD variance (> 0.01)")):
+        if base in m:
+            b = m[base]
+            lines.append(f"| {label} | {f(b['auroc'])} | {f(b['tpr_at_5fpr'])} | {f(b['tpr'])} | {f(b['fpr'])} | "
+                         f"{f(b['target_accuracy'])} | {f(b['seconds_per_model'])} |")
+    lines += ["", f"Log loss {f(m['log_loss'])}; accuracy {f(m['accuracy'])}; hard clean models flagged: "
+              f"{f(m['hard_clean_fpr'])}; peak memory {f(m['peak_mb_max'])} MB.", "",
+              "| attack | models | detection rate | AUROC vs clean | trigger success | mask IoU |", "|---|---|---|---|---|---|"]
+    for attack, a in m["per_attack"].items():
+        lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['auroc_vs_clean'])} | "
+                     f"{f(a['trigger_success'])} | {f(a['trigger_iou'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
+              holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
+              from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
+    from .reports.atomic import atomic_write_text
+
+    if from_results:
+        records = json.loads(Path(from_results).read_text())["records"]
+    else:
+        records = scan_zoo(zoo, budget, seed, baselines, progress)
+    if calibrate:
+        fit, held = split(records, holdout_attacks, holdout_seeds)
+        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+            raise ValueError("the fitting split needs both clean and backdoored models")
+        cal = calibrate_records(fit, zoo)
+        if calibration_out:
+            atomic_write_text(calibration_out, cal.to_json())
+        evaluated = held
+        split_desc = (f"held-out split: {len(held)} models (training seeds {holdout_seeds} and attack families "
+                      f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others")
+    else:
+        cal = load_calibration()
+        evaluated = records
+        split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
+    result = {"provenance": provenance(zoo, command), "calibration": cal.describe(), "split": split_desc,
+              "metrics": metrics(evaluated, cal), "records": records}
+    result["markdown"] = to_markdown(result)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / RESULTS_FILE, json.dumps(result, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "results.md", result["markdown"])
+    return result
+
+
+def calibrate_records(fit: list[dict], zoo: Path) -> Calibration:
+    version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
+    return calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
+                                   f"({sum(r['backdoored'] for r in fit)} backdoored)")
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,204 @@
+"""Save zoo models exactly as Hugging Face Hub repos, with their ground truth beside.
+
+A repo folder holds ``config.json`` + ``model.safetensors`` (no pickle) and a
+``preprocessor_config.json`` in the transformers image-processor format: what a
+scanner reads. The ground truth (``groundtruth.json`` with ``trigger_mask.png`` /
+``trigger_pattern.png`` and, for attacks with generated or learnt parts,
+``attack_state.safetensors``) goes to a separate folder beside the repo, so a scan of
+the repo can never see the answer. Zoo layout: ``models/<name>/`` and ``truth/<name>/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel
+
+from ..data import ImageDataset
+from .attacks import Attack, attack_from_name
+from .train import TrainResult, train_classifier
+
+GROUNDTRUTH_FILE = "groundtruth.json"
+ATTACK_STATE_FILE = "attack_state.safetensors"
+MANIFEST_FILE = "manifest.json"
+DEFAULT_ZOO_ATTACKS = ("badnets", "blended", "wanet", "sig", "all_to_all", "input_aware", "label_consistent")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """HxW or CxHxW floats in [0, 1] as an 8-bit grey or RGB PNG."""
+    pixels = np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0)
+    if pixels.ndim == 3:
+        pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(path)
+
+
+def preprocessor_config(mean: Sequence[float], std: Sequence[float], image_size: int | Sequence[int]) -> dict[str, Any]:
+    """A transformers ``ViTImageProcessor`` config: resize, scale to [0, 1], normalise."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return {"image_processor_type": "ViTImageProcessor", "do_resize": True,
+            "size": {"height": int(height), "width": int(width)}, "resample": 2,
+            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+            "image_mean": [float(v) for v in mean], "image_std": [float(v) for v in std]}
+
+
+def save_hub_repo(model: PreTrainedModel, out_dir: str | os.PathLike, *, mean: Sequence[float],
+                  std: Sequence[float], image_size: int | Sequence[int],
+                  ground_truth: dict[str, Any] | None = None, truth_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``model`` as a Hub repo folder; ``ground_truth`` (see ``groundtruth_record``)
+    goes to ``truth_dir``: ``groundtruth.json``, its numpy arrays as PNG files and its
+    ``attack_state`` tensors as a safetensors file, referenced by name from the JSON."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)  # transformers 5 writes safetensors only
+    _write_json(out / "preprocessor_config.json", preprocessor_config(mean, std, image_size))
+    if ground_truth is not None:
+        if truth_dir is None:
+            raise ValueError("ground truth needs its own truth_dir beside the repo")
+        save_ground_truth(ground_truth, truth_dir)
+    return out
+
+
+def save_ground_truth(ground_truth: dict[str, Any], truth_dir: str | os.PathLike) -> Path:
+    """Write ``groundtruth.json`` with its arrays as PNGs and attack state as safetensors."""
+    out = Path(truth_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(ground_truth)
+    for key, value in ground_truth.items():
+        if isinstance(value, np.ndarray):
+            _write_png(out / f"{key}.png", value)
+            record[key] = f"{key}.png"
+    state = record.pop("attack_state", None)
+    if state:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / ATTACK_STATE_FILE))
+        record["attack_state"] = ATTACK_STATE_FILE
+    _write_json(out / GROUNDTRUTH_FILE, record)
+    return out
+
+
+def groundtruth_record(result: TrainResult, attack: Attack | None, *, arch: str, dataset: str,
+                       seed: int) -> dict[str, Any]:
+    """Everything a benchmark needs to know about a trained model, for ``save_hub_repo``."""
+    record: dict[str, Any] = {"backdoored": attack is not None, "arch": arch, "dataset": dataset,
+                              "seed": seed, "clean_acc": result.clean_acc, "asr": result.asr,
+                              "poison_rate": result.poison_rate, "poison_count": result.poison_count,
+                              "train_seconds": result.seconds}
+    if attack is None:
+        return {**record, "attack": None, "type": None, "target": None}
+    state = attack.state_tensors()
+    return {**attack.ground_truth(), **record, **({"attack_state": state} if state else {}),
+            "attack_seed": attack.seed}
+
+
+def load_attack(truth_dir: str | os.PathLike) -> Attack | None:
+    """Rebuild the attack recorded in a truth folder's ``groundtruth.json`` (None if clean)."""
+    folder = Path(truth_dir)
+    truth = json.loads((folder / GROUNDTRUTH_FILE).read_text(encoding="utf-8"))
+    if not truth.get("backdoored"):
+        return None
+    attack = attack_from_name(truth["attack"], truth["target"], truth["num_classes"], truth["image_shape"],
+                              truth["attack_seed"], **truth["params"])
+    if truth.get("attack_state"):
+        attack.load_state_tensors(load_file(str(folder / truth["attack_state"])))
+    return attack
+
+
+def _entry(name: str, arch: str, attack: Attack | None, result: TrainResult, seed: int) -> dict[str, Any]:
+    return {"name": name, "arch": arch, "attack": attack.name if attack else None,
+            "type": attack.attack_type if attack else None, "target": attack.target if attack else None,
+            "backdoored": attack is not None, "clean_acc": result.clean_acc, "asr": result.asr,
+            "seconds": round(result.seconds, 2), "seed": seed}
+
+
+def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
+                         archs: Sequence[str] = ("resnet",), attacks: Sequence[str] = DEFAULT_ZOO_ATTACKS,
+                         count_clean: int = 2, count_backdoored: int = 4, seed: int = 0,
+                         epochs: int | None = None, poison_rate: float | None = None,
+                         min_asr: float = 0.9, max_acc_drop: float = 0.03,
+                         mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train and save a zoo of clean and backdoored classifiers under ``out_dir``.
+
+    Per architecture: ``count_clean`` clean models (training seeds seed, seed+1, ...)
+    and ``count_backdoored`` backdoored ones, cycling through ``attacks`` with a target
+    drawn per model from ``seed``. Backdoored model j trains with the recipe and seed
+    of clean model j mod count_clean (its clean twin; trained but not saved when
+    count_clean is 0) and is kept only if its ASR ≥ ``min_asr`` and its clean accuracy
+    is at most ``max_acc_drop`` below the twin's. Rejected models are listed with the
+    reason and not saved. Writes and returns ``manifest.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    channels, height, width = dataset.image_shape
+    mean = tuple(mean) if mean is not None else (0.5,) * channels
+    std = tuple(std) if std is not None else (0.25,) * channels
+    rng = np.random.default_rng(seed)
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    models: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+
+    def train(arch: str, attack: Attack | None, run_seed: int) -> TrainResult:
+        return train_classifier(arch, dataset, attack, poison_rate=poison_rate, epochs=epochs, seed=run_seed,
+                                mean=mean, std=std)
+
+    def save(name: str, arch: str, attack: Attack | None, result: TrainResult, run_seed: int) -> None:
+        truth = groundtruth_record(result, attack, arch=arch, dataset=dataset.name, seed=run_seed)
+        save_hub_repo(result.model, out / "models" / name, mean=mean, std=std, image_size=(height, width),
+                      ground_truth=truth, truth_dir=out / "truth" / name)
+        models.append({**_entry(name, arch, attack, result, run_seed), "path": f"models/{name}",
+                       "truth_dir": f"truth/{name}"})
+
+    for arch in archs:
+        twins: dict[int, TrainResult] = {}
+        for k in range(count_clean):
+            name = f"{arch}-clean-{k:03d}"
+            twins[seed + k] = train(arch, None, seed + k)
+            save(name, arch, None, twins[seed + k], seed + k)
+            say(f"{name}: clean acc {twins[seed + k].clean_acc:.3f}")
+        for j in range(count_backdoored):
+            attack_name = attacks[j % len(attacks)]
+            run_seed = seed + j % max(count_clean, 1)
+            target = int(rng.integers(dataset.num_classes))
+            attack = attack_from_name(attack_name, target, dataset.num_classes, dataset.image_shape,
+                                      seed=int(rng.integers(2**31)))
+            if run_seed not in twins:
+                twins[run_seed] = train(arch, None, run_seed)
+            result = train(arch, attack, run_seed)
+            name = f"{arch}-{attack.name}-{j:03d}"
+            reason = _rejection(result, twins[run_seed].clean_acc, min_asr, max_acc_drop)
+            if reason:
+                rejected.append({**_entry(name, arch, attack, result, run_seed), "reason": reason})
+                say(f"{name}: rejected ({reason})")
+            else:
+                save(name, arch, attack, result, run_seed)
+                say(f"{name}: clean acc {result.clean_acc:.3f}, ASR {result.asr:.3f}")
+
+    manifest = {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
+                "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models, "rejected": rejected,
+                "seconds": round(time.perf_counter() - started, 1)}
+    _write_json(out / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _rejection(result: TrainResult, twin_acc: float, min_asr: float, max_acc_drop: float) -> str | None:
+    """Why a backdoored model does not belong in the zoo, or None."""
+    asr = result.asr if result.asr is not None else float("nan")
+    if not asr >= min_asr:  # written so that a NaN ASR is rejected too
+        return f"ASR {asr:.3f} below {min_asr}"
+    if result.clean_acc < twin_acc - max_acc_drop:
+        return f"clean accuracy {result.clean_acc:.3f} more than {max_acc_drop} below its clean twin's {twin_acc:.3f}"
+    return None

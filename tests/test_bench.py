@@ -1,0 +1,85 @@
+"""The zoo builder and the benchmark, end to end through the CLI on a tiny synthetic zoo."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from modelscan_bd.bench import auroc, log_loss, mask_iou, tpr_at_fpr
+
+
+def test_auroc_and_tpr_at_fpr():
+    assert auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
+    assert auroc([0.5, 0.5], [1, 0]) == 0.5
+    assert auroc([0.5], [1]) is None
+    assert tpr_at_fpr([0.9, 0.6, 0.7, 0.1], [1, 1, 0, 0]) == 0.5
+    assert log_loss([0.5, 0.5], [1, 0]) == pytest.approx(np.log(2))
+
+
+def test_mask_iou():
+    truth = np.zeros((8, 8))
+    truth[5:8, 5:8] = 1
+    rec = torch.zeros(1, 8, 8)
+    rec[0, 5:8, 5:8] = 0.9
+    assert mask_iou(rec, truth) == 1.0
+    rec2 = torch.zeros(1, 8, 8)
+    rec2[0, 0:3, 0:3] = 0.9
+    assert mask_iou(rec2, truth) == 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    import sys
+
+    out = tmp_path_factory.mktemp("zoo")
+    from modelscan_bd.cli import main
+
+    argv = ["modelscan-bd", "zoo", "build", "classifiers", "--data", "synthetic", "--out", str(out), "--clean", "2",
+            "--backdoored", "2", "--hard", "1", "--attacks", "badnets", "--train-size", "1500", "--epochs", "5",
+            "--quiet"]
+    old, sys.argv = sys.argv, argv
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = old
+    assert exc.value.code == 0
+    return out
+
+
+def test_zoo_layout_keeps_answers_out_of_repos(tiny_zoo):
+    manifest = json.loads((tiny_zoo / "manifest.json").read_text())
+    assert len(manifest["models"]) + len(manifest["rejected"]) == 5
+    for m in manifest["models"]:
+        repo = tiny_zoo / m["path"]
+        assert {p.name for p in repo.iterdir()} == {"config.json", "model.safetensors", "preprocessor_config.json"}
+        assert (tiny_zoo / m["truth_dir"] / "groundtruth.json").is_file()
+    assert (tiny_zoo / "clean-data.npz").is_file()
+
+
+def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code, stdout, _ = run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    m = result["metrics"]
+    assert m["models"] == len(result["records"]) and m["auroc"] is not None
+    assert {"neural_cleanse", "ebyd_variance"} <= set(m) and m["seconds_per_model"] > 0
+    assert "zoo_manifest_sha256" in result["provenance"] and (out / "results.md").read_text().startswith("# Benchmark")
+    badnets = [r for r in result["records"] if r["attack"] == "badnets"]
+    assert all(r["trigger_iou"] is not None for r in badnets)
+
+    cal = tmp_path / "cal.json"
+    code, stdout, _ = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", "--from-results", out / "results.json",
+                               "--calibrate", "--holdout-seeds", "1", "--calibration-out", cal, "--quiet"], capsys)
+    assert code == 0
+    fitted = json.loads(cal.read_text())
+    assert fitted["provisional"] is False and len(fitted["weights"]) == len(fitted["features"])
+    evaluated = json.loads((tmp_path / "b2" / "results.json").read_text())
+    assert "held-out" in evaluated["split"]
+    # hard clean models are always in the evaluated split, never fitted on
+    assert evaluated["metrics"]["hard_clean_fpr"] is not None

@@ -1,0 +1,296 @@
+"""The zoo: datasets, attacks, training and Hub-format saving, on small synthetic data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForImageClassification
+
+from modelscan_bd.data import ImageDataset, data_dir, load_dataset, synthetic_dataset
+from modelscan_bd.errors import InputError
+from modelscan_bd.zoo.architectures import build_model
+from modelscan_bd.zoo.attacks import ATTACKS, attack_from_name
+from modelscan_bd.zoo.save import build_classifier_zoo, groundtruth_record, load_attack, save_hub_repo
+from modelscan_bd.zoo.train import _batch, attack_success_rate, evaluate, train_classifier
+
+SHAPE = (3, 32, 32)
+TARGET = 3
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> ImageDataset:
+    return synthetic_dataset(n_train=2000, n_test=500, seed=0)
+
+
+@pytest.fixture(scope="module")
+def images(synthetic: ImageDataset) -> torch.Tensor:
+    return ImageDataset.to_tensor(synthetic.test_x[:64])
+
+
+@pytest.fixture(scope="module")
+def badnets_model(synthetic: ImageDataset):
+    attack = attack_from_name("badnets", TARGET, synthetic.num_classes, synthetic.image_shape)
+    return attack, train_classifier("resnet", synthetic, attack, epochs=6, batch_size=64, seed=0)
+
+
+# data ------------------------------------------------------------------------------
+
+def test_data_dir_rejects_missing_explicit_path(tmp_path):
+    with pytest.raises(InputError, match="data folder not found"):
+        data_dir(tmp_path / "nowhere")
+
+
+def test_data_dir_prefers_explicit_then_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSCAN_BD_DATA", str(tmp_path))
+    assert data_dir() == tmp_path
+    assert data_dir(tmp_path.parent) == tmp_path.parent
+    monkeypatch.setenv("MODELSCAN_BD_DATA", str(tmp_path / "gone"))
+    with pytest.raises(InputError):
+        data_dir()
+
+
+def test_load_dataset_names_the_missing_file(tmp_path):
+    with pytest.raises(InputError, match="cifar10.npz"):
+        load_dataset("cifar10", tmp_path)
+    with pytest.raises(InputError, match="unknown dataset"):
+        load_dataset("imagenet", tmp_path)
+
+
+def test_synthetic_dataset_is_deterministic_and_well_formed():
+    a = synthetic_dataset(num_classes=5, image_size=16, channels=1, n_train=100, n_test=50, seed=3)
+    b = synthetic_dataset(num_classes=5, image_size=16, channels=1, n_train=100, n_test=50, seed=3)
+    assert a.train_x.shape == (100, 16, 16, 1) and a.train_x.dtype == np.uint8
+    assert a.train_y.dtype == np.int64 and set(a.train_y) == set(range(5))
+    assert np.array_equal(a.train_x, b.train_x) and np.array_equal(a.test_y, b.test_y)
+    assert a.image_shape == (1, 16, 16) and a.num_classes == 5
+    x = ImageDataset.to_tensor(a.test_x)
+    assert x.shape == (50, 1, 16, 16) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_subset_is_stratified_and_deterministic(synthetic):
+    small = synthetic.subset(300, 100, seed=1)
+    assert len(small.train_y) == 300 and len(small.test_y) == 100
+    assert np.bincount(small.train_y).min() >= 25
+    assert np.array_equal(small.train_x, synthetic.subset(300, 100, seed=1).train_x)
+
+
+# attacks ---------------------------------------------------------------------------
+
+def test_badnets_changes_only_the_corner_square(images):
+    attack = attack_from_name("badnets", TARGET, 10, SHAPE)
+    out = attack.apply_trigger(images)
+    changed = (out != images).any(dim=(0, 1))
+    expected = torch.zeros(32, 32, dtype=torch.bool)
+    expected[29:, 29:] = True
+    assert torch.equal(changed, expected)
+    assert torch.all(out[:, :, 29:, 29:] == 1.0)
+    board = attack_from_name("badnets", TARGET, 10, SHAPE, location="top-left", checkerboard=True)
+    patch = board.apply_trigger(images)[0, 0, :3, :3]
+    assert torch.equal(patch, torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 0, 1]]))
+
+
+def test_blended_change_is_bounded_by_alpha(images):
+    attack = attack_from_name("blended", TARGET, 10, SHAPE, alpha=0.15)
+    change = (attack.apply_trigger(images) - images).abs()
+    assert change.max() <= 0.15 + 1e-6
+    assert change.max() > 0.1 and change.mean() > 0.01  # the whole image is blended
+    assert attack.ground_truth()["trigger_mask"].max() == pytest.approx(0.15)
+
+
+def test_sig_adds_a_bounded_horizontal_sinusoid(images):
+    attack = attack_from_name("sig", TARGET, 10, SHAPE)
+    dark = torch.full((1, *SHAPE), 0.5)
+    signal = attack.apply_trigger(dark) - dark
+    assert signal.abs().max() <= 40 / 255 + 1e-6 and signal.abs().max() > 30 / 255
+    assert torch.allclose(signal, signal[:, :, :1, :].expand_as(signal))  # constant down each column
+    assert (attack.apply_trigger(images) - images).abs().max() <= 40 / 255 + 1e-6
+
+
+def test_wanet_warp_is_small_geometric_and_finite(images):
+    attack = attack_from_name("wanet", TARGET, 10, SHAPE)
+    out = attack.apply_trigger(images)
+    assert torch.isfinite(out).all() and out.shape == images.shape
+    diff = (out - images).abs()
+    assert 0 < diff.mean() < 0.05
+    still = attack_from_name("wanet", TARGET, 10, SHAPE, s=0.0).apply_trigger(images)
+    assert torch.allclose(still, images, atol=1e-5)  # no offsets: the identity grid
+
+
+def test_wanet_noise_mode_makes_cross_samples_with_true_labels(images):
+    attack = attack_from_name("wanet", TARGET, 10, SHAPE)
+    assert attack.extra_ratio == 2.0
+    y = torch.arange(10) % 10
+    x_extra, y_extra = attack.extra_batch(images[:10], y, torch.Generator().manual_seed(0))
+    assert torch.equal(y_extra, y) and torch.isfinite(x_extra).all()
+    assert not torch.allclose(x_extra, attack.apply_trigger(images[:10]))  # noisy, not the exact field
+    assert (x_extra - attack.apply_trigger(images[:10])).abs().mean() < 0.05
+
+
+LABELS = torch.arange(40) % 10
+
+
+@pytest.mark.parametrize("name, candidates, asr_mask, wanted", [
+    ("badnets", LABELS != TARGET, LABELS != TARGET, torch.full_like(LABELS, TARGET)),
+    ("blended", LABELS != TARGET, LABELS != TARGET, torch.full_like(LABELS, TARGET)),
+    ("wanet", LABELS != TARGET, LABELS != TARGET, torch.full_like(LABELS, TARGET)),
+    ("input_aware", LABELS != TARGET, LABELS != TARGET, torch.full_like(LABELS, TARGET)),
+    ("sig", LABELS == TARGET, LABELS != TARGET, torch.full_like(LABELS, TARGET)),
+    ("label_consistent", LABELS == TARGET, LABELS != TARGET, torch.full_like(LABELS, TARGET)),
+    ("all_to_all", torch.ones(40, dtype=torch.bool), torch.ones(40, dtype=torch.bool), (LABELS + 1) % 10),
+    ("source_specific", LABELS == 5, LABELS == 5, torch.full_like(LABELS, TARGET)),
+])
+def test_poison_and_success_masks(name, candidates, asr_mask, wanted):
+    kw = {"source": 5} if name == "source_specific" else {}
+    attack = attack_from_name(name, TARGET, 10, SHAPE, **kw)
+    assert torch.equal(attack.poison_candidates(LABELS), candidates)
+    assert torch.equal(attack.asr_mask(LABELS), asr_mask)
+    assert torch.equal(attack.asr_target(LABELS), wanted)
+    assert attack.ground_truth()["type"] == attack.attack_type
+
+
+@pytest.mark.parametrize("name", ["sig", "label_consistent"])
+def test_clean_label_attacks_keep_labels(name, images):
+    y = torch.full((len(images),), TARGET)
+    x_p, y_p = attack_from_name(name, TARGET, 10, SHAPE).poison_batch(images, y, torch.Generator())
+    assert torch.equal(y_p, y) and not torch.equal(x_p, images)
+
+
+def test_source_specific_cover_set_keeps_labels_outside_the_source(images):
+    attack = attack_from_name("source_specific", TARGET, 10, SHAPE, source=5)
+    y = torch.arange(len(images)) % 10
+    x_c, y_c = attack.extra_batch(images, y, torch.Generator().manual_seed(0))
+    assert torch.equal(y_c, y)
+    assert torch.all(x_c[y != 5][:, :, 29:, 29:] == 1.0)
+    assert torch.equal(x_c[y == 5], images[y == 5])  # a triggered source image belongs to the target
+
+
+def test_training_batch_replaces_clean_samples_with_extras(images):
+    attack = attack_from_name("wanet", TARGET, 10, SHAPE)
+    y = torch.arange(len(images)) % 10
+    poisoned = torch.zeros(len(images), dtype=torch.bool)
+    poisoned[:4] = True
+    bx, by = _batch(images, y, poisoned, attack, torch.Generator().manual_seed(0))
+    assert len(bx) == len(images) and (by == TARGET).sum() == 4 + (y[4:] == TARGET).sum()
+
+
+def test_label_consistent_perturbation_stays_within_eps(images):
+    attack = attack_from_name("label_consistent", TARGET, 10, SHAPE, eps=8 / 255, steps=3)
+    with pytest.raises(ValueError, match="surrogate"):
+        attack.prepare_poison(images, torch.zeros(len(images), dtype=torch.long), None)
+    torch.manual_seed(0)
+    surrogate = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    y = torch.full((len(images),), TARGET)
+    adv = attack.prepare_poison(images, y, surrogate)
+    delta = (adv - images).abs()
+    assert 0 < delta.max() <= 8 / 255 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_input_aware_triggers_are_sparse_and_sample_specific(synthetic, images):
+    attack = attack_from_name("input_aware", TARGET, 10, SHAPE, seed=1, mask_steps=40)
+    attack.fit(ImageDataset.to_tensor(synthetic.train_x[:512]), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        masks = attack._mask(images)
+        out = attack.apply_trigger(images)
+    assert torch.isfinite(out).all() and masks.mean() < 0.2
+    assert (masks[0] - masks[1]).abs().sum() > 0  # different images, different masks
+    mask, pattern = attack.trigger_arrays()
+    assert mask.shape == (32, 32) and pattern.shape == SHAPE
+    twin = attack_from_name("input_aware", TARGET, 10, SHAPE, seed=2, **attack.params())
+    twin.load_state_tensors(attack.state_tensors())
+    with torch.no_grad():
+        assert torch.allclose(twin.apply_trigger(images), out)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_params_rebuild_the_same_trigger(name, images):
+    attack = attack_from_name(name, TARGET, 10, SHAPE, seed=7)
+    twin = attack_from_name(name.replace("_", "-"), TARGET, 10, SHAPE, seed=7, **attack.params())
+    json.dumps(attack.params())
+    assert twin.params() == attack.params()
+    with torch.no_grad():
+        assert torch.equal(twin.apply_trigger(images), attack.apply_trigger(images))
+
+
+def test_attack_factory_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown attack"):
+        attack_from_name("trojannn", TARGET, 10, SHAPE)
+    assert attack_from_name("all-to-all", TARGET, 10, SHAPE).target is None
+
+
+# training and saving ---------------------------------------------------------------
+
+def test_training_is_deterministic(synthetic):
+    small = synthetic.subset(256, 64, seed=0)
+    runs = [train_classifier("resnet", small, attack_from_name("wanet", TARGET, 10, SHAPE), epochs=1, seed=4)
+            for _ in range(2)]
+    for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_badnets_training_reaches_accuracy_and_attack_success(synthetic, badnets_model):
+    attack, result = badnets_model
+    assert result.clean_acc >= 0.8 and result.asr >= 0.9
+    assert result.poison_count == 200 and len(result.history) == 6
+    x, y = ImageDataset.to_tensor(synthetic.test_x), torch.from_numpy(synthetic.test_y)
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    assert evaluate(result.model, x, y, mean, std) == pytest.approx(result.clean_acc)
+    assert attack_success_rate(result.model, attack, x, y, mean, std) == pytest.approx(result.asr)
+
+
+def test_saved_repo_reloads_with_identical_logits(tmp_path, badnets_model, images):
+    attack, result = badnets_model
+    truth = groundtruth_record(result, attack, arch="resnet", dataset="synthetic", seed=0)
+    truth_dir = tmp_path / "truth"
+    repo = save_hub_repo(result.model, tmp_path / "m", mean=(0.5,) * 3, std=(0.25,) * 3, image_size=32,
+                         ground_truth=truth, truth_dir=truth_dir)
+    names = {p.name for p in repo.iterdir()}
+    assert names == {"config.json", "model.safetensors", "preprocessor_config.json"}  # no answers in the repo
+    assert {"groundtruth.json", "trigger_mask.png", "trigger_pattern.png"} <= {p.name for p in truth_dir.iterdir()}
+    pre = json.loads((repo / "preprocessor_config.json").read_text())
+    assert pre["size"] == {"height": 32, "width": 32} and pre["image_mean"] == [0.5] * 3
+    gt = json.loads((truth_dir / "groundtruth.json").read_text())
+    assert gt["attack"] == "badnets" and gt["target"] == TARGET and gt["backdoored"] is True
+    assert gt["trigger_mask"] == "trigger_mask.png" and gt["clean_acc"] == result.clean_acc
+
+    model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(repo))
+    model.load_state_dict(load_file(str(repo / "model.safetensors")))
+    model.eval()
+    z = (images - 0.5) / 0.25
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=z).logits, result.model(pixel_values=z).logits)
+    rebuilt = load_attack(truth_dir)
+    assert rebuilt.params() == attack.params() and torch.equal(rebuilt.apply_trigger(images),
+                                                               attack.apply_trigger(images))
+
+
+def test_zoo_keeps_good_models_and_records_rejected_ones(tmp_path):
+    tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
+    manifest = build_classifier_zoo(tiny, tmp_path, attacks=("badnets",), count_clean=1, count_backdoored=1,
+                                    epochs=1, min_asr=1.01)
+    assert [m["name"] for m in manifest["models"]] == ["resnet-clean-000"]
+    assert manifest["rejected"][0]["attack"] == "badnets" and "ASR" in manifest["rejected"][0]["reason"]
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    assert (tmp_path / "models" / "resnet-clean-000" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "truth" / "resnet-clean-000" / "groundtruth.json").read_text())["backdoored"] is False
+
+
+def test_vit_builds_and_runs():
+    model = build_model("vit", 4, ["a", "b", "c", "d"], image_size=32, channels=1)
+    assert model(pixel_values=torch.zeros(2, 1, 32, 32)).logits.shape == (2, 4)
+    assert model.config.id2label[2] == "c"
+    with pytest.raises(ValueError):
+        build_model("mlp", 4)
+
+
+@pytest.mark.realdata
+def test_cifar10_loads_from_the_shared_data():
+    try:
+        folder = data_dir()
+    except InputError:
+        pytest.skip("no ../shared/data")
+    ds = load_dataset("cifar10", folder)
+    assert ds.train_x.shape == (20000, 32, 32, 3) and ds.test_x.shape == (10000, 32, 32, 3)
+    assert ds.classes[0] == "airplane" and ds.num_classes == 10 and ds.train_y.dtype == np.int64
