@@ -102,10 +102,10 @@ class ExposureResult:
         label = max(votes, key=lambda k: (votes[k], share_sum[k], -k))
         n = len(self.runs)
         concentration = sum(r.histogram_after[label] / max(1, sum(r.histogram_after)) for r in self.runs) / n
-        second = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        others = sorted((k for k in votes if k != label), key=lambda k: (-votes[k], -share_sum[k], k))
         return {"label": int(label), "agreement": votes[label] / n, "concentration": concentration,
                 "runs": n, "votes": {int(k): v for k, v in votes.items()},
-                "runner_up": int(second[1][0]) if len(second) > 1 else None}
+                "runner_up": int(others[0]) if others else None}
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason,

@@ -202,7 +202,7 @@ def test_registry_lists_builtins_in_order():
     from modelscan_bd.registry import all_detectors, select
 
     ids = [c.id for c in all_detectors()]
-    assert ids[:3] == ["exposure-collapse", "trigger-recovery", "mmbd"]
+    assert ids[:3] == ["mmbd", "exposure-collapse", "trigger-recovery"]
     assert [c.id for c in select("classifier", "fast", ["mmbd"])] == ["mmbd"]
 
 
@@ -214,3 +214,16 @@ def test_verdict_fit_separates_and_is_deterministic():
     fit1 = fit_logistic(rows, labels, features=("a", "b"))
     fit2 = fit_logistic(rows, labels, features=("a", "b"))
     assert fit1 == fit2 and fit1[2][0] > 0
+
+
+def test_exposure_consensus_runner_up_is_another_label():
+    from modelscan_bd.exposure import ExposureResult, ExposureRun
+
+    def run(top, share):
+        hist = [0] * 10
+        hist[top] = int(share * 100)
+        hist[(top + 1) % 10] = 100 - hist[top]
+        return ExposureRun("m", 0, None, 1, None, False, [], [10] * 10, hist, top, share)
+
+    cons = ExposureResult("done", runs=[run(7, 0.3), run(7, 0.9), run(8, 0.9), run(8, 0.95)]).consensus()
+    assert cons["label"] == 8 and cons["runner_up"] == 7 and cons["agreement"] == 0.5

@@ -226,7 +226,7 @@ class MaxMarginDetector(Detector):
     families = ("classifier",)
     needs_clean_data = False
     cost = "medium"
-    order = 30
+    order = 5  # data-free and first: its suspected target joins the trigger candidates
 
     def run(self, target, context: ScanContext) -> list[Finding]:
         num_classes = int(target.num_classes)

@@ -2,11 +2,12 @@
 
 Neural Cleanse (Wang et al., IEEE S&P 2019) inverts a trigger for every label and flags
 an outlier by the median absolute deviation; its cost grows with the class count and
-its statistic is unstable with few labels. Here exposure (EBYD) has already named the
-candidate label(s), so we invert only for them and for a fixed number of reference
-labels drawn at random: the statistic is the ratio of the references' trigger size to
-the candidate's (log scale), for a per-pixel patch mask and for a whole-image blend
-(Blended-style invisible triggers), plus an untargeted patch for all-to-all backdoors.
+its statistic is unstable with few labels. Here exposure (EBYD) and the data-free MM-BD
+test have already named candidate labels, so we invert only for them and for a fixed
+number of reference labels drawn at random: the statistic is, per label, the ratio of
+the other inverted labels' median trigger size to its own (log scale), for a per-pixel
+patch mask and for a whole-image blend (Blended-style invisible triggers), plus an
+untargeted patch for all-to-all backdoors.
 A trigger counts only if it works on held-out clean images through the *original*
 model, so a trigger that merely fits the optimisation batch does not.
 
@@ -63,15 +64,17 @@ class TriggerRecoveryDetector(Detector):
         for trig in inverted:
             trig.holdout_success = success_rate(target.model, trig, clean.holdout_images, clean.holdout_labels)
         by = {(t.slot.target, t.slot.shape): t for t in inverted}
+        # Every inverted label is scored against the others, so a backdoor target that was
+        # drawn as a reference is still found (references are random, candidates can miss).
         ratios = {}
-        for cand in candidates:
+        for label in labels:
             for shape in (PATCH, BLEND):
-                ref_sizes = [by[(r, shape)].effective_size() for r in refs]
-                ratios[(cand, shape)] = _log_ratio(ref_sizes, by[(cand, shape)].effective_size())
+                others = [by[(o, shape)].effective_size() for o in labels if o != label]
+                ratios[(label, shape)] = _log_ratio(others, by[(label, shape)].effective_size())
         best_key = max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
         best = by[best_key]
         untargeted = by[(UNTARGETED, PATCH)]
-        untargeted_ratio = _log_ratio([by[(r, PATCH)].effective_size() for r in refs], untargeted.effective_size())
+        untargeted_ratio = _log_ratio([by[(k, PATCH)].effective_size() for k in labels], untargeted.effective_size())
         cal = context.results.get("calibration", {}).get("trigger", {})
         thr_ratio = float(cal.get("log_ratio_threshold", math.log(2.5)))
         thr_success = float(cal.get("holdout_success_threshold", 0.8))
@@ -93,7 +96,7 @@ class TriggerRecoveryDetector(Detector):
         name = target.labels[best_key[0]]
         desc = (f"a {best_key[1]} trigger covering {best.effective_size():.1%} of the image sends "
                 f"{best.holdout_success:.0%} of held-out clean images to label {best_key[0]} ({name}) through the "
-                f"original model; reference labels need {math.exp(score):.1f}x more")
+                f"original model; the other inverted labels need {math.exp(score):.1f}x more")
         if score >= thr_ratio and (best.holdout_success or 0.0) >= thr_success:
             return [self.finding("failed", "medium", f"Recovered trigger: {desc}.", score=score, threshold=thr_ratio,
                                  evidence=evidence, artifacts=artifacts, target_labels=[best_key[0]])]
@@ -102,11 +105,11 @@ class TriggerRecoveryDetector(Detector):
 
     @staticmethod
     def _candidates(context: ScanContext) -> list[int]:
-        collapse = context.results.get("exposure-collapse")
-        if collapse:
-            return [c for c in (collapse["label"], collapse.get("runner_up")) if c is not None]
-        mmbd = context.results.get("mmbd")
-        return [int(mmbd["target"])] if mmbd and mmbd.get("target") is not None else []
+        """Exposure's collapse label and runner-up, and the data-free test's suspect."""
+        collapse = context.results.get("exposure-collapse") or {}
+        mmbd = context.results.get("mmbd") or {}
+        found = [collapse.get("label"), collapse.get("runner_up"), mmbd.get("target")]
+        return list(dict.fromkeys(int(c) for c in found if c is not None))
 
     @staticmethod
     def _artifacts(target, trig, clean) -> list[Artifact]:

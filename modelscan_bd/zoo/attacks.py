@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ATTACK_TYPES = ("all-to-one", "all-to-all", "source-specific", "clean-label")
 Surrogate = Callable[[Tensor], Tensor]  # pixel-space images → logits
 
 
@@ -460,14 +459,14 @@ class LabelConsistent(_MaskPatternAttack):
         return y == self.target
 
 
-def _conv_generator(in_channels: int, out_channels: int) -> nn.Sequential:
+def _conv_generator(in_channels: int, out_channels: int, size: tuple[int, int]) -> nn.Sequential:
     """A small conv net producing one output per pixel in [0, 1]. It works at half
     resolution and upsamples its output: about 8× cheaper on CPU than full resolution."""
     return nn.Sequential(
         nn.Conv2d(in_channels, 16, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
         nn.Conv2d(16, out_channels, 3, padding=1),
-        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Sigmoid())
+        nn.Upsample(size=size, mode="bilinear", align_corners=False), nn.Sigmoid())
 
 
 def _rms_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -507,12 +506,12 @@ class InputAware(Attack):
     def __init__(self, target: int, num_classes: int, image_shape: Sequence[int], seed: int = 0, *,
                  mask_density: float = 0.032, cross_ratio: float = 1.0, mask_steps: int = 100):
         super().__init__(target, num_classes, image_shape, seed)
-        channels = self.image_shape[0]
+        channels, height, width = self.image_shape
         self.mask_density, self.cross_ratio, self.mask_steps = mask_density, cross_ratio, mask_steps
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
             torch.manual_seed(seed)
-            self.pattern_net = _conv_generator(channels, channels)
-            self.mask_net = _conv_generator(channels, 1)
+            self.pattern_net = _conv_generator(channels, channels, (height, width))
+            self.mask_net = _conv_generator(channels, 1, (height, width))
         self.mask_net.requires_grad_(False)
         self.reference: Tensor | None = None  # images for the ground-truth mean mask
 

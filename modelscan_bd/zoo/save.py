@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from ..data import ImageDataset
 from .attacks import Attack, attack_from_name
@@ -63,6 +64,7 @@ def save_hub_repo(model: PreTrainedModel, out_dir: str | os.PathLike, *, mean: S
     ``attack_state`` tensors as a safetensors file, referenced by name from the JSON."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    hf_logging.disable_progress_bar()  # one bar per tiny file is noise in zoo and demo logs
     model.save_pretrained(out)  # transformers 5 writes safetensors only
     _write_json(out / "preprocessor_config.json", preprocessor_config(mean, std, image_size))
     if ground_truth is not None:
