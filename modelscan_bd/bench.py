@@ -140,13 +140,14 @@ def calibrate(records: list[dict], version: str, description: str) -> Calibratio
                       mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
                       backdoored_threshold=0.5, suspicious_threshold=0.25,
                       detectors=load_calibration().detectors)
-    # The decision threshold: the lowest probability that keeps fitting-split FPR at or below 5 %.
+    # BACKDOORED: the lowest probability that keeps fitting-split FPR at or below 5 %.
+    # SUSPICIOUS: above every clean model seen in fitting.
     probs = [probability(r["features"], cal)[0] for r in records]
     clean_probs = sorted(p for p, y in zip(probs, labels) if not y)
     if clean_probs:
         k = int(math.floor(0.95 * len(clean_probs)))
         cal.backdoored_threshold = float(min(0.9, max(0.5, clean_probs[min(k, len(clean_probs) - 1)] + 1e-6)))
-        cal.suspicious_threshold = float(min(cal.backdoored_threshold, 0.25))
+        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean_probs[-1] + 1e-6)))
     return cal
 
 
@@ -222,6 +223,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Benchmark: {Path(p['zoo']).name}", "",
              f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']})",
              f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+             *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "
+                f"{p['records_from']['date']}"] if p.get("records_from") else []),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
              "| method | AUROC | TPR@5%FPR | TPR | FPR | target acc | s/model |", "|---|---|---|---|---|---|---|",
@@ -247,8 +250,10 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
+    scanned_by = None
     if from_results:
-        records = json.loads(Path(from_results).read_text())["records"]
+        earlier = json.loads(Path(from_results).read_text())
+        records, scanned_by = earlier["records"], earlier["provenance"]
     else:
         records = scan_zoo(zoo, budget, seed, baselines, progress)
     if calibrate:
@@ -265,7 +270,10 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         cal = load_calibration()
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-    result = {"provenance": provenance(zoo, command), "calibration": cal.describe(), "split": split_desc,
+    prov = provenance(zoo, command)
+    if scanned_by:  # the records (timings included) come from this earlier run
+        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
+    result = {"provenance": prov, "calibration": cal.describe(), "split": split_desc,
               "metrics": metrics(evaluated, cal), "records": records}
     result["markdown"] = to_markdown(result)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,10 +41,7 @@ def load_clean_data(path: str | Path, adapter: ClassifierAdapter, budget: int = 
     x = to_model_input([images[i] for i in keep], adapter.input_size)
     y_data = None if labels is None else torch.as_tensor(np.asarray(labels)[keep], dtype=torch.long)
     y, label_source = _labels_for_model(x, y_data, names, adapter)
-    n_hold = max(1, int(round(len(x) * HOLDOUT_SHARE))) if len(x) > 1 else 0
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    return CleanData(images=x, labels=y, label_source=label_source, source=str(path),
-                     exposure_idx=order[n_hold:], holdout_idx=order[:n_hold])
+    return _split(x, y, label_source, str(path), seed)
 
 
 def from_arrays(images: torch.Tensor, labels: torch.Tensor | None, adapter: ClassifierAdapter,
@@ -54,9 +51,14 @@ def from_arrays(images: torch.Tensor, labels: torch.Tensor | None, adapter: Clas
     if images.ndim != 4 or tuple(images.shape[1:]) != (c, h, w):
         raise InputError(f"clean images have shape {tuple(images.shape[1:])}, the model takes {c}x{h}x{w}")
     y, label_source = _labels_for_model(images.float(), labels, None, adapter)
-    n_hold = max(1, int(round(len(images) * HOLDOUT_SHARE)))
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    return CleanData(images=images.float(), labels=y, label_source=label_source, source=source,
+    return _split(images.float(), y, label_source, source, seed)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, label_source: str, source: str, seed: int) -> CleanData:
+    """Disjoint exposure and held-out index sets, drawn from the seed."""
+    n_hold = max(1, int(round(len(x) * HOLDOUT_SHARE))) if len(x) > 1 else 0
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    return CleanData(images=x, labels=y, label_source=label_source, source=source,
                      exposure_idx=order[n_hold:], holdout_idx=order[:n_hold])
 
 

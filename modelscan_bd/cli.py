@@ -113,7 +113,6 @@ def demo(out, data_dir, budget, epochs, seed, quiet) -> None:
     click.echo(format_rows(rows))
     for r in rows:
         click.echo(f"report: {r['html']}")
-    sys.exit(0 if all(r["correct"] for r in rows) else 1)
 
 
 @cli.group()
