@@ -104,7 +104,7 @@ def invert(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, slots: 
     below = torch.zeros(k)
     paths: list[list[float]] = [[] for _ in range(k)]
     pools = [torch.nonzero(_eligible(labels, s.target)).flatten() for s in slots]
-    for step in range(settings.steps):
+    for _ in range(settings.steps):
         idx = torch.stack([pool[torch.randint(len(pool), (n,), generator=generator)] for pool in pools])
         x, y = images[idx], labels[idx]  # (k, n, ...)
         mask = _shaped_mask(mask_logit, slots)

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from conftest import TARGET, run_cli
 from modelscan_bd.reports import validate_report
-
 
 
 def _scan(repo: str, out, clean_npz, capsys, *extra):

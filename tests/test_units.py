@@ -2,8 +2,6 @@
 clean data, registry, verdict. Small synthetic inputs, no training."""
 from __future__ import annotations
 
-import io
-import json
 import os
 import pickle
 import zipfile
