@@ -6,6 +6,7 @@ Exit codes (the contract with CI gates; the output format never changes them):
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -67,6 +68,8 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
                         detectors=[d.strip() for d in detectors.split(",")] if detectors else None,
                         calibration=calibration)
     progress = status_printer(quiet or out == "-")
+    if quiet or out == "-":  # read by huggingface_hub when it is imported, which happens later
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     outcome = run_scan(source, config, progress)
     target = out or str(default_out(source))
     written = write_reports(outcome.report, target, formats)
