@@ -67,8 +67,13 @@ class _Timer:
 def scan(source: str, config: ScanConfig | None = None,
          progress: Callable[[str], None] = lambda m: None) -> ScanOutcome:
     """Scan a hub id, ``hf://`` URL or local folder."""
+    return _with_peak_memory(lambda: _scan_source(source, config or ScanConfig(), progress))
+
+
+def _with_peak_memory(run: Callable[[], ScanOutcome]) -> ScanOutcome:
+    """Run a scan and record the peak resident memory it reached."""
     with PeakMemory() as memory:
-        outcome = _scan_source(source, config or ScanConfig(), progress)
+        outcome = run()
     outcome.report["timing"]["peak_memory_mb"] = round(memory.peak_mb, 1)
     return outcome
 
@@ -105,11 +110,8 @@ def scan_classifier(adapter: ClassifierAdapter, clean: CleanData | None = None, 
     """Python API: scan an in-memory classifier (see ``adapters.load_classifier.adapter_from_module``)."""
     snapshot = Snapshot(source=name, kind="module", path=None)
     family = Family("classifier", f"in-memory module {adapter.architecture}")
-    with PeakMemory() as memory:
-        outcome = _scan_classifier(adapter, snapshot, family, [], config or ScanConfig(), _Timer(), progress,
-                                   clean=clean)
-    outcome.report["timing"]["peak_memory_mb"] = round(memory.peak_mb, 1)
-    return outcome
+    return _with_peak_memory(lambda: _scan_classifier(adapter, snapshot, family, [], config or ScanConfig(),
+                                                      _Timer(), progress, clean=clean))
 
 
 def _scan_classifier(adapter, snapshot, family, findings, config, timer, progress, clean=None) -> ScanOutcome:
