@@ -54,7 +54,7 @@ class ScanOutcome:
 
 
 @dataclass
-class _Timer:
+class Timer:
     steps: dict[str, float] = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
 
@@ -79,28 +79,34 @@ def _with_peak_memory(run: Callable[[], ScanOutcome]) -> ScanOutcome:
 
 
 def _scan_source(source: str, config: ScanConfig, progress: Callable[[str], None]) -> ScanOutcome:
-    timer = _Timer()
+    timer = Timer()
     t = timer.start
     progress(f"resolving {source}")
     snapshot = resolve(source, progress)
     t = timer.step("fetch", t)
     findings = safety.check_snapshot(snapshot)
     family = identify(snapshot)
-    t = timer.step("safety", t)
-    if family.name != "classifier":
-        why = (f"{family.name} models are recognised ({family.reason}) but this version scans image classifiers only"
+    timer.step("safety", t)
+    scanner = FAMILY_SCANNERS.get(family.name)
+    if scanner is None:
+        why = (f"{family.name} models are recognised ({family.reason}) but this version has no scanner for them"
                if family.name in ("clip", "diffusion") else family.reason)
-        return _unsupported(snapshot, family, findings, why, config, timer)
+        return unsupported_outcome(snapshot, family, findings, why, config, timer)
     if not snapshot.files_of("safetensors"):
-        return _unsupported(snapshot, family, findings, "no safetensors weights (pickle-based weights are never "
-                            "loaded)", config, timer)
+        return unsupported_outcome(snapshot, family, findings, "no safetensors weights (pickle-based weights are "
+                                   "never loaded)", config, timer)
+    return scanner(snapshot, family, findings, config, timer, progress)
+
+
+def _scan_classifier_snapshot(snapshot, family, findings, config, timer, progress) -> ScanOutcome:
+    t = time.perf_counter()
     progress(f"loading {family.reason}")
     from .adapters.load_classifier import load_classifier
 
     try:
         adapter = load_classifier(snapshot, family)
     except UnsupportedModelError as exc:
-        return _unsupported(snapshot, family, findings, str(exc), config, timer)
+        return unsupported_outcome(snapshot, family, findings, str(exc), config, timer)
     timer.step("load", t)
     return _scan_classifier(adapter, snapshot, family, findings, config, timer, progress)
 
@@ -111,7 +117,7 @@ def scan_classifier(adapter: ClassifierAdapter, clean: CleanData | None = None, 
     snapshot = Snapshot(source=name, kind="module", path=None)
     family = Family("classifier", f"in-memory module {adapter.architecture}")
     return _with_peak_memory(lambda: _scan_classifier(adapter, snapshot, family, [], config or ScanConfig(),
-                                                      _Timer(), progress, clean=clean))
+                                                      Timer(), progress, clean=clean))
 
 
 def _scan_classifier(adapter, snapshot, family, findings, config, timer, progress, clean=None) -> ScanOutcome:
@@ -146,7 +152,8 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
             incomplete.append(f"{f.detector} {f.status}: {f.message}")
     verdict, verdict_finding = _verdict(adapter, context, calibration, incomplete)
     findings.append(verdict_finding)
-    report = _report(snapshot, family, adapter, findings, verdict, context.exposure, config, timer, clean)
+    report = build_report(snapshot, family, classifier_info(adapter), findings, verdict, context.exposure, config,
+                          timer, clean)
     return ScanOutcome(report=report, context=context, adapter=adapter)
 
 
@@ -215,13 +222,14 @@ def _suspected_targets(results: dict) -> list[int]:
     return []
 
 
-def _unsupported(snapshot, family, findings, why, config, timer) -> ScanOutcome:
+def unsupported_outcome(snapshot, family, findings, why, config, timer) -> ScanOutcome:
+    """The outcome for a model that cannot be scanned: INCOMPLETE (exit 3), never clean."""
     findings.append(Finding(rule_id="MSBD-F001", detector="family", detector_version="1", status="skipped",
                             severity="info", title="Model not scannable", message=why,
                             evidence={"family": family.name, "reason": family.reason}))
     verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
                "summary": f"Not scanned: {why}.", "incomplete_reasons": [why], "calibration": None}
-    report = _report(snapshot, family, None, findings, verdict, ExposureResult("skipped", why), config, timer)
+    report = build_report(snapshot, family, None, findings, verdict, ExposureResult("skipped", why), config, timer)
     return ScanOutcome(report=report)
 
 
@@ -246,14 +254,23 @@ def _environment() -> dict[str, Any]:
             "device": "cpu", "threads": torch.get_num_threads()}
 
 
-def _report(snapshot: Snapshot, family: Family, adapter, findings, verdict, exposure, config, timer,
-            clean: CleanData | None = None) -> dict:
+def classifier_info(adapter: ClassifierAdapter) -> dict[str, Any]:
+    """The report's family fields for a classifier."""
+    return {"architecture": adapter.architecture, "num_classes": adapter.num_classes, "labels": list(adapter.labels),
+            "preprocess": adapter.preprocess.to_dict()}
+
+
+def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any] | None, findings, verdict, exposure,
+                 config, timer: Timer, clean: CleanData | None = None) -> dict:
+    """The JSON report (the source of truth) for any family.
+
+    family_info: the adapter's own fields for the report's ``family`` object
+    (architecture, num_classes, labels, preprocess, and family-specific extras).
+    """
     finding_dicts = [f.to_dict() for f in findings]
     fam = {"name": family.name if family.name in ("classifier", "clip", "diffusion") else "unsupported",
            "reason": family.reason, "architecture": None, "num_classes": None, "labels": None, "preprocess": None}
-    if adapter is not None:
-        fam.update(architecture=adapter.architecture, num_classes=adapter.num_classes, labels=list(adapter.labels),
-                   preprocess=adapter.preprocess.to_dict())
+    fam.update(family_info or {})
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "modelscan-bd", "version": __version__},
@@ -272,3 +289,10 @@ def _report(snapshot: Snapshot, family: Family, adapter, findings, verdict, expo
     }
     report["exit_code"] = exit_code_for(finding_dicts, verdict, config.fail_on)
     return report
+
+
+# family name -> scanner(snapshot, family, findings, config, timer, progress) -> ScanOutcome.
+# A family without an entry is reported INCOMPLETE (exit 3), never clean.
+FAMILY_SCANNERS: dict[str, Callable[..., ScanOutcome]] = {
+    "classifier": _scan_classifier_snapshot,
+}
