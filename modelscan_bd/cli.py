@@ -54,8 +54,13 @@ def cli() -> None:
 @click.option("--detectors", type=str, default=None, help="Comma-separated detector ids (default: all for the budget).")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Calibration file to use instead of the shipped one.")
+@click.option("--labels", type=str, default=None,
+              help="CLIP: comma-separated label set for the zero-shot view (default: CIFAR-10's classes).")
+@click.option("--reference", type=str, default=None,
+              help="CLIP: a clean base/reference model (org/name or folder); the verdict is relative to it.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, detectors, calibration, quiet) -> None:
+def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, detectors, calibration, labels, reference,
+         quiet) -> None:
     """Scan SOURCE: org/name[@revision], hf://org/name@rev, or a local folder."""
     from .reports import render_console, write_reports
     from .scan import ScanConfig
@@ -66,7 +71,10 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
         raise click.UsageError("--out - prints JSON only; use --format json")
     config = ScanConfig(budget=budget, seed=seed, fail_on=fail_on, clean_data=clean_data, clean_budget=clean_budget,
                         detectors=[d.strip() for d in detectors.split(",")] if detectors else None,
-                        calibration=calibration)
+                        calibration=calibration, reference=reference,
+                        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
+    if config.labels is not None and len(config.labels) < 2:
+        raise click.UsageError("--labels needs at least two comma-separated labels")
     progress = status_printer(quiet or out == "-")
     if quiet or out == "-":  # read by huggingface_hub when it is imported, which happens later
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -124,7 +132,7 @@ def zoo() -> None:
 
 
 @zoo.command("build")
-@click.argument("family", type=click.Choice(["classifiers"]))
+@click.argument("family", type=click.Choice(["classifiers", "clip"]))
 @click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
               show_default=True)
 @click.option("--data-dir", type=str, default=None, help="Folder with the .npz datasets (default: ../shared/data).")
@@ -135,15 +143,28 @@ def zoo() -> None:
 @click.option("--backdoored", "n_backdoored", type=click.IntRange(0, 10000), default=8, show_default=True)
 @click.option("--hard", "n_hard", type=click.IntRange(0, 10000), default=0, show_default=True,
               help="Extra hard clean models (spurious feature, imbalance, long training).")
-@click.option("--archs", default="resnet", show_default=True, help="Comma-separated: resnet,vit.")
+@click.option("--archs", default="resnet", show_default=True,
+              help="Comma-separated: resnet,vit (classifiers); vit,rn (clip; the default there is both).")
 @click.option("--attacks", default=None, help="Comma-separated attack names (default: all).")
 @click.option("--train-size", type=click.IntRange(100, 100000), default=10000, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 200), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 100000), default=400, show_default=True,
+              help="clip: training batches per model (400 is about a minute on one thread).")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, quiet) -> None:
+              epochs, seed, steps, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
+    if family == "clip":
+        from .zoo.clip import build_clip_zoo
+
+        manifest = build_clip_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
+                                  n_hard=n_hard, archs=[a.strip() for a in archs.split(",")] if archs != "resnet"
+                                  else ["vit", "rn"], attacks=[a.strip() for a in attacks.split(",")] if attacks
+                                  else None, train_size=train_size, steps=steps, seed=seed,
+                                  progress=status_printer(quiet))
+        click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
+        return
     from .zoo.build import build_zoo
 
     if count is not None:

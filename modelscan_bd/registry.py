@@ -10,11 +10,14 @@ ENTRY_POINT_GROUP = "modelscan_bd.detectors"
 
 
 def _builtins() -> list[type[Detector]]:
+    from .detectors.clip_zeroshot import ZeroShotCollapseDetector, ZeroShotTriggerDetector
     from .detectors.collapse import ExposureCollapseDetector
+    from .detectors.decree import EncoderTriggerDetector
     from .detectors.mmbd import MaxMarginDetector
     from .detectors.trigger import TriggerRecoveryDetector
 
-    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector]
+    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector,
+            EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

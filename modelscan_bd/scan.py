@@ -40,6 +40,8 @@ class ScanConfig:
     clean_budget: int = 500
     detectors: list[str] | None = None
     calibration: str | None = None
+    labels: list[str] | None = None  # CLIP: the zero-shot label set (default: CIFAR-10's classes)
+    reference: str | None = None  # CLIP: a base/reference model the verdict is relative to
 
 
 @dataclass
@@ -291,8 +293,15 @@ def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any]
     return report
 
 
+def _scan_clip_snapshot(*args) -> ScanOutcome:
+    from .scan_clip import scan_clip_snapshot  # imported late: scan_clip imports this module
+
+    return scan_clip_snapshot(*args)
+
+
 # family name -> scanner(snapshot, family, findings, config, timer, progress) -> ScanOutcome.
 # A family without an entry is reported INCOMPLETE (exit 3), never clean.
 FAMILY_SCANNERS: dict[str, Callable[..., ScanOutcome]] = {
     "classifier": _scan_classifier_snapshot,
+    "clip": _scan_clip_snapshot,
 }

@@ -1,0 +1,240 @@
+"""``modelscan-bd bench`` for CLIP zoos (dispatched by the manifest's ``family: clip``).
+
+Metrics: AUROC, TPR at 5 % FPR, target-concept accuracy (the suspected concept is the
+attack's target caption class), seconds per model; plain DECREE (absolute PL1 < 0.1, and
+its score -PL1 for AUROC) from the same scans as the in-run baseline; the hard clean
+models (an innocuous motif co-occurring with one caption) on their own line.
+
+``--calibrate`` fits on one split and reports on the other. The fitting split gives
+(1) the clean references of DECREE's PL1 per architecture (median and median absolute
+deviation of log PL1 over the fitting split's clean models), from which every model's
+relative statistic is recomputed, and (2) the logistic combiner. The held-out split is
+other training seeds, whole attack families never seen in fitting, and every hard clean
+model. Numbers on the fitting split are never reported.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .bench import _json_default, _mean, _rate, auroc, log_loss, manifest_hash, provenance, tpr_at_fpr
+from .detectors.decree import PLAIN_DECREE_THRESHOLD
+from .scan_clip import CLIP_FEATURES
+from .verdict import Calibration, fit_logistic, load_calibration, probability
+
+RESULTS_FILE = "results.json"
+DEFAULT_HOLDOUT_ATTACKS = ("blended",)
+
+
+def scan_clip_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    from .scan import ScanConfig, scan
+    from .scan_clip import clip_features, suspected_concept
+
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    clean_data = str(zoo / manifest.get("clean_data", "clean-data.npz"))
+    records = []
+    for i, entry in enumerate(manifest["models"]):
+        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        t = time.perf_counter()
+        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data,
+                                                            labels=manifest["classes"]))
+        seconds = time.perf_counter() - t
+        results = outcome.context.results if outcome.context else {}
+        decree = results.get("decree") or {}
+        records.append({
+            "name": entry["name"], "arch": entry.get("arch"), "architecture": outcome.report["family"]["architecture"],
+            "attack": truth.get("attack") or "clean", "backdoored": bool(truth.get("backdoored")),
+            "target": truth.get("target"), "target_text": truth.get("target_text"), "hard": bool(entry.get("hard")),
+            "seed": entry.get("seed"), "asr": truth.get("asr"), "clean_acc": truth.get("clean_acc"),
+            "features": clip_features(results), "pl1": decree.get("pl1"),
+            "decree_holdout_similarity": decree.get("holdout_similarity"),
+            "suspected": suspected_concept(results), "status": outcome.report["verdict"]["status"],
+            "seconds": round(seconds, 2), "peak_mb": outcome.report["timing"]["peak_memory_mb"],
+            "steps": outcome.report["timing"]["steps"]})
+        progress(f"    pl1={decree.get('pl1')} features={records[-1]['features']} ({seconds:.0f}s)")
+    return records
+
+
+def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[int]) -> tuple[list, list]:
+    """Fit on some seeds and attacks; hold out other seeds, unseen attack families and every hard model."""
+    fit, held = [], []
+    for i, r in enumerate(records):
+        if r["hard"] or r["attack"] in holdout_attacks:
+            held.append(r)
+        elif r["backdoored"]:
+            # backdoored seeds are unique per model: alternate within each attack family
+            same = [x for x in records if x["attack"] == r["attack"]]
+            (fit if same.index(r) % 2 == 0 else held).append(r)
+        else:
+            (held if r.get("seed") in holdout_seeds else fit).append(r)
+    return fit, held
+
+
+def decree_references(clean_records: list[dict]) -> dict[str, dict]:
+    """Median / MAD of log PL1 per architecture and over the family ('*')."""
+    def ref(rs, arch):
+        logs = np.log(np.maximum([r["pl1"] for r in rs], 1e-4))
+        med = float(np.median(logs))
+        return {"median_log_pl1": med, "mad_log_pl1": float(np.median(np.abs(logs - med))), "models": len(rs),
+                "architecture": arch}
+
+    rs = [r for r in clean_records if r.get("pl1") is not None]
+    out = {"*": ref(rs, "*")} if rs else {}
+    for arch in sorted({r["architecture"] for r in rs}):
+        out[arch] = ref([r for r in rs if r["architecture"] == arch], arch)
+    return out
+
+
+def with_relative(records: list[dict], refs: dict) -> list[dict]:
+    """Records with ``decree_relative`` recomputed against ``refs`` (no rescanning)."""
+    out = []
+    for r in records:
+        ref = refs.get(r["architecture"]) or refs.get("*")
+        rel = None if ref is None or r.get("pl1") is None else ref["median_log_pl1"] - math.log(max(r["pl1"], 1e-4))
+        out.append({**r, "features": {**r["features"], "decree_relative": None if rel is None
+                                      else max(-3.0, min(5.0, rel))}})
+    return out
+
+
+def calibrate(fit: list[dict], version: str, description: str) -> Calibration:
+    refs = decree_references([r for r in fit if not r["backdoored"] and not r["hard"]])
+    fit = with_relative(fit, refs)
+    rows, labels = [r["features"] for r in fit], [int(r["backdoored"]) for r in fit]
+    mean, scale, weights, bias, fill = fit_logistic(rows, labels, CLIP_FEATURES)
+    shipped = load_calibration(family="clip").detectors
+    detectors = {**shipped, "decree": {**shipped.get("decree", {}), "decree_references": refs}}
+    cal = Calibration(version=version, provisional=False, description=description, features=list(CLIP_FEATURES),
+                      mean=mean, scale=scale, weights=weights, bias=bias, fill=fill, backdoored_threshold=0.5,
+                      suspicious_threshold=0.25, detectors=detectors)
+    probs = [probability(r["features"], cal)[0] for r in fit]
+    clean_probs = sorted(p for p, y in zip(probs, labels) if not y)
+    if clean_probs:  # as the classifier bench: fitting-split FPR <= 5 %, SUSPICIOUS above every clean one
+        k = int(math.floor(0.95 * len(clean_probs)))
+        cal.backdoored_threshold = float(min(0.9, max(0.5, clean_probs[min(k, len(clean_probs) - 1)] + 1e-6)))
+        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean_probs[-1] + 1e-6)))
+    return cal
+
+
+def _block(records: list[dict], probs: list[float], cal: Calibration) -> dict[str, Any]:
+    labels = [int(r["backdoored"]) for r in records]
+    flagged = [p >= cal.backdoored_threshold for p in probs]
+    return {"models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
+            "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
+            "tpr": _rate([f for f, y in zip(flagged, labels) if y]),
+            "fpr": _rate([f for f, y in zip(flagged, labels) if not y])}
+
+
+def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
+    records = with_relative(records, cal.detectors.get("decree", {}).get("decree_references") or {})
+    probs = [probability(r["features"], cal)[0] for r in records]
+    out = _block(records, probs, cal)
+    easy = [(p, r) for p, r in zip(probs, records) if not r["hard"]]
+    out["without_hard"] = _block([r for _, r in easy], [p for p, _ in easy], cal)
+    bd = [r for r in records if r["backdoored"]]
+    out["target_accuracy"] = _rate([r["suspected"] == r["target"] for r in bd])
+    hard = [(p, r) for p, r in zip(probs, records) if r["hard"]]
+    clean_easy = [p for p, r in zip(probs, records) if not r["hard"] and not r["backdoored"]]
+    out["hard_clean"] = {"models": len(hard), "flagged": _rate([p >= cal.backdoored_threshold for p, _ in hard]),
+                         "mean_probability": _mean([p for p, _ in hard]),
+                         "plain_decree_flagged": _rate([(r["pl1"] or 1) < PLAIN_DECREE_THRESHOLD for _, r in hard]),
+                         "pl1": [round(r["pl1"], 4) if r["pl1"] is not None else None for _, r in hard],
+                         "mean_probability_other_clean": _mean(clean_easy)}
+    out["per_attack"] = {}
+    for attack in sorted({r["attack"] for r in records}):
+        rs = [(p, r) for p, r in zip(probs, records) if r["attack"] == attack]
+        out["per_attack"][attack] = {"models": len(rs),
+                                     "detection_rate": _rate([p >= cal.backdoored_threshold for p, _ in rs]),
+                                     "mean_pl1": _mean([r["pl1"] for _, r in rs]),
+                                     "target_accuracy": _rate([r["suspected"] == r["target"] for _, r in rs
+                                                               if r["backdoored"]])}
+    out["seconds_per_model"] = _mean([r["seconds"] for r in records])
+    out["peak_mb_max"] = max((r["peak_mb"] or 0 for r in records), default=None)
+    # Plain DECREE: the absolute PL1 threshold, and -PL1 as its score.
+    labels = [int(r["backdoored"]) for r in records]
+    pl1 = [r["pl1"] if r["pl1"] is not None else 1.0 for r in records]
+    flags = [p < PLAIN_DECREE_THRESHOLD for p in pl1]
+    out["plain_decree"] = {"auroc": auroc([-p for p in pl1], labels), "tpr_at_5fpr": tpr_at_fpr([-p for p in pl1], labels),
+                           "tpr": _rate([f for f, y in zip(flags, labels) if y]),
+                           "fpr": _rate([f for f, y in zip(flags, labels) if not y]),
+                           "auroc_without_hard": auroc([-p for p, r in zip(pl1, records) if not r["hard"]],
+                                                       [y for y, r in zip(labels, records) if not r["hard"]])}
+    return out
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    p, m = result["provenance"], result["metrics"]
+    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    pd, h, nh = m["plain_decree"], m["hard_clean"], m["without_hard"]
+    lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "",
+             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
+             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+             f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
+             f"- evaluated on: {result['split']}", "",
+             "| method | AUROC | TPR@5%FPR | TPR | FPR | target-concept acc | s/model |", "|---|---|---|---|---|---|---|",
+             f"| modelscan-bd (relative, all held-out incl. hard) | {f(m['auroc'])} | {f(m['tpr_at_5fpr'])} | "
+             f"{f(m['tpr'])} | {f(m['fpr'])} | {f(m['target_accuracy'])} | {f(m['seconds_per_model'])} |",
+             f"| modelscan-bd, hard clean models left out | {f(nh['auroc'])} | {f(nh['tpr_at_5fpr'])} | {f(nh['tpr'])} | "
+             f"{f(nh['fpr'])} | - | - |",
+             f"| plain DECREE (PL1 < {PLAIN_DECREE_THRESHOLD}; same scans) | {f(pd['auroc'])} | {f(pd['tpr_at_5fpr'])} | "
+             f"{f(pd['tpr'])} | {f(pd['fpr'])} | - | (included) |", "",
+             f"Hard clean models (motif co-occurring with one caption): {h['models']}; flagged "
+             f"{f(h['flagged'])} (mean p {f(h['mean_probability'])} vs {f(h['mean_probability_other_clean'])} for the "
+             f"other clean models); plain DECREE flags {f(h['plain_decree_flagged'])} of them (PL1 {h['pl1']}). "
+             f"Plain DECREE AUROC without the hard models: {f(pd['auroc_without_hard'])}.", "",
+             f"Log loss {f(m['log_loss'])}; peak memory {f(m['peak_mb_max'])} MB.", "",
+             "| attack | models | detection rate | mean PL1 | target-concept acc |", "|---|---|---|---|---|"]
+    for attack, a in m["per_attack"].items():
+        lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['mean_pl1'])} | "
+                     f"{f(a['target_accuracy'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_split: bool, holdout_attacks: list[str],
+                   holdout_seeds: list[int], calibration_out: str | None, from_results: str | None, command: str,
+                   progress: Callable[[str], None]) -> dict[str, Any]:
+    from .reports.atomic import atomic_write_text
+
+    scanned_by = None
+    if from_results:
+        earlier = json.loads(Path(from_results).read_text())
+        records, scanned_by = earlier["records"], earlier["provenance"]
+    else:
+        records = scan_clip_zoo(zoo, budget, seed, progress)
+    if calibrate_split:
+        from .zoo.clip import ATTACKS
+
+        # The classifier defaults name classifier attacks; a CLIP zoo holds out its own.
+        holdout_attacks = [a for a in holdout_attacks if a in ATTACKS] or list(DEFAULT_HOLDOUT_ATTACKS)
+        fit, held = split(records, holdout_attacks, holdout_seeds)
+        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+            raise ValueError("the fitting split needs both clean and backdoored models")
+        version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
+        cal = calibrate(fit, version, f"fitted on {len(fit)} models of CLIP zoo {zoo.name} "
+                                      f"({sum(r['backdoored'] for r in fit)} backdoored)")
+        if calibration_out:
+            atomic_write_text(calibration_out, cal.to_json())
+        evaluated = held
+        split_desc = (f"held-out split: {len(held)} models (clean seeds {holdout_seeds}, attack families "
+                      f"{holdout_attacks} and all hard clean models never used in fitting); fitted on "
+                      f"{len(fit)}: {', '.join(r['name'] for r in fit)}")
+    else:
+        cal = load_calibration(family="clip")
+        evaluated = records
+        split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
+    prov = provenance(zoo, command)
+    if scanned_by:
+        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
+    result = {"provenance": prov, "calibration": cal.describe(), "split": split_desc,
+              "metrics": metrics(evaluated, cal), "records": records}
+    result["markdown"] = to_markdown(result)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / RESULTS_FILE, json.dumps(result, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "results.md", result["markdown"])
+    return result

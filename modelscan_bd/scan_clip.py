@@ -1,0 +1,197 @@
+"""The CLIP family's scan: adapter -> (reference) -> exposure of the zero-shot view ->
+detectors -> relative verdict -> report.
+
+Registered as ``scan.FAMILY_SCANNERS["clip"]``; it reuses the classifier scan's pieces
+(``build_report``, ``unsupported_outcome``, ``Timer``, the exposure and the report
+writers). The verdict is relative by construction: the encoder statistic (DECREE's PL1)
+enters it only as a ratio to clean references of the family (calibration file) or to
+the base model the user names with ``--reference``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+from . import registry
+from .adapters.clip import ClipAdapter, load_clip
+from .detectors.base import CleanData, ScanContext
+from .errors import UnsupportedModelError
+from .exposure import BUDGET_SETTINGS, ExposureResult, expose
+from .families import Family, identify
+from .findings import Finding
+from .sources import Snapshot, resolve
+from .verdict import Calibration, load_calibration, probability, status_for
+
+CLIP_FEATURES = ("decree_relative", "collapse_concentration", "collapse_agreement", "trigger_log_ratio",
+                 "trigger_holdout_success")
+
+
+def clip_features(results: dict) -> dict[str, float | None]:
+    """The CLIP combiner's inputs, from what the detectors left in ``context.results``."""
+    decree = results.get("decree") or {}
+    collapse = results.get("clip-collapse") or {}
+    trig = results.get("clip-trigger") or {}
+    clip = lambda v, lo, hi: None if v is None else max(lo, min(hi, float(v)))  # noqa: E731
+    return {"decree_relative": clip(decree.get("relative"), -3.0, 5.0),
+            "collapse_concentration": collapse.get("concentration"),
+            "collapse_agreement": collapse.get("agreement"),
+            "trigger_log_ratio": clip(trig.get("log_ratio"), -3.0, 5.0),
+            "trigger_holdout_success": trig.get("holdout_success")}
+
+
+def scan_clip_snapshot(snapshot: Snapshot, family: Family, findings, config, timer, progress):
+    from .scan import unsupported_outcome
+
+    t = time.perf_counter()
+    progress(f"loading {family.reason}")
+    try:
+        adapter = load_clip(snapshot, family)
+    except UnsupportedModelError as exc:
+        return unsupported_outcome(snapshot, family, findings, str(exc), config, timer)
+    timer.step("load", t)
+    return scan_clip_adapter(adapter, snapshot, family, findings, config, timer, progress)
+
+
+def scan_clip(adapter: ClipAdapter, clean: CleanData | None = None, config=None,
+              progress: Callable[[str], None] = lambda m: None, name: str = "in-memory CLIP model"):
+    """Python API: scan an in-memory CLIP adapter (see ``adapters.clip.clip_from_open_clip_model``)."""
+    from .scan import ScanConfig, Timer, _with_peak_memory
+
+    snapshot = Snapshot(source=name, kind="module", path=None)
+    family = Family("clip", f"in-memory {adapter.architecture}", adapter.library)
+    return _with_peak_memory(lambda: scan_clip_adapter(adapter, snapshot, family, [], config or ScanConfig(),
+                                                       Timer(), progress, clean=clean))
+
+
+def _reference_statistic(source: str, clean: CleanData, config, progress) -> dict:
+    """DECREE's PL1 on the user's base model, with the same images, budget and seed."""
+    from .detectors.decree import decree_statistic
+
+    progress(f"reference model {source}")
+    snapshot = resolve(source, progress)
+    family = identify(snapshot)
+    if family.name != "clip":
+        raise UnsupportedModelError(f"reference {source} is not a CLIP model ({family.reason})")
+    ref = load_clip(snapshot, family)
+    if ref.input_size != clean.images.shape[1:]:
+        raise UnsupportedModelError(f"reference {source} takes {ref.input_size}, the scanned model "
+                                    f"{tuple(clean.images.shape[1:])}")
+    ctx = ScanContext(seed=config.seed, budget=config.budget)
+    stat = decree_statistic(ref, clean.exposure_images, clean.holdout_images, config.budget, ctx.generator(salt=5))
+    return {"pl1": stat["pl1"], "source": f"{source}@{snapshot.to_dict().get('revision') or ''}".rstrip("@"),
+            "holdout_similarity": stat["holdout_similarity"]}
+
+
+def scan_clip_adapter(adapter: ClipAdapter, snapshot, family, findings, config, timer, progress, clean=None):
+    from .cleandata import load_clean_data
+    from .scan import _seed_everything, build_report, ScanOutcome
+
+    labels = getattr(config, "labels", None)
+    if labels:
+        adapter.labels = list(labels)
+        adapter._zero_shot = None
+    t = time.perf_counter()
+    calibration = load_calibration(config.calibration, family="clip")
+    zero_shot = adapter.zero_shot()
+    if clean is None and config.clean_data:
+        progress(f"loading clean data from {config.clean_data}")
+        clean = load_clean_data(config.clean_data, zero_shot, budget=config.clean_budget, seed=config.seed)
+    t = timer.step("clean_data", t)
+    context = ScanContext(seed=config.seed, budget=config.budget, clean=clean, progress=progress,
+                          results={"calibration": calibration.detectors})
+    incomplete: list[str] = []
+    reference = getattr(config, "reference", None)
+    if reference and clean is not None:
+        try:
+            context.results["reference-decree"] = _reference_statistic(reference, clean, config, progress)
+        except Exception as exc:  # the scan still runs; the verdict falls back to the calibration references
+            incomplete.append(f"reference model {reference} unusable: {type(exc).__name__}: {str(exc)[:200]}")
+        t = timer.step("reference", t)
+    selected = registry.select("clip", config.budget, config.detectors)
+    context.exposure = _expose(zero_shot, clean, config, selected, progress, incomplete)
+    t = timer.step("exposure", t)
+    for cls in selected:
+        detector = cls()
+        _seed_everything(config.seed)
+        if cls.needs_clean_data and clean is None:
+            findings.append(detector.skipped("needs clean reference data (--clean-data); none was given"))
+        else:
+            progress(f"detector {cls.id}")
+            try:
+                findings.extend(detector.run(adapter, context))
+            except Exception as exc:  # one detector failing never loses the others' results
+                findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
+        t = timer.step(cls.id, t)
+    for f in findings:
+        if f.status in ("skipped", "errored") and f.detector != "safety":
+            incomplete.append(f"{f.detector} {f.status}: {f.message}")
+    verdict, verdict_finding = clip_verdict(adapter, context, calibration, incomplete)
+    findings.append(verdict_finding)
+    report = build_report(snapshot, family, adapter.describe(), findings, verdict, context.exposure, config, timer,
+                          clean)
+    return ScanOutcome(report=report, context=context, adapter=zero_shot)
+
+
+def _expose(zero_shot, clean, config, selected, progress, incomplete) -> ExposureResult:
+    from .scan import _seed_everything
+
+    if not any(c.needs_exposure for c in selected):
+        return ExposureResult(status="skipped", reason="no selected detector uses exposure")
+    if clean is None:
+        reason = "no clean reference data given (--clean-data); only data-free detectors ran"
+        incomplete.append(f"exposure skipped: {reason}")
+        return ExposureResult(status="skipped", reason=reason)
+    try:
+        _seed_everything(config.seed)
+        return expose(zero_shot, clean, config.seed, BUDGET_SETTINGS[config.budget], progress)
+    except Exception as exc:
+        incomplete.append(f"exposure errored: {type(exc).__name__}: {exc}")
+        return ExposureResult(status="errored", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def suspected_concept(results: dict) -> int | None:
+    for key in ("clip-trigger", "clip-collapse"):
+        label = (results.get(key) or {}).get("label")
+        if label is not None:
+            return int(label)
+    return None
+
+
+def clip_verdict(adapter: ClipAdapter, context: ScanContext, cal: Calibration, incomplete: list[str]):
+    features = clip_features(context.results)
+    p, missing = probability(features, cal)
+    status = status_for(p, cal, bool(incomplete))
+    flagged = status in ("BACKDOORED", "SUSPICIOUS")
+    target = suspected_concept(context.results) if flagged else None
+    targets = [] if target is None else [target]
+    name = None if target is None else adapter.labels[target]
+    decree = context.results.get("decree") or {}
+    rel = decree.get("relative")
+    basis = ("relative to the reference model" if "reference-decree" in context.results
+             else "relative to the family's clean reference models")
+    rel_txt = "" if rel is None else f" Encoder trigger {math.exp(rel):.2f}x smaller than expected ({basis})."
+    summary = {
+        "BACKDOORED": f"Backdoor detected (p={p:.2f}); suspected target concept '{name or 'unknown'}'.",
+        "SUSPICIOUS": f"Suspicious (p={p:.2f}); suspected target concept '{name or 'unknown'}'.",
+        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
+        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
+    }[status] + rel_txt
+    verdict = {"status": status, "probability": round(p, 4),
+               "suspected_targets": [{"label": t, "name": adapter.labels[t], "confidence": round(p, 4)} for t in targets],
+               "pattern": "all-to-one" if targets else "none", "summary": summary, "incomplete_reasons": incomplete,
+               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
+               "calibration": cal.describe()}
+    if "reference-decree" in context.results:
+        ref = context.results["reference-decree"]
+        verdict["reference"] = {"source": ref["source"], "pl1": round(ref["pl1"], 5)}
+    severity = {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
+                      status="failed" if flagged else "passed", severity=severity,
+                      title="Backdoor model detection (calibrated, relative verdict)", message=summary, score=p,
+                      threshold=cal.backdoored_threshold, target_labels=targets,
+                      evidence={"features": verdict["features"], "filled_features": missing,
+                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe(),
+                                **({"target_text": name} if name else {})})
+    return verdict, finding
+
