@@ -183,3 +183,47 @@ def test_missing_weights_and_custom_code_are_incomplete_not_clean(clip_models, t
 def test_labels_option_needs_two_labels(clip_models, tmp_path, capsys):
     code, _, stderr = run_cli(["scan", clip_models["clean"], "--labels", "cat", "--out", tmp_path], capsys)
     assert code == 4 and "--labels" in stderr
+
+
+def test_zoo_build_clip_writes_hub_repos_and_truth_outside(tmp_path, capsys):
+    out = tmp_path / "zoo"
+    code, stdout, _ = run_cli(["zoo", "build", "clip", "--data", "synthetic", "--out", out, "--clean", "1", "--hard", "1",
+                               "--backdoored", "1", "--attacks", "patch", "--archs", "vit", "--train-size", "300",
+                               "--steps", "3", "--quiet"], capsys)
+    assert code == 0, stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["family"] == "clip" and len(manifest["models"]) + len(manifest["rejected"]) == 3
+    for m in manifest["models"]:
+        repo = out / m["path"]
+        assert sorted(p.name for p in repo.iterdir()) == ["open_clip_config.json", "open_clip_model.safetensors"]
+        assert (out / m["truth_dir"] / "groundtruth.json").is_file()
+    assert any(m["hard"] == "motif" for m in manifest["models"])
+    assert (out / "clean-data.npz").is_file()
+
+
+def _record(name, attack, backdoored, seed, pl1, rel, conc, ratio, hard=False, target=None, suspected=None):
+    return {"name": name, "arch": "vit", "architecture": "open_clip CLIP (ViT)", "attack": attack,
+            "backdoored": backdoored, "target": target, "target_text": None, "hard": hard, "seed": seed, "asr": None,
+            "clean_acc": 0.4, "pl1": pl1, "suspected": suspected, "status": "CLEAN", "seconds": 1.0, "peak_mb": 10,
+            "features": {"decree_relative": rel, "collapse_concentration": conc, "collapse_agreement": 1.0,
+                         "trigger_log_ratio": ratio, "trigger_holdout_success": 0.9}}
+
+
+def test_clip_bench_calibrates_on_one_split_and_reports_on_the_other():
+    from modelscan_bd.bench_clip import calibrate, metrics, split, to_markdown
+
+    recs = [_record(f"c{i}", "clean", False, i % 3, 0.05 + 0.01 * i, None, 0.3, 0.2 + 0.05 * i) for i in range(6)]
+    recs += [_record(f"{a}{j}", a, True, 100 + j, 0.02, None, 0.8, 2.0 + 0.1 * j, target=j, suspected=j)
+             for a in ("patch", "blended", "badencoder") for j in range(3)]
+    recs += [_record("h0", "clean", False, 500, 0.03, None, 0.4, 0.9, hard=True)]
+    fit, held = split(recs, ["blended"], [1])
+    assert not any(r["hard"] or r["attack"] == "blended" or (not r["backdoored"] and r["seed"] == 1) for r in fit)
+    cal = calibrate(fit, "t", "test")
+    refs = cal.detectors["decree"]["decree_references"]
+    assert refs["*"]["models"] == sum(1 for r in fit if not r["backdoored"])
+    m = metrics(held, cal)
+    assert m["auroc"] == 1.0 and m["target_accuracy"] == 1.0 and m["hard_clean"]["models"] == 1
+    assert m["plain_decree"]["auroc"] is not None
+    assert "plain DECREE" in to_markdown({"provenance": {"zoo": "z", "date": "d", "machine": "m", "torch_threads": 1,
+                                                         "command": "c", "zoo_manifest_sha256": "h"},
+                                          "calibration": cal.describe(), "split": "s", "metrics": m})

@@ -8,7 +8,8 @@ like an all-to-one classifier backdoor whose target is the label nearest that co
 So the expose-then-detect pipeline applies unchanged: Clean Unlearning (EBYD) on the
 zero-shot cross-entropy collapses the exposed image tower onto the target concept, and
 candidate-restricted trigger recovery (Neural Cleanse) validates a trigger for it on
-held-out images through the original model. These two detectors are the classifier
+held-out images through the original model; the concept DECREE's encoder trigger
+collapses onto joins the candidates. These two detectors are the classifier
 ones run on ``ClipAdapter.zero_shot()``; their findings name the target text.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ class ZeroShotCollapseDetector(ExposureCollapseDetector):
     rule_id = "MSBD-E002"
     title = "Target concept from exposure collapse of the zero-shot classifier (EBYD)"
     families = ("clip",)
-    order = 10
+    order = 70
 
     def run(self, target, context: ScanContext) -> list[Finding]:
         findings = super().run(target.zero_shot(), context)
@@ -38,7 +39,7 @@ class ZeroShotTriggerDetector(TriggerRecoveryDetector):
     rule_id = "MSBD-E003"
     title = "Trigger recovery for the candidate concept through the zero-shot classifier"
     families = ("clip",)
-    order = 20
+    order = 80
 
     def run(self, target, context: ScanContext) -> list[Finding]:
         findings = super().run(target.zero_shot(), context)
@@ -47,7 +48,8 @@ class ZeroShotTriggerDetector(TriggerRecoveryDetector):
     @staticmethod
     def _candidates(context: ScanContext) -> list[int]:
         collapse = context.results.get("clip-collapse") or {}
-        found = [collapse.get("label"), collapse.get("runner_up")]
+        decree = context.results.get("decree") or {}
+        found = [collapse.get("label"), collapse.get("runner_up"), decree.get("label")]
         return list(dict.fromkeys(int(c) for c in found if c is not None))
 
 

@@ -38,7 +38,7 @@ class DecreeSettings:
     # images' own mean cosine. DECREE uses a fixed 0.99-style level; tiny and some real CLIPs
     # embed all images within a narrow cone (clean mean cosine 0.8 seen), where a fixed level
     # is reached by almost any mask, so the level is set relative to the encoder's own spread.
-    collapse: float = 0.8
+    collapse: float = 0.6
     init_cost: float = 1.0
     cost_up: float = 1.5
     cost_down: float = 1.5 ** 1.5
@@ -81,10 +81,10 @@ def invert_encoder_trigger(tower, images: torch.Tensor, settings: DecreeSettings
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        last_sim = float(sim)
+        last_sim = float(sim.detach())
         reached = last_sim >= level
-        if reached and float(size) < best["size"]:
-            best = {"size": float(size), "mask": mask.detach()[0].clone(), "pattern": pattern.detach()[0].clone(),
+        if reached and float(size.detach()) < best["size"]:
+            best = {"size": float(size.detach()), "mask": mask.detach()[0].clone(), "pattern": pattern.detach()[0].clone(),
                     "similarity": last_sim}
         # Neural Cleanse / DECREE adaptive cost: tighten while collapsed, relax while not.
         above, below = (above + 1, 0) if reached else (0, below + 1)
@@ -137,7 +137,7 @@ class EncoderTriggerDetector(Detector):
     families = ("clip",)
     needs_clean_data = True
     cost = "medium"
-    order = 5
+    order = 60  # after the classifier detectors in listings; families never mix
 
     def run(self, target, context: ScanContext) -> list[Finding]:
         clean = context.clean
@@ -165,10 +165,19 @@ class EncoderTriggerDetector(Detector):
                             f"{'this architecture' if ref.get('architecture') != '*' else 'the family'} "
                             f"(median PL1 {math.exp(ref['median_log_pl1']):.3f})")
         threshold = float(cal.get("decree", {}).get("relative_threshold", math.log(2.0)))
+        # Where the collapsed embeddings point: the zero-shot label of the triggered images
+        # names a candidate concept for the zero-shot trigger recovery.
+        with torch.no_grad():
+            mask, pattern = stat["mask"], stat["pattern"]
+            preds = target.zero_shot().predict((1 - mask) * clean.holdout_images + mask * pattern)
+        counts = torch.bincount(preds, minlength=len(target.labels))
+        concept = int(counts.argmax())
+        concept_share = float(counts[concept]) / max(1, len(preds))
         context.results[self.id] = {"pl1": pl1, "relative": rel, "reached": stat["reached"],
                                     "holdout_similarity": stat["holdout_similarity"],
                                     "clean_similarity": stat["clean_similarity"],
                                     "plain_flagged": pl1 < PLAIN_DECREE_THRESHOLD, "mask": stat["mask"],
+                                    "label": concept, "label_share": concept_share,
                                     "pattern": stat["pattern"]}
         evidence = {"pl1": round(pl1, 5), "reached_similarity": stat["reached"],
                     "similarity_threshold": round(stat["threshold_similarity"], 4),
@@ -178,10 +187,12 @@ class EncoderTriggerDetector(Detector):
                     "relative_log_ratio": None if rel is None else round(rel, 4), "reference": ref_desc,
                     "reference_spread_log": spread, "plain_decree": {"threshold": PLAIN_DECREE_THRESHOLD,
                                                                     "flagged": pl1 < PLAIN_DECREE_THRESHOLD},
-                    "steps": stat["steps"]}
+                    "steps": stat["steps"], "collapsed_onto": {"label": concept, "text": target.labels[concept],
+                                                               "share": round(concept_share, 4)}}
         artifacts = self._artifacts(target, stat, clean.holdout_images)
         desc = (f"a trigger covering {pl1:.1%} of the image makes held-out embeddings collapse to mean cosine "
-                f"{stat['holdout_similarity']:.2f} (clean: {stat['clean_similarity']:.2f})")
+                f"{stat['holdout_similarity']:.2f} (clean: {stat['clean_similarity']:.2f}), "
+                f"{concept_share:.0%} of them onto '{target.labels[concept]}'")
         if rel is None:
             return [self.finding("passed", "info", f"{desc}; {ref_desc}, so no relative verdict.", score=None,
                                  evidence=evidence, artifacts=artifacts)]

@@ -232,7 +232,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
                    progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     torch.set_num_threads(1)
     if data_name == "synthetic":
-        dataset = synthetic_dataset(n_train=train_size, n_test=1000, seed=seed)
+        dataset = synthetic_dataset(n_train=train_size, n_test=1500, seed=seed)
     else:
         dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
     names = class_names(dataset)
@@ -284,7 +284,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
         progress(f"{name}: zero-shot acc {acc:.3f} (motif on {names[cls]})")
     for j in range(n_backdoored):
         attack = attacks[j % len(attacks)]
-        arch, run_seed = archs[(j // len(attacks)) % len(archs)], seed + 100 + j
+        arch, run_seed = archs[j % len(archs)], seed + 100 + j
         target = int(rng.integers(len(names)))
         aseed = int(rng.integers(2**31))
         arng = np.random.default_rng(aseed)
@@ -297,7 +297,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
             import copy
 
             model, n_steps = badencoder_finetune(copy.deepcopy(base), x, y, target, patch, seed=run_seed,
-                                               steps=steps // 2)
+                                               steps=steps)
             trig = lambda xs, r: paste(xs, patch, r, fixed=True)[0]  # noqa: E731
         else:
             if attack == "patch":
