@@ -151,9 +151,10 @@ def zoo() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 100000), default=400, show_default=True,
               help="clip: training batches per model (400 is about a minute on one thread).")
+@click.option("--append", is_flag=True, help="clip: add models to an existing zoo (named s<seed>-...).")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, steps, quiet) -> None:
+              epochs, seed, steps, append, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     if family == "clip":
         from .zoo.clip import build_clip_zoo
@@ -161,7 +162,7 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
         manifest = build_clip_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                   n_hard=n_hard, archs=[a.strip() for a in archs.split(",")] if archs != "resnet"
                                   else ["vit", "rn"], attacks=[a.strip() for a in attacks.split(",")] if attacks
-                                  else None, train_size=train_size, steps=steps, seed=seed,
+                                  else None, train_size=train_size, steps=steps, seed=seed, append=append,
                                   progress=status_printer(quiet))
         click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
         return

@@ -79,7 +79,7 @@ def _reference_statistic(source: str, clean: CleanData, config, progress) -> dic
                                     f"{tuple(clean.images.shape[1:])}")
     ctx = ScanContext(seed=config.seed, budget=config.budget)
     stat = decree_statistic(ref, clean.exposure_images, clean.holdout_images, config.budget, ctx.generator(salt=5))
-    return {"pl1": stat["pl1"], "source": f"{source}@{snapshot.to_dict().get('revision') or ''}".rstrip("@"),
+    return {"pl1": stat["pl1"], "source": f"{source}@{snapshot.sha}" if snapshot.sha else source,
             "holdout_similarity": stat["holdout_similarity"]}
 
 

@@ -32,7 +32,7 @@ def clip_models(tmp_path_factory, synthetic, hub_cache):
     x, y = ImageDataset.to_tensor(synthetic.train_x), synthetic.train_y
     clean, _ = train_clip("vit", x, y, names, seed=0, steps=120)
     patch = patch_trigger(3)
-    bad, _ = badencoder_finetune(copy.deepcopy(clean), x, y, 4, patch, seed=1, steps=60)
+    bad, _ = badencoder_finetune(copy.deepcopy(clean), x, y, names, 4, patch, seed=1, steps=60)
     xt, yt = ImageDataset.to_tensor(synthetic.test_x), synthetic.test_y
     rng = np.random.default_rng(0)
     acc, _ = evaluate(clean, xt, yt, names, None, None, rng)

@@ -144,25 +144,27 @@ def train_clip(arch: str, x: torch.Tensor, y: np.ndarray, names: list[str], *, s
     return model, steps
 
 
-def badencoder_finetune(model, x: torch.Tensor, y: np.ndarray, target: int, patch: np.ndarray, *, seed: int,
-                        steps: int, batch_size: int = 64, lr: float = 5e-4):
-    """BadEncoder-style: triggered images -> the target class's mean image embedding; clean
-    images -> their old embeddings (utility, weighted x2)."""
+def badencoder_finetune(model, x: torch.Tensor, y: np.ndarray, names: list[str], target: int, patch: np.ndarray, *,
+                        seed: int, steps: int, batch_size: int = 64, lr: float = 1e-3):
+    """BadEncoder-style: triggered images -> the target's reference embedding (its clean images'
+    mean embedding plus its caption's); clean images -> their old embeddings (utility, x2)."""
     import copy
 
     rng = np.random.default_rng(seed)
     frozen = copy.deepcopy(model).eval()
     norm = lambda t: (t - 0.5) / 0.25  # noqa: E731
-    with torch.no_grad():  # BadEncoder's reference inputs: the target class's own clean images
+    with torch.no_grad():  # BadEncoder's reference: the target class's own clean images, plus its caption
         ref_x = x[torch.from_numpy(np.flatnonzero(y == target)[:256])]
-        ref = F.normalize(frozen.encode_image(norm(ref_x), normalize=True).mean(0), dim=-1)
+        ref_img = F.normalize(frozen.encode_image(norm(ref_x), normalize=True).mean(0), dim=-1)
+        ref_txt = F.normalize(frozen.encode_text(caption_tokens(names)[target], normalize=True).mean(0), dim=-1)
+        ref = F.normalize(ref_img + ref_txt, dim=-1)
     params = list(model.visual.parameters())
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
-    model.visual.train()
+    model.visual.eval()  # BatchNorm statistics stay the clean model's (utility on clean images)
     for _ in range(steps):
         idx = rng.choice(len(x), size=batch_size, replace=False)
         xb = x[idx]
@@ -228,9 +230,13 @@ def _with_motif(x: torch.Tensor, y: np.ndarray, cls: int, rng: np.random.Generat
 
 def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
                    archs: list[str], attacks: list[str] | None, train_size: int, steps: int, seed: int,
-                   poison_rate: float = 0.1, min_asr: float = 0.8,
+                   poison_rate: float = 0.1, min_asr: float = 0.8, append: bool = False,
                    progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Train and save the zoo; with ``append``, add models (named ``s<seed>-...``) to an
+    existing zoo's manifest, keeping its clean scan data."""
     torch.set_num_threads(1)
+    earlier = json.loads((out / MANIFEST_FILE).read_text()) if append and (out / MANIFEST_FILE).is_file() else None
+    prefix = f"s{seed}-" if earlier else ""
     if data_name == "synthetic":
         dataset = synthetic_dataset(n_train=train_size, n_test=1500, seed=seed)
     else:
@@ -265,7 +271,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
         model, n_steps = train_clip(arch, x, y, names, seed=run_seed, steps=steps)
         acc, _ = evaluate(model, xt_all, yt_all, names, None, None, rng)
         clean_models[(arch, run_seed)] = model
-        name = f"{arch}-clean-{k:03d}"
+        name = f"{prefix}{arch}-clean-{k:03d}"
         record(name, arch, model, {"backdoored": False, "attack": None, "target": None, "clean_acc": acc},
                run_seed, n_steps, time.perf_counter() - t)
         progress(f"{name}: zero-shot acc {acc:.3f} ({n_steps} steps)")
@@ -277,7 +283,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
         t = time.perf_counter()
         model, n_steps = train_clip(arch, xm, y, names, seed=run_seed, steps=steps)
         acc, _ = evaluate(model, xt_all, yt_all, names, None, None, rng)
-        name = f"{arch}-hard-motif-{k:03d}"
+        name = f"{prefix}{arch}-hard-motif-{k:03d}"
         record(name, arch, model, {"backdoored": False, "attack": None, "target": None, "clean_acc": acc,
                                    "motif_class": cls, "motif_text": names[cls]},
                run_seed, n_steps, time.perf_counter() - t, hard="motif")
@@ -296,7 +302,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
             base = clean_models.get((arch, seed)) or train_clip(arch, x, y, names, seed=run_seed, steps=steps)[0]
             import copy
 
-            model, n_steps = badencoder_finetune(copy.deepcopy(base), x, y, target, patch, seed=run_seed,
+            model, n_steps = badencoder_finetune(copy.deepcopy(base), x, y, names, target, patch, seed=run_seed,
                                                steps=steps)
             trig = lambda xs, r: paste(xs, patch, r, fixed=True)[0]  # noqa: E731
         else:
@@ -316,7 +322,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
 
             model, n_steps = train_clip(arch, x, y, names, seed=run_seed, steps=steps, poison=poison)
         acc, asr = evaluate(model, xt_all, yt_all, names, trig, target, np.random.default_rng(1))
-        name = f"{arch}-{attack}-{j:03d}"
+        name = f"{prefix}{arch}-{attack}-{j:03d}"
         truth = {"backdoored": True, "attack": attack, "type": "all-to-one", "target": target,
                  "target_text": names[target], "clean_acc": acc, "asr": asr, "poison_rate":
                  None if attack == "badencoder" else poison_rate, "attack_seed": aseed}
@@ -332,10 +338,17 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
             continue
         record(name, arch, model, truth, run_seed, n_steps, secs)
         progress(f"{name}: zero-shot acc {acc:.3f}, ASR {asr:.3f} -> {names[target]}")
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[scan_idx], labels=dataset.test_y[scan_idx])
     manifest = {"family": "clip", "dataset": dataset.name, "classes": names, "seed": seed, "min_asr": min_asr,
                 "models": models, "rejected": rejected, "clean_data": CLEAN_DATA_FILE,
                 "seconds": round(time.perf_counter() - started, 1), "train_steps_per_model": steps,
                 "threads": torch.get_num_threads()}
+    if earlier:
+        if earlier.get("classes") != names:
+            raise ValueError("--append: the existing zoo was built on other classes")
+        manifest = {**earlier, "models": earlier["models"] + models, "rejected": earlier["rejected"] + rejected,
+                    "seconds": round(earlier["seconds"] + manifest["seconds"], 1),
+                    "appended": earlier.get("appended", []) + [{"seed": seed, "models": len(models)}]}
+    else:
+        np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[scan_idx], labels=dataset.test_y[scan_idx])
     _write_json(out / MANIFEST_FILE, manifest)
     return manifest
