@@ -175,6 +175,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "",
              f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
              f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+             *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "
+                f"{p['records_from']['date']}"] if p.get("records_from") else []),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
              "| method | AUROC | TPR@5%FPR | TPR | FPR | target-concept acc | s/model |", "|---|---|---|---|---|---|---|",
