@@ -85,7 +85,7 @@ def _reference_statistic(source: str, clean: CleanData, config, progress) -> dic
 
 def scan_clip_adapter(adapter: ClipAdapter, snapshot, family, findings, config, timer, progress, clean=None):
     from .cleandata import load_clean_data
-    from .scan import _seed_everything, build_report, ScanOutcome
+    from .scan import ScanOutcome, _seed_everything, build_report
 
     labels = getattr(config, "labels", None)
     if labels:

@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import CorruptFileError, InputError, UnsupportedModelError
 from ..families import Family, read_json
 from ..sources import Snapshot
-from .classifier import ClassifierAdapter, PixelClassifier, Preprocess
+from .classifier import ClassifierAdapter, Preprocess
 
 # open_clip's defaults (OPENAI_DATASET_MEAN/STD), used when preprocess_cfg lacks them.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
