@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,11 +212,14 @@ def _load_open_clip(snapshot: Snapshot, family: Family, weights: list[Path]) -> 
         path = Path(tmp) / f"{name}.json"
         path.write_text(json.dumps(model_cfg))
         open_clip.add_model_config(path)
+    logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": the weights come next
     try:
         model = open_clip.create_model(name, pretrained=None, load_weights=False, pretrained_image=False,
                                        pretrained_text=False)
     except Exception as exc:
         raise UnsupportedModelError(f"open_clip cannot build this config: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        logging.disable(logging.NOTSET)
     try:
         load_checkpoint(model, str(preferred[0]), strict=True)
     except RuntimeError as exc:

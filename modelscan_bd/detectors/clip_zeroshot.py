@@ -42,6 +42,11 @@ class ZeroShotTriggerDetector(TriggerRecoveryDetector):
     order = 80
 
     def run(self, target, context: ScanContext) -> list[Finding]:
+        clean = context.clean
+        if clean is not None and len(clean.exposure_labels.unique()) < 2:
+            # A zero-shot classifier that gives every clean image one label (a degenerate
+            # model, or data of one class) leaves no images to move to the other labels.
+            return [self.skipped("the clean images' labels hold a single class; trigger recovery needs two or more")]
         findings = super().run(target.zero_shot(), context)
         return [_with_text(f, target) for f in findings]
 
