@@ -135,23 +135,10 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
                           results={"calibration": calibration.detectors})
     selected = registry.select("classifier", config.budget, config.detectors)
     incomplete: list[str] = []
-    context.exposure = _run_exposure(adapter, clean, config, selected, progress, incomplete)
-    t = timer.step("exposure", t)
-    for cls in selected:
-        detector = cls()
-        _seed_everything(config.seed)
-        if cls.needs_clean_data and clean is None:
-            findings.append(detector.skipped("needs clean reference data (--clean-data); none was given"))
-        else:
-            progress(f"detector {cls.id}")
-            try:
-                findings.extend(detector.run(adapter, context))
-            except Exception as exc:  # one detector failing never loses the others' results
-                findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
-        t = timer.step(cls.id, t)
-    for f in findings:
-        if f.status in ("skipped", "errored") and f.detector != "safety":
-            incomplete.append(f"{f.detector} {f.status}: {f.message}")
+    context.exposure = run_exposure(adapter, clean, config, selected, progress, incomplete)
+    timer.step("exposure", t)
+    run_detectors(selected, adapter, context, findings, timer)
+    incomplete.extend(incomplete_reasons(findings))
     verdict, verdict_finding = _verdict(adapter, context, calibration, incomplete)
     findings.append(verdict_finding)
     report = build_report(snapshot, family, classifier_info(adapter), findings, verdict, context.exposure, config,
@@ -163,7 +150,32 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _run_exposure(adapter, clean, config, selected, progress, incomplete) -> ExposureResult:
+def run_detectors(selected, target, context: ScanContext, findings: list[Finding], timer: Timer) -> None:
+    """Run each selected detector on ``target`` (any family's adapter), in order, appending
+    its findings. A detector that crashes becomes an *errored* finding; the others still run."""
+    t = time.perf_counter()
+    for cls in selected:
+        detector = cls()
+        _seed_everything(context.seed)
+        if cls.needs_clean_data and context.clean is None:
+            findings.append(detector.skipped("needs clean reference data (--clean-data); none was given"))
+        else:
+            context.progress(f"detector {cls.id}")
+            try:
+                findings.extend(detector.run(target, context))
+            except Exception as exc:  # one detector failing never loses the others' results
+                findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
+        t = timer.step(cls.id, t)
+
+
+def incomplete_reasons(findings: list[Finding]) -> list[str]:
+    """Why a scan is incomplete: every detector that was skipped or errored."""
+    return [f"{f.detector} {f.status}: {f.message}" for f in findings
+            if f.status in ("skipped", "errored") and f.detector != "safety"]
+
+
+def run_exposure(adapter, clean, config, selected, progress, incomplete) -> ExposureResult:
+    """EBYD exposure of a classifier view (a classifier, or a CLIP zero-shot classifier)."""
     if not any(c.needs_exposure for c in selected):
         return ExposureResult(status="skipped", reason="no selected detector uses exposure")
     if clean is None:

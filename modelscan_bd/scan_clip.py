@@ -17,7 +17,6 @@ from . import registry
 from .adapters.clip import ClipAdapter, load_clip
 from .detectors.base import CleanData, ScanContext
 from .errors import UnsupportedModelError
-from .exposure import BUDGET_SETTINGS, ExposureResult, expose
 from .families import Family, identify
 from .findings import Finding
 from .sources import Snapshot, resolve
@@ -85,7 +84,7 @@ def _reference_statistic(source: str, clean: CleanData, config, progress) -> dic
 
 def scan_clip_adapter(adapter: ClipAdapter, snapshot, family, findings, config, timer, progress, clean=None):
     from .cleandata import load_clean_data
-    from .scan import ScanOutcome, _seed_everything, build_report
+    from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors, run_exposure
 
     labels = getattr(config, "labels", None)
     if labels:
@@ -109,45 +108,15 @@ def scan_clip_adapter(adapter: ClipAdapter, snapshot, family, findings, config, 
             incomplete.append(f"reference model {reference} unusable: {type(exc).__name__}: {str(exc)[:200]}")
         t = timer.step("reference", t)
     selected = registry.select("clip", config.budget, config.detectors)
-    context.exposure = _expose(zero_shot, clean, config, selected, progress, incomplete)
-    t = timer.step("exposure", t)
-    for cls in selected:
-        detector = cls()
-        _seed_everything(config.seed)
-        if cls.needs_clean_data and clean is None:
-            findings.append(detector.skipped("needs clean reference data (--clean-data); none was given"))
-        else:
-            progress(f"detector {cls.id}")
-            try:
-                findings.extend(detector.run(adapter, context))
-            except Exception as exc:  # one detector failing never loses the others' results
-                findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
-        t = timer.step(cls.id, t)
-    for f in findings:
-        if f.status in ("skipped", "errored") and f.detector != "safety":
-            incomplete.append(f"{f.detector} {f.status}: {f.message}")
+    context.exposure = run_exposure(zero_shot, clean, config, selected, progress, incomplete)
+    timer.step("exposure", t)
+    run_detectors(selected, adapter, context, findings, timer)
+    incomplete.extend(incomplete_reasons(findings))
     verdict, verdict_finding = clip_verdict(adapter, context, calibration, incomplete)
     findings.append(verdict_finding)
     report = build_report(snapshot, family, adapter.describe(), findings, verdict, context.exposure, config, timer,
                           clean)
     return ScanOutcome(report=report, context=context, adapter=zero_shot)
-
-
-def _expose(zero_shot, clean, config, selected, progress, incomplete) -> ExposureResult:
-    from .scan import _seed_everything
-
-    if not any(c.needs_exposure for c in selected):
-        return ExposureResult(status="skipped", reason="no selected detector uses exposure")
-    if clean is None:
-        reason = "no clean reference data given (--clean-data); only data-free detectors ran"
-        incomplete.append(f"exposure skipped: {reason}")
-        return ExposureResult(status="skipped", reason=reason)
-    try:
-        _seed_everything(config.seed)
-        return expose(zero_shot, clean, config.seed, BUDGET_SETTINGS[config.budget], progress)
-    except Exception as exc:
-        incomplete.append(f"exposure errored: {type(exc).__name__}: {exc}")
-        return ExposureResult(status="errored", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
 def suspected_concept(results: dict) -> int | None:
