@@ -124,7 +124,7 @@ def zoo() -> None:
 
 
 @zoo.command("build")
-@click.argument("family", type=click.Choice(["classifiers"]))
+@click.argument("family", type=click.Choice(["classifiers", "diffusion"]))
 @click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
               show_default=True)
 @click.option("--data-dir", type=str, default=None, help="Folder with the .npz datasets (default: ../shared/data).")
@@ -140,11 +140,25 @@ def zoo() -> None:
 @click.option("--train-size", type=click.IntRange(100, 100000), default=10000, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 200), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--base-steps", type=click.IntRange(1, 10**6), default=3000, show_default=True,
+              help="diffusion: training steps of the clean base.")
+@click.option("--finetune-steps", type=click.IntRange(1, 10**6), default=1000, show_default=True,
+              help="diffusion: fine-tuning steps of every zoo model (clean and backdoored alike).")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, quiet) -> None:
+              epochs, seed, base_steps, finetune_steps, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     from .zoo.build import build_zoo
+
+    if family == "diffusion":
+        from .zoo.diffusion import build_diffusion_zoo
+
+        manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
+                                       base_steps=base_steps, finetune_steps=finetune_steps,
+                                       train_size=min(train_size, 9000), seed=seed, sample_steps=100,
+                                       progress=status_printer(quiet))
+        click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
+        return
 
     if count is not None:
         n_clean = max(1, round(count * 3 / 7))

@@ -11,10 +11,11 @@ ENTRY_POINT_GROUP = "modelscan_bd.detectors"
 
 def _builtins() -> list[type[Detector]]:
     from .detectors.collapse import ExposureCollapseDetector
+    from .detectors.diffusion_inversion import DiffusionInversionDetector
     from .detectors.mmbd import MaxMarginDetector
     from .detectors.trigger import TriggerRecoveryDetector
 
-    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector]
+    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector, DiffusionInversionDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

@@ -293,6 +293,13 @@ def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any]
 
 # family name -> scanner(snapshot, family, findings, config, timer, progress) -> ScanOutcome.
 # A family without an entry is reported INCOMPLETE (exit 3), never clean.
+def _scan_diffusion_snapshot(*args) -> ScanOutcome:
+    from .scan_diffusion import scan_diffusion_snapshot
+
+    return scan_diffusion_snapshot(*args)
+
+
 FAMILY_SCANNERS: dict[str, Callable[..., ScanOutcome]] = {
     "classifier": _scan_classifier_snapshot,
+    "diffusion": _scan_diffusion_snapshot,
 }

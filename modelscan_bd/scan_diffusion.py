@@ -1,0 +1,101 @@
+"""The diffusion family's scanner: adapter -> data-free detectors -> calibrated verdict -> report.
+
+Registered in ``scan.FAMILY_SCANNERS["diffusion"]``; it reuses ``build_report`` and
+``unsupported_outcome``, so the report has the same shape and exit codes as a classifier's.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from . import registry
+from .detectors.base import ScanContext
+from .errors import UnsupportedModelError
+from .exposure import ExposureResult
+from .findings import Finding
+from .verdict import Calibration, load_calibration, probability, status_for
+
+from .detectors.diffusion_inversion import FEATURES
+
+
+def diffusion_features(results: dict[str, Any]) -> dict[str, float | None]:
+    r = results.get("diffusion-inversion") or {}
+    return {k: (None if r.get(k) is None or not math.isfinite(float(r[k])) else float(r[k])) for k in FEATURES}
+
+
+def scan_diffusion_snapshot(snapshot, family, findings, config, timer, progress):
+    from .adapters.diffusion import load_diffusion
+    from .scan import ScanOutcome, build_report, unsupported_outcome
+
+    t = time.perf_counter()
+    progress(f"loading {family.reason}")
+    try:
+        adapter = load_diffusion(snapshot, family)
+    except UnsupportedModelError as exc:
+        return unsupported_outcome(snapshot, family, findings, str(exc), config, timer)
+    t = timer.step("load", t)
+    try:
+        calibration = load_calibration(config.calibration, family="diffusion")
+    except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
+        calibration = None
+    context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={})
+    selected = registry.select("diffusion", config.budget, config.detectors)
+    incomplete: list[str] = []
+    for cls in selected:
+        detector = cls()
+        torch.manual_seed(config.seed)
+        progress(f"detector {cls.id}")
+        try:
+            findings.extend(detector.run(adapter, context))
+        except Exception as exc:  # one detector failing never loses the others' results
+            findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
+        t = timer.step(cls.id, t)
+    for f in findings:
+        if f.status in ("skipped", "errored") and f.detector != "safety":
+            incomplete.append(f"{f.detector} {f.status}: {f.message}")
+    if "diffusion-inversion" not in context.results:
+        incomplete.append("diffusion-inversion did not run")
+    if calibration is None:
+        incomplete.append("no diffusion calibration file (run `modelscan-bd bench --calibrate` on a diffusion zoo)")
+    verdict, finding = diffusion_verdict(context, calibration, incomplete)
+    findings.append(finding)
+    report = build_report(snapshot, family, adapter.describe(), findings, verdict,
+                          ExposureResult("skipped", "exposure is not used for diffusion models"), config, timer)
+    return ScanOutcome(report=report, context=context, adapter=adapter)
+
+
+def diffusion_verdict(context: ScanContext, cal: Calibration | None, incomplete: list[str]) -> tuple[dict, Finding]:
+    features = diffusion_features(context.results)
+    if cal is None:
+        verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
+                   "summary": "Not fully scanned: " + "; ".join(incomplete[:3]), "incomplete_reasons": incomplete,
+                   "features": features, "calibration": None}
+        return verdict, Finding(rule_id="MSBD-V001", detector="verdict", detector_version="none", status="skipped",
+                                severity="info", title="Backdoor model detection (calibrated verdict)",
+                                message=verdict["summary"], evidence={"features": features})
+    p, missing = probability(features, cal)
+    status = status_for(p, cal, bool(incomplete))
+    r = context.results.get("diffusion-inversion") or {}
+    where = f" (inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached)"
+    summary = {
+        "BACKDOORED": f"Backdoor detected (p={p:.2f}){where}.",
+        "SUSPICIOUS": f"Suspicious (p={p:.2f}){where}.",
+        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
+        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
+    }[status]
+    verdict = {"status": status, "probability": round(p, 4), "suspected_targets": [],
+               "pattern": "all-to-one" if status in ("BACKDOORED", "SUSPICIOUS") else "none",
+               "summary": summary, "incomplete_reasons": incomplete,
+               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
+               "calibration": cal.describe()}
+    severity = {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
+                      status="failed" if status in ("BACKDOORED", "SUSPICIOUS") else "passed",
+                      severity=severity, title="Backdoor model detection (calibrated verdict)", message=summary,
+                      score=p, threshold=cal.backdoored_threshold,
+                      evidence={"features": verdict["features"], "filled_features": missing,
+                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe()})
+    return verdict, finding
