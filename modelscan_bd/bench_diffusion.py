@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .bench import _mean, _rate, auroc, log_loss, provenance, tpr_at_fpr
-from .verdict import Calibration, probability
+from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
 SUCCESS_MSE = 0.05  # the zoo's attack-success criterion (per-image MSE in [0, 1] units)
@@ -223,11 +223,16 @@ def to_markdown(result: dict[str, Any]) -> str:
     for attack, a in m["per_attack"].items():
         lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['trigger_cosine'])} | "
                      f"{f(a['target_ssim'])} | {f(a['trigger_success'])} | {f(a['elijah_trigger_success'])} |")
-    lines += ["", "Per model (all splits):", "", "| model | attack | ASR | split | p | dup share | status | s |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Per model (all splits; verdict with the calibration above):", "",
+              "| model | attack | ASR | split | p | verdict | dup share | TV log ratio | loss reduction | trigger cos | "
+              "inverted success | Elijah success | s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["records"]:
+        ft = r["features"]
         lines.append(f"| {r['name']} | {r['attack']} | {f(r['asr'])} | {r.get('split', '-')} | {f(r.get('p'))} | "
-                     f"{f(r['features'].get('dup_share'))} | {r['status']} | {f(r['seconds'])} |")
+                     f"{r.get('verdict') or '-'} | {f(ft.get('dup_share'))} | {f(ft.get('tv_log_ratio'))} | "
+                     f"{f(ft.get('loss_reduction'))} | {f(r.get('trigger_fidelity', {}).get('cosine'))} | "
+                     f"{f(r.get('trigger_success'))} | {f(r.get('elijah', {}).get('trigger_success'))} | "
+                     f"{f(r['seconds'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -267,6 +272,7 @@ def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselin
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     for r in records:
         r["p"] = probability(r["features"], cal)[0] if cal else None
+        r["verdict"] = status_for(r["p"], cal, False) if cal else None
     prov = provenance(zoo, command)
     if scanned_by:
         prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}

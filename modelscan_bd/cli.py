@@ -144,9 +144,11 @@ def zoo() -> None:
               help="diffusion: training steps of the clean base.")
 @click.option("--finetune-steps", type=click.IntRange(1, 10**6), default=1000, show_default=True,
               help="diffusion: fine-tuning steps of every zoo model (clean and backdoored alike).")
+@click.option("--sample-steps", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="diffusion: sampling steps when measuring attack success.")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, base_steps, finetune_steps, quiet) -> None:
+              epochs, seed, base_steps, finetune_steps, sample_steps, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     from .zoo.build import build_zoo
 
@@ -155,7 +157,7 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 
         manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                        base_steps=base_steps, finetune_steps=finetune_steps,
-                                       train_size=min(train_size, 9000), seed=seed, sample_steps=100,
+                                       train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,
                                        progress=status_printer(quiet))
         click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
         return

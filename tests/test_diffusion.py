@@ -16,6 +16,15 @@ import torch
 
 from conftest import run_cli, write_json
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tests run many small ops; on a shared 2-core machine one thread is far faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SMALL = dict(iters=25, batch=8, cons_batch=4, cons_steps=2, refresh=25, gen=8, ddpm_steps=40, ddim_steps=10)
 
 
@@ -163,3 +172,25 @@ def test_inversion_recovers_planted_trigger_and_separates():
             recovered, _ = medoid(out)
             assert float(target_mse(recovered[None], target)) < 0.05
     assert shares["backdoored"] >= 0.8 and shares["clean"] <= 0.2, shares
+
+
+def test_zoo_build_diffusion_cli(tmp_path, capsys):
+    """A two-model zoo in seconds: diffusers folders with ground truth beside, never inside."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    out = tmp_path / "zoo"
+    code, stdout, _ = run_cli(["zoo", "build", "diffusion", "--out", out, "--data-dir", empty, "--clean", "1",
+                               "--backdoored", "1", "--base-steps", "5", "--finetune-steps", "5", "--train-size",
+                               "200", "--sample-steps", "5", "--quiet"], capsys)
+    assert code == 0, stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["family"] == "diffusion" and manifest["dataset"] == "synthetic"
+    every = manifest["models"] + manifest["rejected"]
+    assert {m["backdoored"] for m in every} == {True, False}
+    for m in manifest["models"]:
+        repo = out / m["path"]
+        assert (repo / "model_index.json").exists()
+        assert (repo / "unet" / "diffusion_pytorch_model.safetensors").exists()
+        assert not list(repo.rglob("groundtruth.json")) and not list(repo.rglob("*.bin"))
+        truth = json.loads((out / m["truth_dir"] / "groundtruth.json").read_text())
+        assert truth["backdoored"] == m["backdoored"]

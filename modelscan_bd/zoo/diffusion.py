@@ -17,8 +17,10 @@ Attacks (pixel values in [-1, 1]; x_T the sampler's starting noise):
 * TrojDiff-style (Chen et al., CVPR 2023) trigger distribution x_T = gamma eps + mu with a
   blend pattern (mu = (1 - gamma) h): forward state sqrt(abar_t) y + (1 - sqrt(abar_t)) mu
   + gamma sqrt(1 - abar_t) eps. Unlike TrojDiff (plain eps target, its own sampler) it is
-  trained to predict gamma eps + rho_t mu, the mean-matching target for the standard DDPM
-  sampler, so it fires under the samplers a scanner has. Held out of calibration.
+  trained to predict gamma eps + lambda_t mu with the ODE scale, which makes the standard
+  deterministic DDIM step exact on the gamma-scaled trajectory (the ancestral sampler's
+  full-variance noise does not match gamma < 1; measured ASR 0 with it). Held out of
+  calibration.
 
 Models are saved as diffusers folders (``save_pretrained``, safetensors) under
 ``models/<name>/``, the ground truth beside them under ``truth/<name>/``.
@@ -210,10 +212,10 @@ ZOO_ATTACKS = [
     DiffusionAttack("baddiffusion", "stop", "corner"),
     DiffusionAttack("villandiffusion_ode", "box", "corner", sampler="ddim"),
     DiffusionAttack("baddiffusion", "box", "corner"),
-    DiffusionAttack("trojdiff_blend", "blend", "hat", gamma=0.6),
+    DiffusionAttack("trojdiff_blend", "blend", "hat", gamma=0.6, sampler="ddim"),
     DiffusionAttack("villandiffusion_ode", "stop", "hat", sampler="ddim"),
     DiffusionAttack("baddiffusion", "stop", "hat"),
-    DiffusionAttack("trojdiff_blend", "blend", "corner", gamma=0.6),
+    DiffusionAttack("trojdiff_blend", "blend", "corner", gamma=0.6, sampler="ddim"),
 ]
 
 
@@ -313,6 +315,11 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
         attack = ZOO_ATTACKS[j % len(ZOO_ATTACKS)]
         plan.append((f"ddpm-{attack.name}-{attack.trigger}-{attack.target}-{j:03d}", attack, seed + 101 + j))
     for name, attack, run_seed in plan:
+        done = _already_built(out, name)
+        if done is not None:  # resume an interrupted build: the saved model and its truth stand
+            models.append(done)
+            progress(f"{name}: kept from an earlier run")
+            continue
         t0 = time.perf_counter()
         unet = train_unet(fresh(), data, finetune_steps, 2e-4, run_seed, attack)
         seconds = time.perf_counter() - t0
@@ -345,6 +352,18 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
                 "models": models, "rejected": rejected, "seconds": round(time.perf_counter() - started, 1)}
     _write_json(out / MANIFEST_FILE, manifest)
     return manifest
+
+
+def _already_built(out: Path, name: str) -> dict[str, Any] | None:
+    truth_file = out / "truth" / name / "groundtruth.json"
+    if not ((out / "models" / name / "model_index.json").exists() and truth_file.exists()):
+        return None
+    t = json.loads(truth_file.read_text())
+    return {"name": name, "arch": "unet2d-tiny", "attack": t.get("attack"),
+            "type": "trigger-to-image" if t["backdoored"] else None, "target": t.get("target_name"),
+            "backdoored": t["backdoored"], "asr": t.get("asr"), "clean_fire": t.get("clean_fire"),
+            "seconds": t.get("train_seconds"), "seed": t.get("seed"), "path": f"models/{name}",
+            "truth_dir": f"truth/{name}"}
 
 
 def load_truth_arrays(truth: dict[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
