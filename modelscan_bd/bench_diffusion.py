@@ -160,6 +160,7 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
         "accuracy": sum(f == bool(y) for f, y in zip(flagged, labels)) / max(1, len(labels)) if cal else None,
         "tpr": _rate([f for f, y in zip(flagged, labels) if y]), "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
         "auroc_dup_share_alone": auroc([r["features"].get("dup_share") or 0.0 for r in records], labels),
+        "auroc_structured_dup_alone": auroc([r["features"].get("structured_dup") or 0.0 for r in records], labels),
         "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for r in bd]),
         "trigger_mse": _mean([r.get("trigger_fidelity", {}).get("mse") for r in bd]),
         "target_mse": _mean([r.get("target_quality", {}).get("mse") for r in bd]),
@@ -216,7 +217,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| Elijah (t = T only, fixed noise) | {f(e['auroc'])} | - | - | - | {f(e['trigger_cosine'])} | "
                      f"{f(e['trigger_mse'])} | {f(e['target_mse'])} | {f(e['target_ssim'])} | "
                      f"{f(e['trigger_success'])} | {f(e['seconds_per_model'])} (extra) |")
-    lines += ["", f"Near-duplicate share alone: AUROC {f(m['auroc_dup_share_alone'])}. Log loss {f(m['log_loss'])}; "
+    lines += ["", f"Single statistics: near-duplicate share AUROC {f(m['auroc_dup_share_alone'])}, structured "
+              f"near-duplicate share AUROC {f(m['auroc_structured_dup_alone'])}. Log loss {f(m['log_loss'])}; "
               f"peak memory {f(m['peak_mb_max'])} MB.", "",
               "| attack | models | detection rate | trigger cos | target SSIM | inverted-trigger success | Elijah success |",
               "|---|---|---|---|---|---|---|"]
@@ -224,12 +226,12 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['trigger_cosine'])} | "
                      f"{f(a['target_ssim'])} | {f(a['trigger_success'])} | {f(a['elijah_trigger_success'])} |")
     lines += ["", "Per model (all splits; verdict with the calibration above):", "",
-              "| model | attack | ASR | split | p | verdict | dup share | TV log ratio | loss reduction | trigger cos | "
+              "| model | attack | ASR | split | p | verdict | structured dup | TV log ratio | loss reduction | trigger cos | "
               "inverted success | Elijah success | s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["records"]:
         ft = r["features"]
         lines.append(f"| {r['name']} | {r['attack']} | {f(r['asr'])} | {r.get('split', '-')} | {f(r.get('p'))} | "
-                     f"{r.get('verdict') or '-'} | {f(ft.get('dup_share'))} | {f(ft.get('tv_log_ratio'))} | "
+                     f"{r.get('verdict') or '-'} | {f(ft.get('structured_dup'))} | {f(ft.get('tv_log_ratio'))} | "
                      f"{f(ft.get('loss_reduction'))} | {f(r.get('trigger_fidelity', {}).get('cosine'))} | "
                      f"{f(r.get('trigger_success'))} | {f(r.get('elijah', {}).get('trigger_success'))} | "
                      f"{f(r['seconds'])} |")

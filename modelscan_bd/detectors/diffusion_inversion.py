@@ -21,10 +21,13 @@ lambda families are tried (SDE with the DDPM sampler, ODE with DDIM); each start
 the best of a gradient-free scan over patch candidates; the descent minimises the
 shift loss relative to |delta|^2 and a line search then picks the scale.
 Then images are generated from eps + delta* with DDPM and DDIM and compared with images
-from plain eps: a backdoored model generates near-duplicates of its target. The
-statistics (near-duplicate share, uniformity, total variation, |delta*|, loss reduction)
-go to the calibrated combiner (``calibration/diffusion.json``); the recovered target is
-the medoid of the most uniform generated set.
+from plain eps: a backdoored model generates near-duplicates of its target. A large
+shift can also saturate a clean model into one flat image, so the near-duplicate share
+is discounted by the loss of total variation ("structured" duplicates). The statistics
+(structured and raw near-duplicate share, uniformity, total variation, |delta*|, loss
+reduction, final relative loss) go to the calibrated combiner
+(``calibration/diffusion.json``); the recovered target is the medoid of the chosen
+generated set.
 """
 from __future__ import annotations
 
@@ -66,8 +69,16 @@ SETTINGS = {
 MODES = {"sde": "ddpm", "ode": "ddim"}  # lambda family -> the sampler it fires under
 # Trigger scales (RMS over pixels) tried by the line search: real triggers lie around
 # 0.3-0.6; far larger shifts push any model off its data and collapse it, trigger or not.
-SCALES = (0.3, 0.45, 0.6, 0.8)
-FEATURES = ("dup_share", "uniformity_log_ratio", "tv_log_ratio", "delta_rms", "loss_reduction", "log_end_loss")
+SCALES = (0.3, 0.45, 0.6)
+FEATURES = ("structured_dup", "dup_share", "uniformity_log_ratio", "tv_log_ratio", "delta_rms", "loss_reduction",
+            "log_end_loss")
+
+
+def structured_dup(dup: float, tv_log_ratio: float) -> float:
+    """Near-duplicate share, discounted when the duplicates have lost the clean samples'
+    structure (total variation far below clean): a large shift can saturate any model into
+    one flat image, while a backdoor target is an image with structure of its own."""
+    return dup * math.exp(-max(0.0, tv_log_ratio))
 
 
 def shift_timesteps(T: int) -> list[int]:
@@ -238,6 +249,7 @@ def evaluate(adapter, delta: torch.Tensor, inv: Inverter, clean_sets: dict[str, 
             "uniformity_log_ratio": math.log(max(1e-6, mean_pairwise(clean)) / max(1e-6, mean_pairwise(imgs))),
             "tv_log_ratio": math.log(max(1e-6, total_variation(clean)) / max(1e-6, total_variation(imgs))),
         }
+        per[sampler]["structured_dup"] = structured_dup(per[sampler]["dup_share"], per[sampler]["tv_log_ratio"])
     return per
 
 
@@ -265,14 +277,15 @@ class DiffusionInversionDetector(Detector):
             res = inv.run()
             res["eval"] = evaluate(adapter, res["delta"], inv, clean_sets)
             modes[mode] = res
-        # The decision statistic per (mode, sampler): near-duplicate share first, then uniformity.
+        # The decision statistic per (mode, sampler): structured near-duplicate share, then uniformity.
         best_mode, best_sampler = max(((m, s) for m in modes for s in ("ddpm", "ddim")),
-                                      key=lambda ms: (modes[ms[0]]["eval"][ms[1]]["dup_share"],
-                                                      modes[ms[0]]["eval"][ms[1]]["uniformity_log_ratio"]))
+                                      key=lambda ms: (modes[ms[0]]["eval"][ms[1]]["structured_dup"],
+                                                      modes[ms[0]]["eval"][ms[1]]["dup_share"]))
         best = modes[best_mode]
         ev = best["eval"][best_sampler]
         target, success = medoid(ev["images"])
         features = {
+            "structured_dup": ev["structured_dup"],
             "dup_share": ev["dup_share"],
             "uniformity_log_ratio": max(modes[m]["eval"][s]["uniformity_log_ratio"] for m in modes
                                         for s in ("ddpm", "ddim")),
@@ -303,7 +316,7 @@ class DiffusionInversionDetector(Detector):
                     "per_mode": context.results[self.id]["per_mode"],
                     "settings": settings.__dict__}
         # The detector's own status comes from the calibrated verdict; here it reports what it found.
-        found = ev["dup_share"] > 0.25
+        found = ev["structured_dup"] > 0.25
         return [self.finding("failed" if found else "passed", "info",
                              (f"Inverted trigger makes the model generate near-duplicates ({ev['dup_share']:.0%} of "
                               f"pairs above clean sampling, {best_sampler.upper()}); recovered target attached."
