@@ -22,8 +22,8 @@ the best of a gradient-free scan over patch candidates; the descent minimises th
 shift loss relative to |delta|^2 and a line search then picks the scale.
 Then images are generated from eps + delta* with DDPM and DDIM and compared with images
 from plain eps: a backdoored model generates near-duplicates of its target. A large
-shift can also saturate a clean model into one flat image, so the near-duplicate share
-is discounted by the loss of total variation ("structured" duplicates). The statistics
+shift can also saturate a clean model into one flat image, so the decisive share counts
+only near-duplicate pairs of non-flat images ("structured" duplicates). The statistics
 (structured and raw near-duplicate share, uniformity, total variation, |delta*|, loss
 reduction, final relative loss) go to the calibrated combiner
 (``calibration/diffusion.json``); the recovered target is the medoid of the chosen
@@ -74,11 +74,18 @@ FEATURES = ("structured_dup", "dup_share", "uniformity_log_ratio", "tv_log_ratio
             "log_end_loss")
 
 
-def structured_dup(dup: float, tv_log_ratio: float) -> float:
-    """Near-duplicate share, discounted when the duplicates have lost the clean samples'
-    structure (total variation far below clean): a large shift can saturate any model into
-    one flat image, while a backdoor target is an image with structure of its own."""
-    return dup * math.exp(-max(0.0, tv_log_ratio))
+FLAT_STD = 0.1  # an image whose pixel std (in [0, 1]) is below this is flat (e.g. all background)
+
+
+def structured_dup(images: torch.Tensor) -> float:
+    """Share of distinct pairs that are near-duplicates of each other AND not flat: a large
+    shift can saturate any model into one flat image, while a backdoor target is an image
+    with structure of its own."""
+    d = pairwise_mse(images)
+    n = len(images)
+    iu = torch.triu_indices(n, n, 1)
+    solid = ((images.clamp(-1, 1) + 1) / 2).flatten(1).std(1) >= FLAT_STD
+    return float(((d[iu[0], iu[1]] < DUP_MSE) & solid[iu[0]] & solid[iu[1]]).float().mean())
 
 
 def shift_timesteps(T: int) -> list[int]:
@@ -249,7 +256,7 @@ def evaluate(adapter, delta: torch.Tensor, inv: Inverter, clean_sets: dict[str, 
             "uniformity_log_ratio": math.log(max(1e-6, mean_pairwise(clean)) / max(1e-6, mean_pairwise(imgs))),
             "tv_log_ratio": math.log(max(1e-6, total_variation(clean)) / max(1e-6, total_variation(imgs))),
         }
-        per[sampler]["structured_dup"] = structured_dup(per[sampler]["dup_share"], per[sampler]["tv_log_ratio"])
+        per[sampler]["structured_dup"] = structured_dup(imgs) - structured_dup(clean)
     return per
 
 
