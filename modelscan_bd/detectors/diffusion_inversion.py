@@ -268,7 +268,7 @@ class DiffusionInversionDetector(Detector):
     families = ("diffusion",)
     needs_clean_data = False
     cost = "high"
-    order = 20
+    order = 90  # after the classifier detectors in listings; it is the only diffusion one
 
     def run(self, adapter, context: ScanContext) -> list[Finding]:
         settings = SETTINGS[context.budget]
