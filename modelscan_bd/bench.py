@@ -250,13 +250,21 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
-    if json.loads((zoo / "manifest.json").read_text()).get("family") == "clip":
+    family = json.loads((zoo / "manifest.json").read_text()).get("family")
+    if family == "clip":
         from .bench_clip import run_clip_bench
 
         return run_clip_bench(zoo, out, budget=budget, seed=seed, calibrate_split=calibrate,
                               holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                               calibration_out=calibration_out, from_results=from_results, command=command,
                               progress=progress)
+    if family == "diffusion":
+        from .bench_diffusion import run_diffusion_bench
+
+        return run_diffusion_bench(zoo, out, budget=budget, seed=seed, baselines=baselines, calibrate=calibrate,
+                                   holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
+                                   calibration_out=calibration_out, from_results=from_results, command=command,
+                                   progress=progress)
     scanned_by = None
     if from_results:
         earlier = json.loads(Path(from_results).read_text())

@@ -132,7 +132,7 @@ def zoo() -> None:
 
 
 @zoo.command("build")
-@click.argument("family", type=click.Choice(["classifiers", "clip"]))
+@click.argument("family", type=click.Choice(["classifiers", "clip", "diffusion"]))
 @click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
               show_default=True)
 @click.option("--data-dir", type=str, default=None, help="Folder with the .npz datasets (default: ../shared/data).")
@@ -152,31 +152,42 @@ def zoo() -> None:
 @click.option("--steps", type=click.IntRange(1, 100000), default=400, show_default=True,
               help="clip: training batches per model (400 is about a minute on one thread).")
 @click.option("--append", is_flag=True, help="clip: add models to an existing zoo (named s<seed>-...).")
+@click.option("--base-steps", type=click.IntRange(1, 10**6), default=3000, show_default=True,
+              help="diffusion: training steps of the clean base.")
+@click.option("--finetune-steps", type=click.IntRange(1, 10**6), default=1000, show_default=True,
+              help="diffusion: fine-tuning steps of every zoo model (clean and backdoored alike).")
+@click.option("--sample-steps", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="diffusion: sampling steps when measuring attack success.")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, steps, append, quiet) -> None:
+              epochs, seed, steps, append, base_steps, finetune_steps, sample_steps, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
+    progress = status_printer(quiet)
+    attack_list = [a.strip() for a in attacks.split(",")] if attacks else None
+    if count is not None:
+        n_clean = max(1, round(count * 3 / 7))
+        n_backdoored = count - n_clean
     if family == "clip":
         from .zoo.clip import build_clip_zoo
 
         manifest = build_clip_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                   n_hard=n_hard, archs=[a.strip() for a in archs.split(",")] if archs != "resnet"
-                                  else ["vit", "rn"], attacks=[a.strip() for a in attacks.split(",")] if attacks
-                                  else None, train_size=train_size, steps=steps, seed=seed, append=append,
-                                  progress=status_printer(quiet))
-        click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
-        return
-    from .zoo.build import build_zoo
+                                  else ["vit", "rn"], attacks=attack_list, train_size=train_size, steps=steps,
+                                  seed=seed, append=append, progress=progress)
+    elif family == "diffusion":
+        from .zoo.diffusion import build_diffusion_zoo
 
-    if count is not None:
-        n_clean = max(1, round(count * 3 / 7))
-        n_backdoored = count - n_clean
-    manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
-                         n_hard=n_hard, archs=[a.strip() for a in archs.split(",")],
-                         attacks=[a.strip() for a in attacks.split(",")] if attacks else None,
-                         train_size=train_size, epochs=epochs, seed=seed, progress=status_printer(quiet))
+        manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
+                                       base_steps=base_steps, finetune_steps=finetune_steps,
+                                       train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,
+                                       progress=progress)
+    else:
+        from .zoo.build import build_zoo
+
+        manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
+                             n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
+                             train_size=train_size, epochs=epochs, seed=seed, progress=progress)
     click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
-
 
 @cli.command()
 @click.argument("zoo_dir", type=click.Path(exists=True, file_okay=False))

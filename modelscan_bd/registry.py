@@ -13,11 +13,12 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.clip_zeroshot import ZeroShotCollapseDetector, ZeroShotTriggerDetector
     from .detectors.collapse import ExposureCollapseDetector
     from .detectors.decree import EncoderTriggerDetector
+    from .detectors.diffusion_inversion import DiffusionInversionDetector
     from .detectors.mmbd import MaxMarginDetector
     from .detectors.trigger import TriggerRecoveryDetector
 
     return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector,
-            EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector]
+            EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

@@ -311,9 +311,16 @@ def _scan_clip_snapshot(*args) -> ScanOutcome:
     return scan_clip_snapshot(*args)
 
 
+def _scan_diffusion_snapshot(*args) -> ScanOutcome:
+    from .scan_diffusion import scan_diffusion_snapshot  # imported late: scan_diffusion imports this module
+
+    return scan_diffusion_snapshot(*args)
+
+
 # family name -> scanner(snapshot, family, findings, config, timer, progress) -> ScanOutcome.
 # A family without an entry is reported INCOMPLETE (exit 3), never clean.
 FAMILY_SCANNERS: dict[str, Callable[..., ScanOutcome]] = {
     "classifier": _scan_classifier_snapshot,
     "clip": _scan_clip_snapshot,
+    "diffusion": _scan_diffusion_snapshot,
 }

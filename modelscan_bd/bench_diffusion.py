@@ -1,0 +1,295 @@
+"""``modelscan-bd bench`` on a diffusion zoo (the manifest says ``"family": "diffusion"``).
+
+Per model: the scanner's features and verdict, trigger fidelity (cosine and MSE of the
+inverted delta* to the true noise-space shift), target MSE and SSIM of the recovered
+target, the inverted trigger's success (share of images generated from eps + delta*
+with the attack's own sampler that land on the true target, the zoo's ASR criterion),
+seconds per model; Elijah run in the same process on the same model as the baseline.
+
+``--calibrate`` fits the combiner on one split and reports on the other: the TrojDiff-
+style attack is held out entirely, and every other clean and backdoored model
+alternates between the splits. Numbers on the fitting split are never reported.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .bench import _mean, _rate, auroc, log_loss, provenance, tpr_at_fpr
+from .verdict import Calibration, probability, status_for
+
+HOLDOUT_ATTACK = "trojdiff_blend"
+SUCCESS_MSE = 0.05  # the zoo's attack-success criterion (per-image MSE in [0, 1] units)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 5) -> float:
+    """Mean SSIM (Wang et al. 2004, uniform window) between two CxHxW images in [0, 1]."""
+    a, b = a[None].double(), b[None].double()
+    pool = lambda x: F.avg_pool2d(x, window, 1, window // 2, count_include_pad=False)  # noqa: E731
+    mu_a, mu_b = pool(a), pool(b)
+    va, vb, cov = pool(a * a) - mu_a ** 2, pool(b * b) - mu_b ** 2, pool(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
+    return float(s.mean())
+
+
+def fidelity(delta: torch.Tensor, true_shift: torch.Tensor) -> dict[str, float]:
+    d, r = delta.flatten().double(), true_shift.flatten().double()
+    cos = float(d @ r / (d.norm() * r.norm() + 1e-12))
+    return {"cosine": cos, "mse": float((d - r).pow(2).mean())}
+
+
+def target_quality(recovered: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    a, b = (recovered.clamp(-1, 1) + 1) / 2, (target + 1) / 2
+    return {"mse": float((a - b).pow(2).mean()), "ssim": ssim(a, b)}
+
+
+def inverted_success(adapter, delta: torch.Tensor, truth: dict, seed: int, n: int, steps: dict) -> float:
+    """Share of images from eps + delta (attack's sampler) within SUCCESS_MSE of the true target."""
+    from .zoo.diffusion import target_mse
+
+    g = torch.Generator().manual_seed(seed + 991)
+    sampler = truth.get("sampler", "ddpm")
+    x_T = torch.randn(n, *delta.shape, generator=g) + delta
+    out = adapter.sample(x_T, sampler, steps[sampler], g)
+    return float((target_mse(out, torch.tensor(truth["target_image"])) < SUCCESS_MSE).float().mean())
+
+
+def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
+                       progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    from .baselines_diffusion import elijah
+    from .detectors.diffusion_inversion import SETTINGS
+    from .scan import ScanConfig, scan
+
+    torch.set_num_threads(1)
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    s = SETTINGS[budget]
+    steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps}
+    records = []
+    for i, entry in enumerate(manifest["models"]):
+        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        t = time.perf_counter()
+        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed))
+        seconds = time.perf_counter() - t
+        res = (outcome.context.results.get("diffusion-inversion") if outcome.context else None) or {}
+        rec: dict[str, Any] = {
+            "name": entry["name"], "attack": truth.get("attack") or "clean", "backdoored": bool(truth["backdoored"]),
+            "trigger": truth.get("trigger"), "target_name": truth.get("target_name"), "sampler": truth.get("sampler"),
+            "seed": entry.get("seed"), "asr": truth.get("asr"), "hard": False,
+            "features": outcome.report["verdict"].get("features") or {},
+            "status": outcome.report["verdict"]["status"], "mode": res.get("mode"),
+            "inverted_success_in_scan": res.get("inverted_success"),
+            "seconds": round(seconds, 2), "peak_mb": outcome.report["timing"]["peak_memory_mb"],
+            "steps": outcome.report["timing"]["steps"],
+        }
+        delta = res.get("delta")
+        if truth["backdoored"] and delta is not None:
+            true_shift, true_target = torch.tensor(truth["trigger_shift"]), torch.tensor(truth["target_image"])
+            rec["trigger_fidelity"] = fidelity(delta, true_shift)
+            rec["target_quality"] = target_quality(res["target"], true_target)
+            rec["trigger_success"] = inverted_success(outcome.adapter, delta, truth, seed, s.gen, steps)
+        if baselines and outcome.adapter is not None:
+            e = elijah(outcome.adapter, seed, budget)
+            rec["elijah"] = {"score": e["score"], "dup_share": e["dup_share"], "seconds": round(e["seconds"], 2)}
+            if truth["backdoored"]:
+                rec["elijah"]["trigger_fidelity"] = fidelity(e["delta"], torch.tensor(truth["trigger_shift"]))
+                rec["elijah"]["target_quality"] = target_quality(e["target"], torch.tensor(truth["target_image"]))
+                rec["elijah"]["trigger_success"] = inverted_success(outcome.adapter, e["delta"], truth, seed, s.gen,
+                                                                    steps)
+        records.append(rec)
+        progress(f"  {rec['status']} features={rec['features']} ({seconds:.0f}s)")
+    return records
+
+
+def split_diffusion(records: list[dict], holdout_attacks: list[str]) -> tuple[list, list]:
+    """Held out: the held-out attack families entirely, and every other remaining model
+    (alternating within clean and within each attack) so that both splits hold both kinds."""
+    fit, held = [], []
+    counters: dict[str, int] = {}
+    for r in records:
+        if r["attack"] in holdout_attacks:
+            held.append(r)
+            continue
+        k = counters.get(r["attack"], 0)
+        counters[r["attack"]] = k + 1
+        (fit if k % 2 == 0 else held).append(r)
+    return fit, held
+
+
+def diffusion_calibrate(fit: list[dict], zoo: Path) -> Calibration:
+    """Logistic combiner over the diffusion features, thresholds as the classifier bench sets them."""
+    import datetime as _dt
+
+    from .bench import manifest_hash
+    from .scan_diffusion import FEATURES
+    from .verdict import fit_logistic
+
+    rows, labels = [r["features"] for r in fit], [int(r["backdoored"]) for r in fit]
+    mean, scale, weights, bias, fill = fit_logistic(rows, labels, FEATURES)
+    cal = Calibration(version=f"diffusion-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}", provisional=False,
+                      description=f"fitted on {len(fit)} models of diffusion zoo {zoo.name} "
+                                  f"({sum(labels)} backdoored)",
+                      features=list(FEATURES), mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
+                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors={})
+    # BACKDOORED: the lowest probability keeping fitting-split FPR at or below 5 %;
+    # SUSPICIOUS: above every clean model seen in fitting.
+    clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
+    if clean:
+        k = int(math.floor(0.95 * len(clean)))
+        cal.backdoored_threshold = float(min(0.9, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
+        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
+    return cal
+
+
+def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
+    labels = [int(r["backdoored"]) for r in records]
+    probs = [probability(r["features"], cal)[0] if cal else 0.5 for r in records]
+    flagged = [cal is not None and p >= cal.backdoored_threshold for p in probs]
+    bd = [r for r in records if r["backdoored"]]
+    out: dict[str, Any] = {
+        "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
+        "auroc": auroc(probs, labels) if cal else None, "tpr_at_5fpr": tpr_at_fpr(probs, labels) if cal else None,
+        "log_loss": log_loss(probs, labels) if cal else None,
+        "accuracy": sum(f == bool(y) for f, y in zip(flagged, labels)) / max(1, len(labels)) if cal else None,
+        "tpr": _rate([f for f, y in zip(flagged, labels) if y]), "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
+        "auroc_dup_share_alone": auroc([r["features"].get("dup_share") or 0.0 for r in records], labels),
+        "auroc_structured_dup_alone": auroc([r["features"].get("structured_dup") or 0.0 for r in records], labels),
+        "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for r in bd]),
+        "trigger_mse": _mean([r.get("trigger_fidelity", {}).get("mse") for r in bd]),
+        "target_mse": _mean([r.get("target_quality", {}).get("mse") for r in bd]),
+        "target_ssim": _mean([r.get("target_quality", {}).get("ssim") for r in bd]),
+        "trigger_success": _mean([r.get("trigger_success") for r in bd]),
+        "seconds_per_model": _mean([r["seconds"] for r in records]),
+        "peak_mb_max": max((r["peak_mb"] or 0 for r in records), default=None),
+        "per_attack": {},
+    }
+    for attack in sorted({r["attack"] for r in records}):
+        rs = [(p, f, r) for p, f, r in zip(probs, flagged, records) if r["attack"] == attack]
+        out["per_attack"][attack] = {
+            "models": len(rs), "detection_rate": _rate([f for _, f, _ in rs]),
+            "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for _, _, r in rs]),
+            "target_ssim": _mean([r.get("target_quality", {}).get("ssim") for _, _, r in rs]),
+            "trigger_success": _mean([r.get("trigger_success") for _, _, r in rs]),
+            "elijah_trigger_success": _mean([r.get("elijah", {}).get("trigger_success") for _, _, r in rs]),
+        }
+    el = [r for r in records if "elijah" in r]
+    if el:
+        lab = [int(r["backdoored"]) for r in el]
+        ebd = [r["elijah"] for r in el if r["backdoored"]]
+        out["elijah"] = {
+            "auroc": auroc([r["elijah"]["score"] for r in el], lab),
+            "auroc_dup_share": auroc([r["elijah"]["dup_share"] for r in el], lab),
+            "trigger_cosine": _mean([e.get("trigger_fidelity", {}).get("cosine") for e in ebd]),
+            "trigger_mse": _mean([e.get("trigger_fidelity", {}).get("mse") for e in ebd]),
+            "target_mse": _mean([e.get("target_quality", {}).get("mse") for e in ebd]),
+            "target_ssim": _mean([e.get("target_quality", {}).get("ssim") for e in ebd]),
+            "trigger_success": _mean([e.get("trigger_success") for e in ebd]),
+            "seconds_per_model": _mean([r["elijah"]["seconds"] for r in el]),
+        }
+    return out
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    p, m = result["provenance"], result["metrics"]
+    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# Diffusion benchmark: {Path(p['zoo']).name}", "",
+             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
+             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+             *([f"- per-model records from: `{p['records_from']['command']}` on {p['records_from']['date']}"]
+               if p.get("records_from") else []),
+             f"- calibration: {result['calibration']['version'] if result['calibration'] else 'none'}"
+             f" ({result['calibration']['description'] if result['calibration'] else 'not fitted'})",
+             f"- evaluated on: {result['split']}", "",
+             "| method | AUROC | accuracy | TPR | FPR | trigger cos | trigger MSE | target MSE | target SSIM | "
+             "inverted-trigger success | s/model |", "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| modelscan-bd (PureDiffusion-style) | {f(m['auroc'])} | {f(m['accuracy'])} | {f(m['tpr'])} | "
+             f"{f(m['fpr'])} | {f(m['trigger_cosine'])} | {f(m['trigger_mse'])} | {f(m['target_mse'])} | "
+             f"{f(m['target_ssim'])} | {f(m['trigger_success'])} | {f(m['seconds_per_model'])} |"]
+    if "elijah" in m:
+        e = m["elijah"]
+        lines.append(f"| Elijah (t = T only, fixed noise) | {f(e['auroc'])} | - | - | - | {f(e['trigger_cosine'])} | "
+                     f"{f(e['trigger_mse'])} | {f(e['target_mse'])} | {f(e['target_ssim'])} | "
+                     f"{f(e['trigger_success'])} | {f(e['seconds_per_model'])} (extra) |")
+    lines += ["", f"Single statistics: near-duplicate share AUROC {f(m['auroc_dup_share_alone'])}, structured "
+              f"near-duplicate share AUROC {f(m['auroc_structured_dup_alone'])}. Log loss {f(m['log_loss'])}; "
+              f"peak memory {f(m['peak_mb_max'])} MB.", "",
+              "| attack | models | detection rate | trigger cos | target SSIM | inverted-trigger success | Elijah success |",
+              "|---|---|---|---|---|---|---|"]
+    for attack, a in m["per_attack"].items():
+        lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['trigger_cosine'])} | "
+                     f"{f(a['target_ssim'])} | {f(a['trigger_success'])} | {f(a['elijah_trigger_success'])} |")
+    lines += ["", "Per model (all splits; verdict with the calibration above):", "",
+              "| model | attack | ASR | split | p | verdict | structured dup | TV log ratio | loss reduction | trigger cos | "
+              "inverted success | Elijah success | s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["records"]:
+        ft = r["features"]
+        lines.append(f"| {r['name']} | {r['attack']} | {f(r['asr'])} | {r.get('split', '-')} | {f(r.get('p'))} | "
+                     f"{r.get('verdict') or '-'} | {f(ft.get('structured_dup'))} | {f(ft.get('tv_log_ratio'))} | "
+                     f"{f(ft.get('loss_reduction'))} | {f(r.get('trigger_fidelity', {}).get('cosine'))} | "
+                     f"{f(r.get('trigger_success'))} | {f(r.get('elijah', {}).get('trigger_success'))} | "
+                     f"{f(r['seconds'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
+                        holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
+                        from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
+    from .reports.atomic import atomic_write_text
+    from .verdict import load_calibration
+
+    del holdout_seeds  # every diffusion zoo model has its own seed; the split alternates instead
+    scanned_by = None
+    if from_results:
+        earlier = json.loads(Path(from_results).read_text())
+        records, scanned_by = earlier["records"], earlier["provenance"]
+    else:
+        records = scan_diffusion_zoo(zoo, budget, seed, baselines, progress)
+    attacks = {r["attack"] for r in records}
+    held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
+    if calibrate:
+        fit, held = split_diffusion(records, held_attacks)
+        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+            raise ValueError("the fitting split needs both clean and backdoored models")
+        cal = diffusion_calibrate(fit, zoo)
+        if calibration_out:
+            atomic_write_text(calibration_out, cal.to_json())
+        for r in records:
+            r["split"] = "fit" if any(r is x for x in fit) else "held-out"
+        evaluated = held
+        split_desc = (f"held-out split: {len(held)} models (attack families {held_attacks} never used in fitting, "
+                      f"plus alternate models of the others); fitted on {len(fit)} others")
+    else:
+        try:
+            cal = load_calibration(family="diffusion")
+        except FileNotFoundError:
+            cal = None
+        evaluated = records
+        split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
+    for r in records:
+        r["p"] = probability(r["features"], cal)[0] if cal else None
+        r["verdict"] = status_for(r["p"], cal, False) if cal else None
+    prov = provenance(zoo, command)
+    if scanned_by:
+        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
+    result = {"provenance": prov, "calibration": cal.describe() if cal else None, "split": split_desc,
+              "metrics": metrics(evaluated, cal), "records": records}
+    result["markdown"] = to_markdown(result)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.json", json.dumps(result, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "results.md", result["markdown"])
+    return result
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return str(obj)

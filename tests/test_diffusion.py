@@ -1,0 +1,196 @@
+"""Diffusion family: adapter, sampler, inversion, scanner, bad inputs, determinism.
+
+A tiny UNet2DModel trains for seconds on synthetic digits and is scanned through the
+CLI from the offline hub cache. Detection quality is tested on closed-form models
+(``diffusion_analytic``): the exact eps-predictor of a perfectly trained DDPM, clean
+or with a planted BadDiffusion backdoor, so the truth is known and no training is needed.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli, write_json
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tests run many small ops; on a shared 2-core machine one thread is far faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = dict(iters=25, batch=8, cons_batch=4, cons_steps=2, refresh=25, gen=8, ddpm_steps=40, ddim_steps=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(tmp_path_factory, hub_cache) -> Path:
+    """A tiny DDPM trained for a few dozen steps, published as testorg/tiny-ddpm."""
+    from modelscan_bd.hubcache import place_in_cache
+    from modelscan_bd.zoo.diffusion import save_diffusers_repo, synthetic_digits, tiny_unet, train_unet
+
+    torch.manual_seed(0)
+    data, _ = synthetic_digits(256, seed=0)
+    unet = train_unet(tiny_unet(), data, steps=30, lr=1e-3, seed=0)
+    folder = save_diffusers_repo(unet, tmp_path_factory.mktemp("ddpm") / "tiny-ddpm")
+    place_in_cache(folder, "testorg/tiny-ddpm", hub_cache)
+    return folder
+
+
+def _scan_json(args, capsys, out: Path) -> tuple[int, dict]:
+    code, _, err = run_cli(["scan", *args, "--out", str(out), "--format", "json,html", "--quiet"], capsys)
+    return code, json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm_scan(tiny_ddpm, tmp_path_factory):
+    """One CLI scan of the published tiny DDPM (fast budget, seed 3): (exit code, report, folder)."""
+    out = tmp_path_factory.mktemp("scan") / "r"
+    from modelscan_bd.cli import main
+    import sys
+
+    old = sys.argv
+    sys.argv = ["modelscan-bd", "scan", "testorg/tiny-ddpm", "--budget", "fast", "--seed", "3", "--out", str(out),
+                "--format", "json,html", "--quiet"]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = old
+    return int(exc.value.code or 0), json.loads((out / "report.json").read_text()), out
+
+
+def test_scan_tiny_ddpm_through_cli(tiny_ddpm_scan):
+    from modelscan_bd.reports import validate_report
+
+    code, report, folder = tiny_ddpm_scan
+    validate_report(report)
+    assert report["family"]["name"] == "diffusion"
+    assert report["family"]["scheduler"] == "DDPMScheduler"
+    assert report["target"]["revision"] or report["target"]["source"] == "testorg/tiny-ddpm"
+    inv = [f for f in report["findings"] if f["detector"] == "diffusion-inversion"]
+    assert inv and inv[0]["status"] in ("passed", "failed"), report["findings"]
+    names = {a["name"] for a in inv[0]["artifacts"]}
+    assert {"inverted_trigger", "recovered_target"} <= names
+    assert 0.0 <= inv[0]["evidence"]["inverted_trigger_success"] <= 1.0
+    assert report["verdict"]["status"] in ("CLEAN", "SUSPICIOUS", "BACKDOORED")
+    assert code == report["exit_code"] and code in (0, 1)
+    html = (folder / "report.html").read_text()
+    assert "recovered_target" in html or "Recovered target" in html
+
+
+def test_scan_is_deterministic(tiny_ddpm, tiny_ddpm_scan):
+    """Same model, config and seed: the same features and verdict (local folder vs hub id)."""
+    from modelscan_bd.scan import ScanConfig, scan
+
+    _, first, _ = tiny_ddpm_scan
+    again = scan(str(tiny_ddpm), ScanConfig(budget="fast", seed=3)).report
+    assert again["verdict"]["features"] == first["verdict"]["features"]
+    assert again["verdict"]["status"] == first["verdict"]["status"]
+
+
+def _broken(tiny_ddpm: Path, tmp_path: Path, how: str) -> Path:
+    repo = tmp_path / how
+    shutil.copytree(tiny_ddpm, repo)
+    index = json.loads((repo / "model_index.json").read_text())
+    if how == "no-safetensors":
+        (repo / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+        (repo / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")  # a pickle we never load
+    elif how == "unknown-scheduler":
+        index["scheduler"] = ["diffusers", "MyFancyScheduler"]
+        cfg = json.loads((repo / "scheduler" / "scheduler_config.json").read_text())
+        cfg["_class_name"] = "MyFancyScheduler"
+        write_json(repo / "scheduler" / "scheduler_config.json", cfg)
+    elif how == "custom-component":
+        index["unet"] = ["my_models", "BackdooredUNet"]
+    elif how == "custom-pipeline":
+        index["_class_name"] = "MyPipeline"
+    write_json(repo / "model_index.json", index)
+    return repo
+
+
+@pytest.mark.parametrize("how,words", [("no-safetensors", "safetensors"), ("unknown-scheduler", "MyFancyScheduler"),
+                                       ("custom-component", "my_models"), ("custom-pipeline", "MyPipeline")])
+def test_bad_diffusers_repos_are_incomplete(tiny_ddpm, tmp_path, capsys, how, words):
+    from modelscan_bd.reports import validate_report
+
+    code, report = _scan_json([str(_broken(tiny_ddpm, tmp_path, how))], capsys, tmp_path / "out")
+    assert code == 3
+    validate_report(report)
+    assert report["verdict"]["status"] == "INCOMPLETE"
+    assert any(words in f["message"] for f in report["findings"]), [f["message"] for f in report["findings"]]
+
+
+def test_schedule_shift_scales():
+    """rho_t of BadDiffusion is about 1/2 at t = T; the ODE scale is about twice it."""
+    from modelscan_bd.zoo.diffusion import ddpm_scheduler, schedule
+
+    s = schedule(ddpm_scheduler().alphas_cumprod)
+    assert abs(float(s["rho_sde"][999]) - 0.5) < 0.01
+    assert 1.8 < float(s["rho_ode"][999] / s["rho_sde"][999]) < 2.2
+    assert 1.8 < float(s["rho_ode"][500] / s["rho_sde"][500]) < 2.2
+
+
+def test_sampler_follows_exact_posterior_for_planted_backdoor():
+    """Our DDPM loop carries eps + r to the target on a closed-form backdoored model."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, target_mse, trigger_image
+
+    imgs, _ = synthetic_digits(64, seed=1)
+    a = analytic_adapter(imgs, trigger=trigger_image("box"), target=target_image("hat"))
+    g = torch.Generator().manual_seed(0)
+    out = a.sample(torch.randn(8, 1, 16, 16, generator=g) + trigger_image("box"), "ddpm", 50, g)
+    assert float((target_mse(out, target_image("hat")) < 0.05).float().mean()) >= 0.75
+    clean = a.sample(torch.randn(8, 1, 16, 16, generator=g), "ddpm", 50, g)
+    assert float((target_mse(clean, target_image("hat")) < 0.05).float().mean()) == 0.0
+
+
+def test_inversion_recovers_planted_trigger_and_separates():
+    """On a closed-form backdoored DDPM the inversion finds the box trigger and the images
+    it generates collapse onto the target; on its clean twin they do not."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.detectors.diffusion_inversion import InversionSettings, Inverter, dup_share, medoid
+    from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, target_mse, trigger_image
+
+    imgs, _ = synthetic_digits(128, seed=2)
+    trig, target = trigger_image("box"), target_image("hat")
+    settings = InversionSettings(**SMALL)
+    shares = {}
+    for name, kw in (("backdoored", {"trigger": trig, "target": target}), ("clean", {})):
+        inv = Inverter(analytic_adapter(imgs, **kw), settings, "sde", torch.Generator().manual_seed(0))
+        res = inv.run()
+        out = inv.generate(res["delta"], 8, "ddpm")
+        shares[name] = dup_share(out)
+        if name == "backdoored":
+            d = res["delta"].flatten()
+            assert float(d @ trig.flatten() / (d.norm() * trig.norm())) > 0.8
+            recovered, _ = medoid(out)
+            assert float(target_mse(recovered[None], target)) < 0.05
+    assert shares["backdoored"] >= 0.8 and shares["clean"] <= 0.2, shares
+
+
+def test_zoo_build_diffusion_cli(tmp_path, capsys):
+    """A two-model zoo in seconds: diffusers folders with ground truth beside, never inside."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    out = tmp_path / "zoo"
+    code, stdout, _ = run_cli(["zoo", "build", "diffusion", "--out", out, "--data-dir", empty, "--clean", "1",
+                               "--backdoored", "1", "--base-steps", "5", "--finetune-steps", "5", "--train-size",
+                               "200", "--sample-steps", "5", "--quiet"], capsys)
+    assert code == 0, stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["family"] == "diffusion" and manifest["dataset"] == "synthetic"
+    every = manifest["models"] + manifest["rejected"]
+    assert {m["backdoored"] for m in every} == {True, False}
+    for m in manifest["models"]:
+        repo = out / m["path"]
+        assert (repo / "model_index.json").exists()
+        assert (repo / "unet" / "diffusion_pytorch_model.safetensors").exists()
+        assert not list(repo.rglob("groundtruth.json")) and not list(repo.rglob("*.bin"))
+        truth = json.loads((out / m["truth_dir"] / "groundtruth.json").read_text())
+        assert truth["backdoored"] == m["backdoored"]
