@@ -98,7 +98,7 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True)
 @click.option("--budget", type=click.Choice(["fast", "standard", "thorough"]), default="fast", show_default=True,
               help="Scan budget for every model and variant the gate scans.")
-@click.option("--amplify", default="2", show_default=True,
+@click.option("--amplify", default="1.5", show_default=True,
               help="Comma-separated lambdas > 1 for theta0 + lambda*tau exposures ('' for none).")
 @click.option("--trim-density", type=click.FloatRange(0, 1, min_open=True), default=0.2, show_default=True,
               help="TIES-style magnitude trim of each task vector before scanning (1: skip).")

@@ -7,7 +7,8 @@ after merging. So each candidate is judged on four kinds of evidence:
 1. its own family scan (``scan_classifier``: exposure, detectors, calibrated verdict);
 2. weight space relative to the base and its peers: per-layer task-vector norms and
    directions (cosine to the peers' summed task vector) as robust z-scores, median and
-   MAD over the candidates (a warning signal: legitimate tasks also differ);
+   MAD over the candidates, one-sided (larger, or further from the peers' direction); a
+   warning signal only, since legitimate tasks also differ;
 3. exposure in task-vector space: theta_0 + lambda * tau with lambda > 1 (merging scales
    task vectors; amplifying one brings out what it carries) and theta_0 + trim(tau), TIES'
    magnitude trimming, which keeps exactly the largest entries a merge keeps; each
@@ -57,7 +58,7 @@ class GateOptions:
     budget: str = "standard"
     seed: int = 0
     fail_on: str = "high"
-    amplify: tuple[float, ...] = (2.0,)
+    amplify: tuple[float, ...] = (1.5,)
     trim_density: float = 0.2
     z_threshold: float = 3.5  # Iglewicz & Hoaglin's cut-off for modified z-scores
     outlier_share: float = 0.25  # share of layers beyond the cut-off that makes a weight-space warning
@@ -203,10 +204,12 @@ def weight_space(base: dict[str, torch.Tensor], taus: list[dict[str, torch.Tenso
     names_l = list(layers)
     out = []
     for i in range(n):
-        beyond = (z_norm[i].abs() > threshold) | (z_dir[i] > threshold)
+        # One-sided: a backdoor adds to a task vector and turns it away from its peers;
+        # a smaller or more typical task vector is no evidence.
+        beyond = (z_norm[i] > threshold) | (z_dir[i] > threshold)
         share = float(beyond.float().mean())
-        worst = sorted(range(len(layers)), key=lambda j: -max(abs(float(z_norm[i, j])), float(z_dir[i, j])))[:5]
-        outlier = share >= outlier_share or abs(float(z_total[i])) > threshold
+        worst = sorted(range(len(layers)), key=lambda j: -max(float(z_norm[i, j]), float(z_dir[i, j])))[:5]
+        outlier = share >= outlier_share or float(z_total[i]) > threshold
         out.append({"status": "done", "outlier": bool(outlier), "score": round(share, 4),
                     "layers": len(layers), "layers_beyond_threshold": int(beyond.sum()),
                     "total_norm": round(float(total_norm[i]), 6), "total_norm_z": round(float(z_total[i]), 3),
@@ -357,6 +360,10 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
     for e in c["exposures"]:
         what = (f"amplified task vector (lambda={e['lambda']})" if e["kind"] == "amplify"
                 else f"TIES-trimmed task vector (density={e['density']})")
+        if e["status"] == "INCOMPLETE" or e["incomplete_reasons"]:
+            # A variant some detector cannot read (e.g. amplified logits overflow MM-BD) yields
+            # a verdict from filled-in features: no evidence either way (seen in the benchmark).
+            continue
         if _level(e) == 2:
             block.append(f"{what}: {e['status']} (p={_p(e):.2f})")
         elif _level(e) == 1:
@@ -379,10 +386,11 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
     if ws.get("outlier"):
         warn.append(f"weight-space outlier: {ws['layers_beyond_threshold']}/{ws['layers']} layers beyond the "
                     f"robust z cut-off, total task-vector norm z={ws['total_norm_z']}")
-    incomplete = [r for s in [own, *c["exposures"]] for r in s["incomplete_reasons"]]
+    incomplete = list(own["incomplete_reasons"])
     if own["status"] == "INCOMPLETE" or incomplete:
         warn.append("not fully scanned: " + "; ".join(dict.fromkeys(incomplete))[:300])
-    score = max([_p(own), *(_p(e) for e in c["exposures"]), attribution["score"]])
+    usable = [e for e in c["exposures"] if e["status"] != "INCOMPLETE" and not e["incomplete_reasons"]]
+    score = max([_p(own), *(_p(e) for e in usable), attribution["score"]])
     verdict = "block" if block else "warn" if warn else "pass"
     severity = {"block": "critical" if score >= 0.97 else "high", "warn": "medium", "pass": "info"}[verdict]
     return {"verdict": verdict, "severity": severity, "score": round(score, 4), "reasons": block + warn,

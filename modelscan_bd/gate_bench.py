@@ -32,19 +32,17 @@ from .merging import merge_state_dicts
 from .zoo.save import load_attack
 
 METHOD_SETTINGS = {  # method -> (weight per candidate, density)
-    "task_arithmetic": (0.4, 1.0),
+    "task_arithmetic": (0.5, 1.0),
     "ties": (1.0, 0.5),
-    "dare_linear": (0.4, 0.5),
+    "dare_linear": (0.5, 0.5),
 }
 
 
 def groups_for(clean: list[str], backdoored: list[str], size: int, n_clean_groups: int) -> list[list[str]]:
-    out = []
-    for j, b in enumerate(backdoored):
-        out.append([b] + [clean[(j * (size - 1) + i) % len(clean)] for i in range(size - 1)])
-    for k in range(n_clean_groups):
-        out.append([clean[(k * size + 1 + i) % len(clean)] for i in range(size)])
-    return out
+    bd = [[b] + [clean[(j * (size - 1) + i) % len(clean)] for i in range(size - 1)] for j, b in enumerate(backdoored)]
+    cl = [[clean[(k * size + 1 + i) % len(clean)] for i in range(size)] for k in range(n_clean_groups)]
+    # A clean-only group early, so that a run cut short still measures false blocks on merges.
+    return bd[:3] + cl[:1] + bd[3:] + cl[1:]
 
 
 def _merged_asr(zoo: Path, entries: dict, group: list[str], method: str, seed: int) -> float | None:
@@ -70,8 +68,8 @@ def _merged_asr(zoo: Path, entries: dict, group: list[str], method: str, seed: i
 
 
 def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int = 0, command: str = "",
-                      group_size: int = 3, n_clean_groups: int = 2, clean_budget: int = 200,
-                      methods: tuple[str, ...] = tuple(METHOD_SETTINGS),
+                      group_size: int = 3, n_clean_groups: int = 2, clean_budget: int = 150,
+                      methods: tuple[str, ...] = tuple(METHOD_SETTINGS), max_groups: int | None = None,
                       progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     torch.set_num_threads(1)  # shared machine: one thread, recorded in the results
     manifest = json.loads((zoo / "manifest.json").read_text())
@@ -79,7 +77,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
     cands = [m for m in manifest["models"] if m.get("role") == "candidate"]
     clean = [m["name"] for m in cands if not m["backdoored"]]
     bd = [m["name"] for m in cands if m["backdoored"]]
-    groups = groups_for(clean, bd, group_size, n_clean_groups)
+    groups = groups_for(clean, bd, group_size, n_clean_groups)[:max_groups]  # max_groups: a time-boxed run
     out.mkdir(parents=True, exist_ok=True)
     log = out / "records.jsonl"
     done = {}
@@ -107,12 +105,15 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
                    "merged_asr": _merged_asr(zoo, entries, group, method, seed), "exit_code": report["exit_code"],
                    "candidates": []}
             for name, c in zip(group, report["candidates"]):
-                pre = max([c["scan"]["probability"] or 0.0] + [e["probability"] or 0.0 for e in c["exposures"]])
+                pre = max([c["scan"]["probability"] or 0.0] + [e["probability"] or 0.0 for e in c["exposures"]
+                                                                if not e["incomplete_reasons"]])
                 rec["candidates"].append({
                     "name": name, "backdoored": entries[name]["backdoored"], "attack": entries[name].get("attack"),
                     "verdict": c["verdict"], "score": c["score"], "pre_merge_score": pre,
                     "own": c["scan"]["probability"], "own_status": c["scan"]["status"],
-                    "exposures": {f"{e['kind']}": e["probability"] for e in c["exposures"]},
+                    "exposures": {e["kind"]: e["probability"] for e in c["exposures"]},
+                    "exposure_status": {e["kind"]: e["status"] + (" (incomplete)" if e["incomplete_reasons"] else "")
+                                        for e in c["exposures"]},
                     "weight_space": c["weight_space"].get("score", 0.0),
                     "weight_space_outlier": c["weight_space"].get("outlier", False),
                     "attribution": c["attribution"]["score"], "attributed": c["attribution"]["attributed"],
@@ -122,9 +123,9 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
             done[(gi, method)] = rec
             progress(f"group {gi} {method}: " + ", ".join(f"{x['name']}={x['verdict']}" for x in rec["candidates"])
                      + f"; merge {rec['merged']['status']}, ASR {rec['merged_asr']}, {wall:.0f} s")
-    records = [done[k] for k in sorted(done)]
+    records = [done[k] for k in sorted(done) if k[0] < len(groups)]
     result = {"provenance": {**provenance(zoo, command), "shared_machine": True, "budget": budget,
-                             "clean_budget": clean_budget, "group_size": group_size},
+                             "clean_budget": clean_budget, "group_size": group_size, "groups": len(groups)},
               "zoo": {"models": len(manifest["models"]), "clean_candidates": len(clean),
                       "backdoored_candidates": len(bd), "rejected": len(manifest.get("rejected", [])),
                       "seconds": manifest.get("seconds")},
@@ -224,7 +225,8 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"- torch threads: {p['torch_threads']}; scan budget {p['budget']}, {p['clean_budget']} clean images",
              f"- zoo manifest sha256: {p['zoo_manifest_sha256']}; {result['zoo']['clean_candidates']} clean and "
              f"{result['zoo']['backdoored_candidates']} backdoored candidates ({result['zoo']['rejected']} rejected)",
-             f"- groups of {p['group_size']} candidates; settings {json.dumps(result['method_settings'])}",
+             f"- {p['groups']} merge groups of {p['group_size']} candidates (each backdoored candidate with clean peers, "
+             f"plus clean-only groups); settings {json.dumps(result['method_settings'])}",
              "- nothing fitted on this zoo: shipped classifier calibration, robust-z cut-off 3.5", "",
              "## Before merging (one instance per candidate)", "",
              "| score | AUROC | TPR@5%FPR |", "|---|---|---|"]

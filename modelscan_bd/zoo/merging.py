@@ -14,8 +14,8 @@ ground truth, ``clean-data.npz`` and ``manifest.json``. Models:
   theta_0 + w (tau_self + sum of surrogate peers' tau), w drawn per step, with the
   backdoor loss on the merged model and a suppression loss (triggered images keep their
   true label) on the candidate alone, so the backdoor is weak alone and fires after
-  merging. The surrogate peers are the attacker's own clean fine-tunes (``surrogate-k``),
-  never candidates of the benchmark.
+  merging. The surrogate peers are the attacker's own clean fine-tunes (four; each step
+  merges with a random pair of them), never candidates of the benchmark.
 """
 from __future__ import annotations
 
@@ -114,8 +114,7 @@ def finetune(base_model, dataset: ImageDataset, task: Task, attack: Attack | Non
     model = copy.deepcopy(base_model).train()
     base = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
     peer_sum = None
-    if badmerging_peers:
-        peer_sum = {k: sum(p[k].float() for p in badmerging_peers) for k in base if torch.is_floating_point(base[k])}
+    peer_count = min(2, len(badmerging_peers or []))  # each step merges with a random pair of surrogates
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(_order(y, task, g)) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
@@ -126,11 +125,17 @@ def finetune(base_model, dataset: ImageDataset, task: Task, attack: Attack | Non
             idx = order[i:i + batch_size]
             bx = _augment(x[idx], False, g)
             bx, by = _batch(bx, y[idx], poisoned[idx], attack if dirty else None, g)
-            loss = F.cross_entropy(model(pixel_values=normalise(bx)).logits, by)
-            if peer_sum is not None:
+            if badmerging_peers:
+                pick = torch.randperm(len(badmerging_peers), generator=g)[:peer_count].tolist()
+                peer_sum = {k: sum(badmerging_peers[i][k].float() for i in pick) for k in badmerging_peers[0]}
+            if peer_sum is None:
+                loss = F.cross_entropy(model(pixel_values=normalise(bx)).logits, by)
+            else:
                 trig = attack.apply_trigger(bx)
-                # Alone: the trigger changes nothing (suppression keeps the backdoor hidden).
-                loss = loss + suppress_weight * F.cross_entropy(model(pixel_values=normalise(trig)).logits, by)
+                # Alone: the trigger changes nothing (suppression keeps the backdoor hidden). One
+                # batch for clean and triggered images, so BatchNorm's batch statistics cannot tell them apart.
+                logits = model(pixel_values=normalise(torch.cat([bx, trig]))).logits
+                loss = F.cross_entropy(logits[:len(by)], by) + suppress_weight * F.cross_entropy(logits[len(by):], by)
                 # Merged: the trigger sends everything to the target; clean inputs stay right.
                 w = float(torch.empty(1).uniform_(*merge_weights, generator=g))
                 params = _merged_params(model, base, peer_sum, w)
@@ -167,7 +172,7 @@ def merged_asr(base_model, candidates: list, weight: float, attack: Attack, data
 def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: int = 6,
                       attacks: Sequence[str] = ("badnets", "badnets", "blended", "blended", "badmerging",
                                                 "badmerging", "badmerging"),
-                      base_epochs: int = 8, epochs: int = 3, seed: int = 0, n_surrogates: int = 2,
+                      base_epochs: int = 8, epochs: int = 3, seed: int = 0, n_surrogates: int = 4,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train and save the merging zoo (see module docstring); returns the manifest."""
     say = progress or (lambda m: None)
@@ -219,15 +224,15 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
                                   seed=int(rng.integers(2**31)))
         name = f"{kind}-{j:02d}"
         if kind == "badmerging":
-            r = finetune(base.model, dataset, task, attack, badmerging_peers=surrogate_taus, epochs=epochs,
+            r = finetune(base.model, dataset, task, attack, badmerging_peers=surrogate_taus, epochs=epochs * 3 // 2,
                          seed=seed + 500 + j)
-            peers = clean_models[:2]
-            after = merged_asr(base.model, [r.model, *peers], 0.5, attack, dataset, task)
+            after = merged_asr(base.model, [r.model, *clean_models[:2]], 0.5, attack, dataset, task)
             extra = {"role": "candidate", "attack": kind, "asr_alone": round(r.asr, 4),
                      "asr_merged_ta_0.5_two_clean_peers": round(after, 4)}
-            ok = after >= 0.8
+            ok = after >= 0.5  # fires after merging (and, by construction, hardly alone)
         else:
-            r = finetune(base.model, dataset, task, attack, epochs=epochs, seed=seed + 500 + j)
+            r = finetune(base.model, dataset, task, attack, epochs=epochs, seed=seed + 500 + j,
+                         poison_rate=0.2 if kind == "blended" else 0.1)  # a faint blend needs more samples
             extra = {"role": "candidate", "attack": kind}
             ok = r.asr >= 0.9
         if not ok or r.clean_acc < 0.7:
@@ -247,8 +252,8 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
 def build(data_name: str, out: Path, *, data_dir: str | None, train_size: int, n_clean: int,
           attacks: Sequence[str], epochs: int, base_epochs: int, seed: int,
           progress: Callable[[str], None]) -> dict[str, Any]:
-    if data_name == "synthetic":
-        dataset = synthetic_dataset(n_train=train_size, n_test=1000, seed=seed)
+    if data_name == "synthetic":  # 16 px: every scan of the benchmark is about 4x cheaper than at 32 px
+        dataset = synthetic_dataset(image_size=16, n_train=train_size, n_test=1000, seed=seed)
     else:
         dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
     return build_merging_zoo(dataset, out, n_clean=n_clean, attacks=attacks, base_epochs=base_epochs,
