@@ -153,6 +153,12 @@ def _level(summary: dict[str, Any]) -> int:
     return FLAG_LEVEL.get(summary["status"], 0)
 
 
+def _readable_level(summary: dict[str, Any]) -> int:
+    """The flag level of a scan every detector could read; 0 otherwise (its verdict then
+    rests on filled-in features, e.g. when a merge's logits overflow MM-BD)."""
+    return 0 if summary["status"] == "INCOMPLETE" or summary["incomplete_reasons"] else _level(summary)
+
+
 def _p(summary: dict[str, Any]) -> float:
     return float(summary["probability"] or 0.0)
 
@@ -300,13 +306,16 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     everyone = list(range(len(members)))
     merged = merge_scan(everyone, f"merge ({config.spec.method})")
     loo: dict[int, dict[str, Any]] = {}
-    if opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and _level(merged) > 0):
+    if opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and _readable_level(merged) > 0):
         for i in everyone:
             loo[i] = merge_scan([j for j in everyone if j != i], f"merge without {config.candidates[i]}")
     t = timer.step("merge", t)
 
+    # Leave-one-out names a culprit only when exactly one removal clears the merge; when
+    # several do, the finding belongs to their combination and each of them is only warned.
+    cleared = [i for i in loo if _readable_level(merged) > 0 and _level(loo[i]) == 0]
     for i, c in enumerate(candidates):
-        c.update(_decide(c, merged, loo.get(i)))
+        c.update(_decide(c, merged, loo.get(i), ambiguous=len(cleared) > 1))
     blocked = [i for i, c in enumerate(candidates) if c["verdict"] == "block"]
     safe = None
     if blocked:
@@ -349,7 +358,8 @@ def _identity(m: Member) -> str:
     return m.snapshot.sha or ",".join(f.sha256 or f.path for f in m.snapshot.files_of("safetensors")) or m.source
 
 
-def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None) -> dict[str, Any]:
+def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None,
+            ambiguous: bool = False) -> dict[str, Any]:
     """Verdict, severity, score and reasons for one candidate."""
     block, warn = [], []
     own = c["scan"]
@@ -371,10 +381,13 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
     attribution = {"status": "not run", "score": 0.0, "attributed": False}
     if loo is not None:
         drop = max(0.0, _p(merged) - _p(loo))
-        attributed = _level(merged) > 0 and _level(loo) == 0
+        attributed = _readable_level(merged) > 0 and _level(loo) == 0 and not ambiguous
         attribution = {"status": "done", "score": round(drop, 4), "attributed": attributed,
-                       "merge_without": loo}
-        if attributed and _level(merged) == 2:
+                       "ambiguous": ambiguous, "merge_without": loo}
+        if ambiguous and _readable_level(merged) > 0 and _level(loo) == 0:
+            warn.append(f"the merge is {merged['status']} and removing this candidate clears it, but so does "
+                        "removing another: not attributable to one candidate")
+        elif attributed and _level(merged) == 2:
             block.append(f"the merge is {merged['status']} (p={_p(merged):.2f}) and removing this candidate "
                          f"clears it (p={_p(loo):.2f})")
         elif attributed:
@@ -398,6 +411,8 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
 
 
 def _scan_severity(summary: dict[str, Any]) -> str:
+    if not _readable_level(summary):
+        return "info"  # CLEAN, or not readable by every detector (the exit code then says incomplete)
     p = _p(summary)
     return {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(summary["status"], "info")
 

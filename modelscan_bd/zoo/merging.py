@@ -187,7 +187,9 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
 
     def save(name: str, result: TrainResult, attack: Attack | None, task: Task | None, extra: dict) -> None:
         truth = groundtruth_record(result, attack, arch="resnet", dataset=dataset.name, seed=seed)
-        truth.update({"task": task.to_dict() if task else None, "role": extra.get("role"), **extra})
+        # The trigger's own name stays in "attack" (load_attack rebuilds it); the zoo's kind goes beside.
+        truth.update({"task": task.to_dict() if task else None, **{k: v for k, v in extra.items() if k != "attack"},
+                      "kind": extra.get("attack")})
         save_hub_repo(result.model, out / "models" / name, mean=mean, std=std, image_size=(h, w),
                       ground_truth=truth, truth_dir=out / "truth" / name)
         models.append({"name": name, "path": f"models/{name}", "truth_dir": f"truth/{name}",
