@@ -374,10 +374,10 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
             # A variant some detector cannot read (e.g. amplified logits overflow MM-BD) yields
             # a verdict from filled-in features: no evidence either way (seen in the benchmark).
             continue
+        # Variants are off the calibration's distribution: only a confident verdict counts
+        # (a SUSPICIOUS variant of a clean fine-tune is common, see docs/bench/merging).
         if _level(e) == 2:
             block.append(f"{what}: {e['status']} (p={_p(e):.2f})")
-        elif _level(e) == 1:
-            warn.append(f"{what}: {e['status']} (p={_p(e):.2f})")
     attribution = {"status": "not run", "score": 0.0, "attributed": False}
     if loo is not None:
         drop = max(0.0, _p(merged) - _p(loo))
