@@ -40,7 +40,7 @@ from .families import identify
 from .findings import Finding, severity_rank
 from .gate_config import GateConfig
 from .memory import PeakMemory
-from .merging import MergeSpec, check_compatible, merge_state_dicts, scaled, task_vector
+from .merging import check_compatible, merge_state_dicts, scaled, task_vector
 from .scan import ScanConfig, Timer, _environment, scan_classifier
 from .sources import Snapshot, resolve
 
@@ -278,17 +278,18 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     candidates = []
     for m, tau in zip(members, taus):
         mkey = (bkey, _identity(m))
-        own = cached(("own", *mkey), lambda: m.adapter, m.source)
+        own = cached(("own", *mkey), lambda m=m: m.adapter, m.source)
         exposures = []
         for lam in opt.amplify:
             s = cached(("amplify", *mkey, lam),
-                       lambda: with_state(base.adapter, scaled(base_state, tau, lam), f"base + {lam} x task vector"),
+                       lambda lam=lam, tau=tau: with_state(base.adapter, scaled(base_state, tau, lam),
+                                                           f"base + {lam} x task vector"),
                        f"{m.source} amplified x{lam}")
             exposures.append({"kind": "amplify", "lambda": lam, "density": 1.0, **s})
         if opt.trim_density < 1:
             s = cached(("trim", *mkey, opt.trim_density),
-                       lambda: with_state(base.adapter, scaled(base_state, tau, 1.0, opt.trim_density),
-                                          "base + trimmed task vector"),
+                       lambda tau=tau: with_state(base.adapter, scaled(base_state, tau, 1.0, opt.trim_density),
+                                                  "base + trimmed task vector"),
                        f"{m.source} trimmed to {opt.trim_density}")
             exposures.append({"kind": "trim", "lambda": 1.0, "density": opt.trim_density, **s})
         candidates.append({"source": m.source, "target": m.snapshot.to_dict(), "scan": own, "exposures": exposures,

@@ -109,7 +109,7 @@ def test_gate_missing_model_is_an_error(merge_models, tmp_path, capsys):
     ids, clean = merge_models
     ids = {**ids, "ghost": "mergeorg/does-not-exist"}
     cfg = _config(tmp_path / "m.yml", ids, ["clean0", "ghost"])
-    code, out, err = run_cli(["gate", cfg, "--clean-data", clean, *FAST], capsys)
+    code, _, err = run_cli(["gate", cfg, "--clean-data", clean, *FAST], capsys)
     assert code == 2 and "does-not-exist" in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -119,7 +119,7 @@ def test_gate_missing_model_is_an_error(merge_models, tmp_path, capsys):
 def test_gate_mismatched_models_are_an_error(merge_models, tmp_path, capsys, names, base, word):
     ids, clean = merge_models
     cfg = _config(tmp_path / "m.yml", ids, names, base=base)
-    code, out, err = run_cli(["gate", cfg, "--clean-data", clean, *FAST], capsys)
+    code, _, err = run_cli(["gate", cfg, "--clean-data", clean, *FAST], capsys)
     assert code == 2 and word in err and len(err.strip().splitlines()) == 1, err
 
 
