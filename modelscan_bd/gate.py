@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -453,6 +452,3 @@ def gate_exit_code(report: dict[str, Any], fail_on: str) -> int:
         return EXIT_INCOMPLETE
     return EXIT_OK
 
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
