@@ -250,7 +250,12 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
-    family = json.loads((zoo / "manifest.json").read_text()).get("family")
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    family = manifest.get("family")
+    if manifest.get("kind") == "merging":
+        from .gate_bench import run_merging_bench
+
+        return run_merging_bench(zoo, out, budget=budget, seed=seed, command=command, progress=progress)
     if family == "clip":
         from .bench_clip import run_clip_bench
 

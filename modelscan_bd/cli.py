@@ -89,6 +89,66 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
     sys.exit(outcome.exit_code)
 
 
+@cli.command()
+@click.argument("config", required=False, type=str)
+@click.option("--base", type=str, default=None, help="Base model (instead of CONFIG): hub id, org/name@rev or folder.")
+@click.option("--candidate", "candidates", multiple=True, help="A candidate fine-tune of the base (repeat).")
+@click.option("--method", type=click.Choice(["task_arithmetic", "ties", "dare_ties", "dare_linear"]),
+              default="task_arithmetic", show_default=True, help="Merge method with --base/--candidate.")
+@click.option("--weight", type=float, default=None, help="Weight of each candidate with --base (default 1/N).")
+@click.option("--density", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Density of each candidate with --base (TIES/DARE).")
+@click.option("--clean-data", type=str, default=None,
+              help="Image folder or .npz of clean images; without it only data-free detectors run (exit 3).")
+@click.option("--clean-budget", type=click.IntRange(8, 100000), default=300, show_default=True)
+@click.option("--out", "out", type=str, default=None, help="Report folder (default ./reports/gate-<name>/); '-' prints JSON.")
+@click.option("--format", "fmt", default="json,html,sarif", show_default=True, help="Comma-separated: json,html,sarif.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True)
+@click.option("--budget", type=click.Choice(["fast", "standard", "thorough"]), default="fast", show_default=True,
+              help="Scan budget for every model and variant the gate scans.")
+@click.option("--amplify", default="1.5", show_default=True,
+              help="Comma-separated lambdas > 1 for theta0 + lambda*tau exposures ('' for none).")
+@click.option("--trim-density", type=click.FloatRange(0, 1, min_open=True), default=0.2, show_default=True,
+              help="TIES-style magnitude trim of each task vector before scanning (1: skip).")
+@click.option("--leave-one-out", type=click.Choice(["flagged", "always", "never"]), default="flagged",
+              show_default=True, help="When to run leave-one-out merges for attribution.")
+@click.option("--emit-config", type=click.Path(dir_okay=False), default=None,
+              help="Write the mergekit config without the blocked candidates here.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--detectors", type=str, default=None, help="Comma-separated detector ids (default: all for the budget).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def gate(config, base, candidates, method, weight, density, clean_data, clean_budget, out, fmt, fail_on, budget,
+         amplify, trim_density, leave_one_out, emit_config, seed, detectors, calibration, quiet) -> None:
+    """Pre-merge gate: check a mergekit CONFIG.yml (or --base B --candidate A ...) and the merge it describes."""
+    from .gate_cli import run_gate_command
+
+    if (config is None) == (base is None):
+        raise click.UsageError("give a mergekit CONFIG.yml or --base with --candidate, not both")
+    if base is not None and not candidates:
+        raise click.UsageError("--base needs at least one --candidate")
+    if config is not None and candidates:
+        raise click.UsageError("--candidate goes with --base, not with CONFIG")
+    formats = _formats(fmt)
+    if out == "-" and formats != ["json"]:
+        raise click.UsageError("--out - prints JSON only; use --format json")
+    try:
+        lambdas = tuple(float(v) for v in amplify.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"--amplify takes comma-separated numbers, got {amplify!r}") from None
+    if any(v <= 1 for v in lambdas):
+        raise click.BadParameter("--amplify lambdas must be > 1")
+    if quiet or out == "-":
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    code = run_gate_command(config=config, base=base, candidates=list(candidates), method=method, weight=weight,
+                            density=density, clean_data=clean_data, clean_budget=clean_budget, out=out,
+                            formats=formats, fail_on=fail_on, budget=budget, amplify=lambdas,
+                            trim_density=trim_density, leave_one_out=leave_one_out, emit_config=emit_config,
+                            seed=seed, detectors=detectors, calibration=calibration,
+                            quiet=quiet or out == "-", progress=status_printer(quiet or out == "-"))
+    sys.exit(code)
+
+
 @cli.group()
 def report() -> None:
     """Work with saved reports."""
@@ -132,7 +192,7 @@ def zoo() -> None:
 
 
 @zoo.command("build")
-@click.argument("family", type=click.Choice(["classifiers", "clip", "diffusion"]))
+@click.argument("family", type=click.Choice(["classifiers", "clip", "diffusion", "merging"]))
 @click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
               show_default=True)
 @click.option("--data-dir", type=str, default=None, help="Folder with the .npz datasets (default: ../shared/data).")
@@ -174,6 +234,12 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                                   n_hard=n_hard, archs=[a.strip() for a in archs.split(",")] if archs != "resnet"
                                   else ["vit", "rn"], attacks=attack_list, train_size=train_size, steps=steps,
                                   seed=seed, append=append, progress=progress)
+    elif family == "merging":  # base + task fine-tunes; --backdoored cycles badnets, blended, badmerging
+        from .zoo.merging import ATTACK_KINDS, build
+
+        manifest = build(data_name, Path(out), data_dir=data_dir, train_size=train_size, n_clean=n_clean,
+                         attacks=[ATTACK_KINDS[j % 3] for j in range(n_backdoored)], epochs=epochs or 3,
+                         base_epochs=8, seed=seed, progress=progress)
     elif family == "diffusion":
         from .zoo.diffusion import build_diffusion_zoo
 

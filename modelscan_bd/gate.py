@@ -1,0 +1,454 @@
+"""The pre-merge gate: scan a merge's candidates, and the merge itself, before it happens.
+
+A backdoored fine-tune passes its backdoor into a merge (DAM, arXiv 2410.13910: backdoor
+"succession"), and BadMerging (Zhang et al., CCS 2024) builds backdoors that fire only
+after merging. So each candidate is judged on four kinds of evidence:
+
+1. its own family scan (``scan_classifier``: exposure, detectors, calibrated verdict);
+2. weight space relative to the base and its peers: per-layer task-vector norms and
+   directions (cosine to the peers' summed task vector) as robust z-scores, median and
+   MAD over the candidates, one-sided (larger, or further from the peers' direction); a
+   warning signal only, since legitimate tasks also differ;
+3. exposure in task-vector space: theta_0 + lambda * tau with lambda > 1 (merging scales
+   task vectors; amplifying one brings out what it carries) and theta_0 + trim(tau), TIES'
+   magnitude trimming, which keeps exactly the largest entries a merge keeps; each
+   variant goes through the same family scan;
+4. the simulated merge with the configured method and weights (``merging``), scanned;
+   when it is flagged, leave-one-out merges attribute the backdoor: a candidate whose
+   removal clears the merge is blocked, even if it looked clean alone.
+
+Verdicts: block (a calibrated BACKDOORED verdict on the candidate or one of its
+variants, attribution, or an unsafe file), warn (SUSPICIOUS, a weight-space outlier, or
+not fully scanned), pass. Exit codes follow the scan's contract (see ``gate_exit_code``).
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from . import __version__, safety
+from .adapters.classifier import ClassifierAdapter
+from .detectors.base import CleanData
+from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError, UnsupportedModelError
+from .families import identify
+from .findings import Finding, severity_rank
+from .gate_config import GateConfig
+from .memory import PeakMemory
+from .merging import check_compatible, merge_state_dicts, scaled, task_vector
+from .scan import ScanConfig, Timer, _environment, scan_classifier
+from .sources import Snapshot, resolve
+
+GATE_SCHEMA_VERSION = "1.0"
+FLAG_LEVEL = {"BACKDOORED": 2, "SUSPICIOUS": 1}
+MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+REL_FLOOR = 0.05  # deviations under 5 % of the median are never outliers (few peers: tiny MADs)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class GateOptions:
+    clean_data: str | None = None
+    clean_budget: int = 300
+    budget: str = "standard"
+    seed: int = 0
+    fail_on: str = "high"
+    amplify: tuple[float, ...] = (1.5,)
+    trim_density: float = 0.2
+    z_threshold: float = 3.5  # Iglewicz & Hoaglin's cut-off for modified z-scores
+    outlier_share: float = 0.25  # share of layers beyond the cut-off that makes a weight-space warning
+    leave_one_out: str = "flagged"  # flagged | always | never
+    detectors: list[str] | None = None
+    calibration: str | None = None
+
+    def scan_config(self) -> ScanConfig:
+        return ScanConfig(budget=self.budget, seed=self.seed, fail_on=self.fail_on, clean_data=None,
+                          clean_budget=self.clean_budget, detectors=self.detectors, calibration=self.calibration)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clean_data": self.clean_data, "clean_budget": self.clean_budget, "budget": self.budget,
+                "seed": self.seed, "fail_on": self.fail_on, "amplify": list(self.amplify),
+                "trim_density": self.trim_density, "z_threshold": self.z_threshold,
+                "outlier_share": self.outlier_share, "leave_one_out": self.leave_one_out,
+                "detectors": self.detectors or []}
+
+
+@dataclass
+class Member:
+    """One model of the merge, resolved and loaded like ``scan`` does."""
+
+    source: str
+    snapshot: Snapshot
+    adapter: ClassifierAdapter
+    safety: list[Finding] = field(default_factory=list)
+
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.adapter.model.net.state_dict().items()}
+
+
+@dataclass
+class GateOutcome:
+    report: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.report["exit_code"])
+
+    def blocked(self) -> list[str]:
+        return [c["source"] for c in self.report["candidates"] if c["verdict"] == "block"]
+
+
+def load_member(source: str, progress: Progress) -> Member:
+    """Resolve, safety-check, identify and load one model (the steps of ``scan``)."""
+    from .adapters.load_classifier import load_classifier
+
+    progress(f"resolving {source}")
+    snapshot = resolve(source, progress)
+    findings = safety.check_snapshot(snapshot)
+    family = identify(snapshot)
+    if family.name != "classifier":
+        raise UnsupportedModelError(f"{source}: {family.reason}; the merge gate supports image classifiers only")
+    if not snapshot.files_of("safetensors"):
+        raise UnsupportedModelError(f"{source}: no safetensors weights (pickle-based weights are never loaded)")
+    adapter = load_classifier(snapshot, family)
+    return Member(source, snapshot, adapter, findings)
+
+
+def check_members(base: Member, candidates: list[Member]) -> None:
+    """Every candidate must be the base's architecture with the same tensor shapes."""
+    for c in candidates:
+        if c.adapter.architecture != base.adapter.architecture:
+            raise InputError(f"candidate {c.source} is a {c.adapter.architecture}, the base {base.source} is a "
+                             f"{base.adapter.architecture}: models of different architectures cannot be merged")
+        try:
+            check_compatible(base.adapter.model.net.state_dict(), c.adapter.model.net.state_dict(),
+                             f"candidate {c.source}")
+        except ValueError as exc:
+            raise InputError(f"{exc} ({base.source})") from None
+
+
+def with_state(template: ClassifierAdapter, state: dict[str, torch.Tensor], name: str) -> ClassifierAdapter:
+    """A copy of ``template`` carrying other weights of the same architecture."""
+    adapter = copy.deepcopy(template)
+    adapter.model.net.load_state_dict(state)
+    adapter.model.eval()
+    adapter.architecture = f"{template.architecture} ({name})"
+    return adapter
+
+
+def scan_summary(report: dict[str, Any]) -> dict[str, Any]:
+    v = report["verdict"]
+    return {"status": v["status"], "probability": v["probability"], "summary": v["summary"],
+            "suspected_targets": [t["label"] for t in v["suspected_targets"]],
+            "incomplete_reasons": list(v["incomplete_reasons"]), "seconds": report["timing"]["total_seconds"]}
+
+
+def _level(summary: dict[str, Any]) -> int:
+    return FLAG_LEVEL.get(summary["status"], 0)
+
+
+def _readable_level(summary: dict[str, Any]) -> int:
+    """The flag level of a scan every detector could read; 0 otherwise (its verdict then
+    rests on filled-in features, e.g. when a merge's logits overflow MM-BD)."""
+    return 0 if summary["status"] == "INCOMPLETE" or summary["incomplete_reasons"] else _level(summary)
+
+
+def _p(summary: dict[str, Any]) -> float:
+    return float(summary["probability"] or 0.0)
+
+
+# ---- weight space ------------------------------------------------------------------
+
+def _layers(base: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Trainable tensors grouped by module; BatchNorm running statistics are left out
+    (they follow each task's input statistics and would drown the signal)."""
+    groups: dict[str, list[str]] = {}
+    for k, v in base.items():
+        if not torch.is_floating_point(v) or k.endswith(("running_mean", "running_var")):
+            continue
+        groups.setdefault(k.rsplit(".", 1)[0] if "." in k else k, []).append(k)
+    return groups
+
+
+def robust_z(values: torch.Tensor) -> torch.Tensor:
+    """Modified z-scores (x - median) / (1.4826 MAD), with the MAD floored at 5 % of |median|."""
+    med = values.median()
+    mad = (values - med).abs().median() * MAD_SCALE
+    scale = max(float(mad), REL_FLOOR * abs(float(med)), 1e-12)
+    return (values - med) / scale
+
+
+def weight_space(base: dict[str, torch.Tensor], taus: list[dict[str, torch.Tensor]], names: list[str],
+                 threshold: float, outlier_share: float) -> list[dict[str, Any]]:
+    """Per-candidate task-vector statistics relative to the peers (see module docstring)."""
+    n = len(taus)
+    if n < 3:
+        return [{"status": "skipped", "reason": f"needs 3 or more candidates for median/MAD statistics, got {n}",
+                 "outlier": False, "score": 0.0} for _ in names]
+    layers = _layers(base)
+    norms = torch.zeros(n, len(layers))
+    cosines = torch.zeros(n, len(layers))
+    for j, keys in enumerate(layers.values()):
+        vecs = torch.stack([torch.cat([t[k].flatten() for k in keys]) for t in taus])
+        total = vecs.sum(0)
+        norms[:, j] = vecs.norm(dim=1)
+        for i in range(n):
+            peers = total - vecs[i]
+            denom = float(vecs[i].norm() * peers.norm())
+            cosines[i, j] = float(vecs[i] @ peers) / denom if denom > 0 else 0.0
+    z_norm = torch.stack([robust_z(norms[:, j]) for j in range(len(layers))], 1)
+    # Low agreement with the peers' direction is the anomaly; high agreement is not.
+    z_dir = -torch.stack([robust_z(cosines[:, j]) for j in range(len(layers))], 1)
+    total_norm = norms.pow(2).sum(1).sqrt()
+    z_total = robust_z(total_norm)
+    names_l = list(layers)
+    out = []
+    for i in range(n):
+        # One-sided: a backdoor adds to a task vector and turns it away from its peers;
+        # a smaller or more typical task vector is no evidence.
+        beyond = (z_norm[i] > threshold) | (z_dir[i] > threshold)
+        share = float(beyond.float().mean())
+        worst = sorted(range(len(layers)), key=lambda j: -max(float(z_norm[i, j]), float(z_dir[i, j])))[:5]
+        outlier = share >= outlier_share or float(z_total[i]) > threshold
+        out.append({"status": "done", "outlier": bool(outlier), "score": round(share, 4),
+                    "layers": len(layers), "layers_beyond_threshold": int(beyond.sum()),
+                    "total_norm": round(float(total_norm[i]), 6), "total_norm_z": round(float(z_total[i]), 3),
+                    "mean_cosine_to_peers": round(float(cosines[i].mean()), 4),
+                    "top_layers": [{"layer": names_l[j], "norm": round(float(norms[i, j]), 6),
+                                    "norm_z": round(float(z_norm[i, j]), 3),
+                                    "cosine_to_peers": round(float(cosines[i, j]), 4),
+                                    "direction_z": round(float(z_dir[i, j]), 3)} for j in worst]})
+    return out
+
+
+# ---- the gate ----------------------------------------------------------------------
+
+def run_gate(config: GateConfig, options: GateOptions | None = None, progress: Progress = lambda m: None,
+             clean: CleanData | None = None, cache: dict | None = None) -> GateOutcome:
+    """Resolve every model, check them and the simulated merge; the report is the gate's JSON.
+
+    cache: optional dict reused across gate runs (the benchmark) for the scans that do not
+    depend on the peers (base, own scans, task-vector exposures), keyed by weights SHA.
+    """
+    options = options or GateOptions()
+    with PeakMemory() as memory:
+        report = _run(config, options, progress, clean, {} if cache is None else cache)
+    report["timing"]["peak_memory_mb"] = round(memory.peak_mb, 1)
+    return GateOutcome(report)
+
+
+def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanData | None,
+         cache: dict) -> dict[str, Any]:
+    from .cleandata import load_clean_data
+
+    timer = Timer()
+    t = timer.start
+    base = load_member(config.base, progress)
+    members = [load_member(c, progress) for c in config.candidates]
+    check_members(base, members)
+    t = timer.step("load", t)
+    if clean is None and opt.clean_data:
+        progress(f"loading clean data from {opt.clean_data}")
+        clean = load_clean_data(opt.clean_data, base.adapter, budget=opt.clean_budget, seed=opt.seed)
+    scfg = opt.scan_config()
+
+    def scan(adapter: ClassifierAdapter, name: str) -> dict[str, Any]:
+        progress(f"scanning {name}")
+        return scan_summary(scan_classifier(adapter, clean, scfg, name=name).report)
+
+    def cached(key: tuple, make: Callable[[], ClassifierAdapter], name: str) -> dict[str, Any]:
+        key = (*key, opt.budget, opt.seed, opt.clean_budget, opt.clean_data, tuple(opt.detectors or ()))
+        if key not in cache:
+            cache[key] = scan(make(), name)
+        return copy.deepcopy(cache[key])
+
+    base_state = base.state
+    states = [m.state for m in members]
+    taus = [task_vector(base_state, s) for s in states]
+    bkey = _identity(base)
+    base_scan = cached(("base", bkey), lambda: base.adapter, f"base {base.source}")
+    t = timer.step("base", t)
+
+    candidates = []
+    for m, tau in zip(members, taus):
+        mkey = (bkey, _identity(m))
+        own = cached(("own", *mkey), lambda m=m: m.adapter, m.source)
+        exposures = []
+        for lam in opt.amplify:
+            s = cached(("amplify", *mkey, lam),
+                       lambda lam=lam, tau=tau: with_state(base.adapter, scaled(base_state, tau, lam),
+                                                           f"base + {lam} x task vector"),
+                       f"{m.source} amplified x{lam}")
+            exposures.append({"kind": "amplify", "lambda": lam, "density": 1.0, **s})
+        if opt.trim_density < 1:
+            s = cached(("trim", *mkey, opt.trim_density),
+                       lambda tau=tau: with_state(base.adapter, scaled(base_state, tau, 1.0, opt.trim_density),
+                                                  "base + trimmed task vector"),
+                       f"{m.source} trimmed to {opt.trim_density}")
+            exposures.append({"kind": "trim", "lambda": 1.0, "density": opt.trim_density, **s})
+        candidates.append({"source": m.source, "target": m.snapshot.to_dict(), "scan": own, "exposures": exposures,
+                           "safety": [f.to_dict() for f in m.safety]})
+    t = timer.step("candidates", t)
+    for c, ws in zip(candidates, weight_space(base_state, taus, config.candidates, opt.z_threshold,
+                                              opt.outlier_share)):
+        c["weight_space"] = ws
+    t = timer.step("weight_space", t)
+
+    def merge_scan(keep: list[int], name: str) -> dict[str, Any]:
+        merged = merge_state_dicts(base_state, [states[i] for i in keep], config.spec.subset(keep), seed=opt.seed)
+        return scan(with_state(base.adapter, merged, name), name)
+
+    everyone = list(range(len(members)))
+    merged = merge_scan(everyone, f"merge ({config.spec.method})")
+    loo: dict[int, dict[str, Any]] = {}
+    if opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and _readable_level(merged) > 0):
+        for i in everyone:
+            loo[i] = merge_scan([j for j in everyone if j != i], f"merge without {config.candidates[i]}")
+    t = timer.step("merge", t)
+
+    # Leave-one-out names a culprit only when exactly one removal clears the merge; when
+    # several do, the finding belongs to their combination and each of them is only warned.
+    cleared = [i for i in loo if _readable_level(merged) > 0 and _level(loo[i]) == 0]
+    for i, c in enumerate(candidates):
+        c.update(_decide(c, merged, loo.get(i), ambiguous=len(cleared) > 1))
+    blocked = [i for i, c in enumerate(candidates) if c["verdict"] == "block"]
+    safe = None
+    if blocked:
+        keep = [i for i in everyone if i not in blocked]
+        if not keep:
+            safe = {"status": "NONE", "summary": "every candidate is blocked: nothing is left to merge",
+                    "probability": None, "suspected_targets": [], "incomplete_reasons": [], "seconds": 0.0,
+                    "without": [config.candidates[i] for i in blocked]}
+        elif len(blocked) == 1 and blocked[0] in loo:
+            safe = {**loo[blocked[0]], "without": [config.candidates[blocked[0]]]}
+        else:
+            safe = {**merge_scan(keep, "merge without blocked candidates"),
+                    "without": [config.candidates[i] for i in blocked]}
+    timer.step("safe_merge", t)
+    merged_entry = {"method": config.spec.method, **merged, "safe_merge": safe}
+    findings = _findings(base, base_scan, candidates, merged_entry)
+    report = {
+        "schema_version": GATE_SCHEMA_VERSION,
+        "kind": "merge-gate",
+        "tool": {"name": "modelscan-bd", "version": __version__},
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": _environment(),
+        "config": {"merge": config.to_dict(), "options": opt.to_dict(),
+                   "clean_data": None if clean is None else clean.describe()},
+        "base": {"source": base.source, "target": base.snapshot.to_dict(), "architecture": base.adapter.architecture,
+                 "num_classes": base.adapter.num_classes, "scan": base_scan,
+                 "safety": [f.to_dict() for f in base.safety]},
+        "candidates": candidates,
+        "merged": merged_entry,
+        "findings": [f.to_dict() for f in findings],
+        "timing": {"total_seconds": round(time.perf_counter() - timer.start, 3), "steps": timer.steps,
+                   "peak_memory_mb": None},
+    }
+    report["exit_code"] = gate_exit_code(report, opt.fail_on)
+    return report
+
+
+def _identity(m: Member) -> str:
+    """What a cached scan is keyed by: the pinned commit, else the weights' hashes."""
+    return m.snapshot.sha or ",".join(f.sha256 or f.path for f in m.snapshot.files_of("safetensors")) or m.source
+
+
+def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None,
+            ambiguous: bool = False) -> dict[str, Any]:
+    """Verdict, severity, score and reasons for one candidate."""
+    block, warn = [], []
+    own = c["scan"]
+    if _level(own) == 2:
+        block.append(f"its own scan: {own['summary']}")
+    elif _level(own) == 1:
+        warn.append(f"its own scan: {own['summary']}")
+    for e in c["exposures"]:
+        what = (f"amplified task vector (lambda={e['lambda']})" if e["kind"] == "amplify"
+                else f"TIES-trimmed task vector (density={e['density']})")
+        if e["status"] == "INCOMPLETE" or e["incomplete_reasons"]:
+            # A variant some detector cannot read (e.g. amplified logits overflow MM-BD) yields
+            # a verdict from filled-in features: no evidence either way (seen in the benchmark).
+            continue
+        # Variants are off the calibration's distribution: only a confident verdict counts
+        # (a SUSPICIOUS variant of a clean fine-tune is common, see docs/bench/merging).
+        if _level(e) == 2:
+            block.append(f"{what}: {e['status']} (p={_p(e):.2f})")
+    attribution = {"status": "not run", "score": 0.0, "attributed": False}
+    if loo is not None:
+        drop = max(0.0, _p(merged) - _p(loo))
+        attributed = _readable_level(merged) > 0 and _level(loo) == 0 and not ambiguous
+        attribution = {"status": "done", "score": round(drop, 4), "attributed": attributed,
+                       "ambiguous": ambiguous, "merge_without": loo}
+        if ambiguous and _readable_level(merged) > 0 and _level(loo) == 0:
+            warn.append(f"the merge is {merged['status']} and removing this candidate clears it, but so does "
+                        "removing another: not attributable to one candidate")
+        elif attributed and _level(merged) == 2:
+            block.append(f"the merge is {merged['status']} (p={_p(merged):.2f}) and removing this candidate "
+                         f"clears it (p={_p(loo):.2f})")
+        elif attributed:
+            warn.append(f"the merge is {merged['status']} and removing this candidate clears it")
+    for f in c["safety"]:
+        if f["status"] == "failed" and severity_rank(f["severity"]) >= severity_rank("high"):
+            block.append(f"unsafe file: {f['message']}")
+    ws = c["weight_space"]
+    if ws.get("outlier"):
+        warn.append(f"weight-space outlier: {ws['layers_beyond_threshold']}/{ws['layers']} layers beyond the "
+                    f"robust z cut-off, total task-vector norm z={ws['total_norm_z']}")
+    incomplete = list(own["incomplete_reasons"])
+    if own["status"] == "INCOMPLETE" or incomplete:
+        warn.append("not fully scanned: " + "; ".join(dict.fromkeys(incomplete))[:300])
+    usable = [e for e in c["exposures"] if e["status"] != "INCOMPLETE" and not e["incomplete_reasons"]]
+    score = max([_p(own), *(_p(e) for e in usable), attribution["score"]])
+    verdict = "block" if block else "warn" if warn else "pass"
+    severity = {"block": "critical" if score >= 0.97 else "high", "warn": "medium", "pass": "info"}[verdict]
+    return {"verdict": verdict, "severity": severity, "score": round(score, 4), "reasons": block + warn,
+            "attribution": attribution, "incomplete": bool(incomplete) or own["status"] == "INCOMPLETE"}
+
+
+def _scan_severity(summary: dict[str, Any]) -> str:
+    if not _readable_level(summary):
+        return "info"  # CLEAN, or not readable by every detector (the exit code then says incomplete)
+    p = _p(summary)
+    return {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(summary["status"], "info")
+
+
+def _findings(base: Member, base_scan, candidates, merged) -> list[Finding]:
+    out = []
+    sev = _scan_severity(base_scan)
+    out.append(Finding(rule_id="MSBD-G003", detector="gate", detector_version="1",
+                       status="failed" if sev != "info" else "passed", severity=sev,
+                       title="Base model scan", message=f"base {base.source}: {base_scan['summary']}",
+                       score=base_scan["probability"], location=base.source))
+    for c in candidates:
+        msg = f"{c['source']}: {c['verdict']}" + (f" ({'; '.join(c['reasons'])})" if c["reasons"] else "")
+        out.append(Finding(rule_id="MSBD-G001", detector="gate", detector_version="1",
+                           status="passed" if c["verdict"] == "pass" else "failed", severity=c["severity"],
+                           title="Merge candidate verdict", message=msg[:1000], score=c["score"],
+                           evidence={"verdict": c["verdict"], "reasons": c["reasons"]}, location=c["source"]))
+    sev = _scan_severity(merged)
+    out.append(Finding(rule_id="MSBD-G002", detector="gate", detector_version="1",
+                       status="failed" if sev != "info" else "passed", severity=sev,
+                       title="Simulated merge scan", message=f"merge ({merged['method']}): {merged['summary']}",
+                       score=merged["probability"]))
+    return out
+
+
+def gate_exit_code(report: dict[str, Any], fail_on: str) -> int:
+    """1: a candidate is blocked, or a finding (merge, base, warning) reaches --fail-on;
+    3: something was not fully scanned; 0 otherwise."""
+    if any(c["verdict"] == "block" for c in report["candidates"]):
+        return EXIT_FINDINGS
+    if any(f["status"] == "failed" and severity_rank(f["severity"]) >= severity_rank(fail_on)
+           for f in report["findings"]):
+        return EXIT_FINDINGS
+    scans = [report["base"]["scan"], report["merged"]] + [c["scan"] for c in report["candidates"]]
+    if any(c["incomplete"] for c in report["candidates"]) or any(
+            s["status"] == "INCOMPLETE" or s["incomplete_reasons"] for s in scans):
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+

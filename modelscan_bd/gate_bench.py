@@ -1,0 +1,294 @@
+"""Benchmark of the merge gate on a merging zoo (``modelscan-bd bench ZOO`` on a zoo built
+with ``zoo build merging``).
+
+Merge groups: each backdoored candidate with ``group_size - 1`` clean peers (cycling
+through the clean fine-tunes), plus clean-only groups; every group is gated once per
+merge method (task arithmetic, TIES, DARE). Per candidate instance we record:
+
+* "before merging": max of its own scan and its task-vector exposures (what the gate
+  knows without merging);
+* "after merging" (per method): the gate's candidate score, which adds leave-one-out
+  attribution of a flagged merge;
+* the gate's decision (block) and the weight-space score;
+* the merged model's verdict and the backdoor's real attack success rate after the merge.
+
+Nothing is fitted here: thresholds are the shipped classifier calibration's and the
+robust-z cut-off, so the whole zoo is held out. Records are appended to
+``records.jsonl`` as they finish, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .bench import auroc, provenance, tpr_at_fpr
+from .gate import GateOptions, load_member, run_gate, with_state
+from .gate_config import parse_config
+from .merging import merge_state_dicts
+from .zoo.save import load_attack
+
+METHOD_SETTINGS = {  # method -> (weight per candidate, density)
+    "task_arithmetic": (0.5, 1.0),
+    "ties": (1.0, 0.5),
+    "dare_linear": (0.5, 0.5),
+}
+
+
+def groups_for(clean: list[str], backdoored: list[str], size: int, n_clean_groups: int) -> list[list[str]]:
+    bd = [[b] + [clean[(j * (size - 1) + i) % len(clean)] for i in range(size - 1)] for j, b in enumerate(backdoored)]
+    cl = [[clean[(k * size + 1 + i) % len(clean)] for i in range(size)] for k in range(n_clean_groups)]
+    # A clean-only group early, so that a run cut short still measures false blocks on merges.
+    return bd[:3] + cl[:1] + bd[3:] + cl[1:]
+
+
+def _merged_asr(zoo: Path, entries: dict, group: list[str], method: str, seed: int) -> float | None:
+    """The real attack success rate of the merge, for the group's backdoored candidate."""
+    bd = [n for n in group if entries[n]["backdoored"]]
+    if not bd:
+        return None
+    attack = load_attack(zoo / entries[bd[0]]["truth_dir"])
+    base = load_member(str(zoo / "models" / "base"), lambda m: None)
+    states = [load_member(str(zoo / entries[n]["path"]), lambda m: None).state for n in group]
+    weight, density = METHOD_SETTINGS[method]
+    cfg = parse_config({"models": [{"model": n, "parameters": {"weight": weight, "density": density}} for n in group],
+                        "base_model": "base", "merge_method": method})
+    merged = with_state(base.adapter, merge_state_dicts(base.state, states, cfg.spec, seed=seed), "merge")
+    import numpy as np
+
+    with np.load(zoo / "clean-data.npz") as npz:
+        x = torch.from_numpy(npz["images"]).permute(0, 3, 1, 2).float() / 255
+        y = torch.from_numpy(npz["labels"]).long()
+    keep = attack.asr_mask(y)
+    pred = merged.predict(attack.apply_trigger(x[keep]))
+    return float((pred == attack.asr_target(y[keep])).float().mean())
+
+
+def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int = 0, command: str = "",
+                      group_size: int = 3, n_clean_groups: int = 2, clean_budget: int = 150,
+                      methods: tuple[str, ...] = tuple(METHOD_SETTINGS), max_groups: int | None = None,
+                      progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    torch.set_num_threads(1)  # shared machine: one thread, recorded in the results
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    entries = {m["name"]: m for m in manifest["models"]}
+    cands = [m for m in manifest["models"] if m.get("role") == "candidate"]
+    clean = [m["name"] for m in cands if not m["backdoored"]]
+    bd = [m["name"] for m in cands if m["backdoored"]]
+    groups = groups_for(clean, bd, group_size, n_clean_groups)[:max_groups]  # max_groups: a time-boxed run
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "records.jsonl"
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["group_index"], r["method"])] = r
+    cache: dict = {}
+    options = GateOptions(clean_data=str(zoo / "clean-data.npz"), clean_budget=clean_budget, budget=budget,
+                          seed=seed, leave_one_out="flagged")
+    for gi, group in enumerate(groups):
+        for method in methods:
+            if (gi, method) in done:
+                continue
+            weight, density = METHOD_SETTINGS[method]
+            raw = {"models": [{"model": str(zoo / entries[n]["path"]),
+                               "parameters": {"weight": weight, "density": density}} for n in group],
+                   "base_model": str(zoo / "models" / "base"), "merge_method": method}
+            started = time.perf_counter()
+            report = run_gate(parse_config(raw, f"group {gi}"), options, progress, cache=cache).report
+            wall = time.perf_counter() - started
+            rec = {"group_index": gi, "group": group, "method": method, "wall_seconds": round(wall, 2),
+                   "decision_seconds": round(_decision_seconds(report), 2),
+                   "merged": {"status": report["merged"]["status"], "probability": report["merged"]["probability"]},
+                   "merged_asr": _merged_asr(zoo, entries, group, method, seed), "exit_code": report["exit_code"],
+                   "candidates": []}
+            for name, c in zip(group, report["candidates"]):
+                pre = max([c["scan"]["probability"] or 0.0] + [e["probability"] or 0.0 for e in c["exposures"]
+                                                                if not e["incomplete_reasons"]])
+                rec["candidates"].append({
+                    "name": name, "backdoored": entries[name]["backdoored"], "attack": entries[name].get("attack"),
+                    "verdict": c["verdict"], "score": c["score"], "pre_merge_score": pre,
+                    "own": c["scan"]["probability"], "own_status": c["scan"]["status"],
+                    "exposures": {e["kind"]: e["probability"] for e in c["exposures"]},
+                    "exposure_status": {e["kind"]: e["status"] + (" (incomplete)" if e["incomplete_reasons"] else "")
+                                        for e in c["exposures"]},
+                    "weight_space": c["weight_space"].get("score", 0.0),
+                    "weight_space_outlier": c["weight_space"].get("outlier", False),
+                    "attribution": c["attribution"]["score"], "attributed": c["attribution"]["attributed"],
+                    "reasons": c["reasons"]})
+            with log.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            done[(gi, method)] = rec
+            progress(f"group {gi} {method}: " + ", ".join(f"{x['name']}={x['verdict']}" for x in rec["candidates"])
+                     + f"; merge {rec['merged']['status']}, ASR {rec['merged_asr']}, {wall:.0f} s")
+    records = [done[k] for k in sorted(done) if k[0] < len(groups)]
+    result = {"provenance": {**provenance(zoo, command), "shared_machine": True, "budget": budget,
+                             "clean_budget": clean_budget, "group_size": group_size, "groups": len(groups)},
+              "zoo": {"models": len(manifest["models"]), "clean_candidates": len(clean),
+                      "backdoored_candidates": len(bd), "rejected": len(manifest.get("rejected", [])),
+                      "seconds": manifest.get("seconds")},
+              "method_settings": {m: {"weight": w, "density": d} for m, (w, d) in METHOD_SETTINGS.items()},
+              "metrics": merging_metrics(records),
+              "metrics_unique_attribution": merging_metrics(revise_ambiguous_attribution(records)),
+              "records": records}
+    result["markdown"] = to_markdown(result)
+    (out / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=2) + "\n")
+    (out / "results.md").write_text(result["markdown"])
+    return result
+
+
+def _decision_seconds(report: dict[str, Any]) -> float:
+    """What one uncached gate decision costs: every scan it used, plus loading and merging."""
+    scans = [report["base"]["scan"], report["merged"]]
+    for c in report["candidates"]:
+        scans += [c["scan"], *c["exposures"]]
+        if c["attribution"]["status"] == "done":
+            scans.append(c["attribution"]["merge_without"])
+    safe = report["merged"].get("safe_merge")
+    if safe and safe["status"] != "NONE" and not any(
+            c["attribution"].get("merge_without") == {k: v for k, v in safe.items() if k != "without"}
+            for c in report["candidates"]):
+        scans.append(safe)
+    steps = report["timing"]["steps"]
+    return sum(s["seconds"] for s in scans) + steps.get("load", 0.0) + steps.get("weight_space", 0.0)
+
+
+def _block_rates(rows: list[dict]) -> dict[str, Any]:
+    pos = [r for r in rows if r["backdoored"]]
+    neg = [r for r in rows if not r["backdoored"]]
+    return {"blocked_backdoored": _share([r["verdict"] == "block" for r in pos]),
+            "blocked_clean": _share([r["verdict"] == "block" for r in neg]),
+            "warned_clean": _share([r["verdict"] == "warn" for r in neg]), "n_backdoored": len(pos),
+            "n_clean": len(neg)}
+
+
+def _share(xs: list[bool]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def _scores(rows: list[dict], key: str) -> dict[str, Any]:
+    s = [float(r[key] or 0.0) for r in rows]
+    y = [int(r["backdoored"]) for r in rows]
+    a, t = auroc(s, y), tpr_at_fpr(s, y, 0.05)
+    return {"auroc": None if a is None else round(a, 4), "tpr_at_5fpr": None if t is None else round(t, 4)}
+
+
+ATTRIBUTION_REASON = "the merge is "
+
+
+def revise_ambiguous_attribution(records: list[dict]) -> list[dict]:
+    """Records made before the gate required a *unique* leave-one-out culprit, re-decided
+    with that rule: when several candidates of one merge were attributed, attribution is
+    only a warning for each (their other evidence stands). Records made after it are unchanged."""
+    out = []
+    for r in records:
+        r = json.loads(json.dumps(r))
+        attributed = [c for c in r["candidates"] if c["attributed"]]
+        if len(attributed) > 1:
+            for c in attributed:
+                c["attributed"] = False
+                others = [x for x in c["reasons"] if not x.startswith(ATTRIBUTION_REASON)]
+                blocking = [x for x in others if "BACKDOORED" in x or "Backdoor detected" in x or "unsafe" in x]
+                c["verdict"] = "block" if blocking else "warn"
+                c["score"] = max([c["pre_merge_score"]])
+        out.append(r)
+    return out
+
+
+def merging_metrics(records: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    methods = sorted({r["method"] for r in records})
+    # Before merging: one instance per distinct candidate (the pre-merge checks do not depend on peers).
+    seen = {}
+    for r in records:
+        for c in r["candidates"]:
+            seen.setdefault(c["name"], c)
+    uniq = list(seen.values())
+    out["before_merging"] = {"candidates": len(uniq), "own_scan": _scores(uniq, "own"),
+                             "own_and_exposures": _scores(uniq, "pre_merge_score"),
+                             "weight_space": _scores(uniq, "weight_space"),
+                             "by_attack": _by_attack(uniq, "pre_merge_score")}
+    for m in methods:
+        rows = [c for r in records if r["method"] == m for c in r["candidates"]]
+        recs = [r for r in records if r["method"] == m]
+        with_bd = [r for r in recs if any(c["backdoored"] for c in r["candidates"])]
+        clean_only = [r for r in recs if not any(c["backdoored"] for c in r["candidates"])]
+        out[m] = {"instances": len(rows), "gate_score": _scores(rows, "score"), "decisions": _block_rates(rows),
+                  "by_attack": _by_attack(rows, "score"),
+                  "merge_flagged_with_backdoored_candidate": _share(
+                      [r["merged"]["status"] in ("BACKDOORED", "SUSPICIOUS") for r in with_bd]),
+                  "merge_flagged_clean_only": _share(
+                      [r["merged"]["status"] in ("BACKDOORED", "SUSPICIOUS") for r in clean_only]),
+                  "merged_asr_mean": _mean([r["merged_asr"] for r in with_bd]),
+                  "decision_seconds_mean": _mean([r["decision_seconds"] for r in recs]),
+                  "decision_seconds_max": max([r["decision_seconds"] for r in recs], default=None)}
+    return out
+
+
+def _by_attack(rows: list[dict], key: str) -> dict[str, Any]:
+    out = {}
+    for kind in sorted({r["attack"] for r in rows if r["backdoored"]}):
+        sub = [r for r in rows if not r["backdoored"] or r["attack"] == kind]
+        pos = [r for r in sub if r["backdoored"]]
+        out[kind] = {**_scores(sub, key), "blocked": _share([r.get("verdict") == "block" for r in pos]),
+                     "n": len(pos)}
+    return out
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    p, m = result["provenance"], result["metrics"]
+    lines = ["# Merge gate benchmark", "",
+             f"- date: {p['date']}", f"- command: `{p['command']}`", f"- machine: {p['machine']} (shared machine)",
+             f"- torch threads: {p['torch_threads']}; scan budget {p['budget']}, {p['clean_budget']} clean images",
+             f"- zoo manifest sha256: {p['zoo_manifest_sha256']}; {result['zoo']['clean_candidates']} clean and "
+             f"{result['zoo']['backdoored_candidates']} backdoored candidates ({result['zoo']['rejected']} rejected)",
+             f"- {p['groups']} merge groups of {p['group_size']} candidates (each backdoored candidate with clean peers, "
+             f"plus clean-only groups); settings {json.dumps(result['method_settings'])}",
+             "- nothing fitted on this zoo: shipped classifier calibration, robust-z cut-off 3.5", "",
+             "## Before merging (one instance per candidate)", "",
+             "| score | AUROC | TPR@5%FPR |", "|---|---|---|"]
+    b = m["before_merging"]
+    for key, label in (("own_scan", "own family scan"), ("own_and_exposures", "own scan + task-vector exposures"),
+                       ("weight_space", "weight-space outlier share")):
+        lines.append(f"| {label} | {_f(b[key]['auroc'])} | {_f(b[key]['tpr_at_5fpr'])} |")
+    lines += ["", "By attack (own scan + exposures): " + "; ".join(
+        f"{k}: AUROC {_f(v['auroc'])}, TPR@5%FPR {_f(v['tpr_at_5fpr'])} (n={v['n']})" for k, v in b["by_attack"].items()),
+        "", "## After merging (gate decision per candidate instance, per method)", ""]
+    lines += _after_table(m)
+    if "metrics_unique_attribution" in result:
+        lines += ["", "### The same records re-decided with the unique-culprit attribution rule", "",
+                  "(the gate now blocks on leave-one-out attribution only when exactly one removal clears the "
+                  "merge; records made before that rule are re-decided here, see notes)", ""]
+        lines += _after_table(result["metrics_unique_attribution"])
+    return "\n".join(lines) + "\n"
+
+
+def _after_table(m: dict[str, Any]) -> list[str]:
+    lines = ["| method | AUROC | TPR@5%FPR | blocked backdoored | blocked clean | warned clean | merge flagged "
+             "(with bd / clean only) | merged ASR | s/decision (mean, max) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in METHOD_SETTINGS:
+        if name not in m:
+            continue
+        r = m[name]
+        d = r["decisions"]
+        lines.append(f"| {name} | {_f(r['gate_score']['auroc'])} | {_f(r['gate_score']['tpr_at_5fpr'])} | "
+                     f"{_f(d['blocked_backdoored'])} ({d['n_backdoored']}) | {_f(d['blocked_clean'])} ({d['n_clean']}) | "
+                     f"{_f(d['warned_clean'])} | {_f(r['merge_flagged_with_backdoored_candidate'])} / "
+                     f"{_f(r['merge_flagged_clean_only'])} | {_f(r['merged_asr_mean'])} | "
+                     f"{_f(r['decision_seconds_mean'])}, {_f(r['decision_seconds_max'])} |")
+    lines += ["", "Blocked backdoored candidates by attack: " + " · ".join(
+        f"{name}: " + ", ".join(f"{k} {_f(v['blocked'])} of {v['n']}" for k, v in m[name]["by_attack"].items())
+        for name in METHOD_SETTINGS if name in m)]
+    return lines
+
+
+def _f(x) -> str:
+    return "—" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))

@@ -1,0 +1,136 @@
+"""The merge gate end to end: tiny base + fine-tunes trained here, published to the
+offline hub cache, gated through the CLI with a mergekit YAML."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+
+SIZE = 16
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+TARGET = 2
+
+
+@pytest.fixture(scope="session")
+def merge_models(tmp_path_factory, hub_cache):
+    """Base, two clean task fine-tunes and a BadNets fine-tune (plus mismatched models)."""
+    import torch
+
+    from modelscan_bd.data import synthetic_dataset
+    from modelscan_bd.hubcache import place_in_cache
+    from modelscan_bd.zoo.architectures import build_model
+    from modelscan_bd.zoo.attacks import BadNets
+    from modelscan_bd.zoo.merging import Task, finetune
+    from modelscan_bd.zoo.save import save_hub_repo
+    from modelscan_bd.zoo.train import train_classifier
+
+    data = synthetic_dataset(num_classes=10, image_size=SIZE, n_train=1500, n_test=400, seed=1)
+    root = tmp_path_factory.mktemp("merge-models")
+
+    def publish(model, name):
+        folder = save_hub_repo(model, root / name, mean=MEAN, std=STD, image_size=SIZE)
+        place_in_cache(folder, f"mergeorg/{name}", hub_cache)
+        return f"mergeorg/{name}"
+
+    base = train_classifier("resnet", data, None, epochs=4, batch_size=64, seed=0, mean=MEAN, std=STD)
+    assert base.clean_acc >= 0.8, base.clean_acc
+    ids = {"base": publish(base.model, "base")}
+    for k in range(3):
+        r = finetune(base.model, data, Task.make(k, 3, 10), epochs=2, seed=10 + k)
+        assert r.clean_acc >= 0.8, r.clean_acc
+        ids[f"clean{k}"] = publish(r.model, f"clean-{k}")
+    attack = BadNets(TARGET, 10, data.image_shape, seed=0)
+    r = finetune(base.model, data, Task.make(7, 3, 10), attack, epochs=3, seed=20)
+    assert r.clean_acc >= 0.8 and r.asr >= 0.9, (r.clean_acc, r.asr)
+    ids["badnets"] = publish(r.model, "badnets")
+    torch.manual_seed(0)
+    ids["vit"] = publish(build_model("vit", 10, data.classes, SIZE), "vit")
+    ids["resnet5"] = publish(build_model("resnet", 5, data.classes[:5], SIZE), "resnet-5-classes")
+    clean = root / "clean.npz"
+    np.savez_compressed(clean, images=data.test_x, labels=data.test_y)
+    return ids, clean
+
+
+def _config(path, ids, names, method="task_arithmetic", base="base"):
+    data = {"models": [{"model": ids[n], "parameters": {"weight": 0.5, "density": 0.5}} for n in names],
+            "base_model": ids[base], "merge_method": method, "dtype": "float32"}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+FAST = ["--budget", "fast", "--clean-budget", "100", "--quiet"]
+
+
+def test_gate_blocks_the_backdoored_candidate_and_emits_a_safe_config(merge_models, tmp_path, capsys):
+    from modelscan_bd.reports.gate_report import validate_gate_report
+
+    ids, clean = merge_models
+    cfg = _config(tmp_path / "merge.yml", ids, ["clean0", "clean1", "badnets"])
+    out, safe = tmp_path / "out", tmp_path / "safe.yml"
+    code, _, err = run_cli(["gate", cfg, "--clean-data", clean, "--out", out, "--emit-config", safe,
+                            "--trim-density", "1", *FAST], capsys)
+    report = json.loads((out / "gate.json").read_text())
+    validate_gate_report(report)
+    verdicts = {c["source"]: c["verdict"] for c in report["candidates"]}
+    assert verdicts[ids["badnets"]] == "block", report["candidates"][-1]["reasons"]
+    assert verdicts[ids["clean0"]] == "pass" and verdicts[ids["clean1"]] == "pass", report["candidates"]
+    assert code == 1, err
+    emitted = yaml.safe_load(safe.read_text())
+    assert [m["model"] for m in emitted["models"]] == [ids["clean0"], ids["clean1"]]
+    assert emitted["merge_method"] == "task_arithmetic" and emitted["base_model"] == ids["base"]
+    sarif = json.loads((out / "gate.sarif").read_text())
+    locations = [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif["runs"][0]["results"]]
+    assert ids["badnets"] in locations and ids["clean0"] not in locations
+    html = (out / "gate.html").read_text()
+    assert ids["badnets"] in html and "block" in html
+    amplified = report["candidates"][2]["exposures"]
+    assert amplified and amplified[0]["kind"] == "amplify" and amplified[0]["lambda"] == 1.5
+
+
+def test_gate_passes_clean_candidates_with_ties(merge_models, tmp_path, capsys):
+    ids, clean = merge_models
+    code, out, err = run_cli(["gate", "--base", ids["base"], "--candidate", ids["clean0"], "--candidate",
+                              ids["clean1"], "--candidate", ids["clean2"], "--method", "ties", "--density", "0.5",
+                              "--clean-data", clean, "--out", "-", "--format", "json", "--amplify", "",
+                              "--trim-density", "1", "--leave-one-out", "never", *FAST], capsys)
+    report = json.loads(out)
+    assert [c["verdict"] for c in report["candidates"]] != ["block"] * 3
+    assert all(c["verdict"] == "pass" for c in report["candidates"]), [c["reasons"] for c in report["candidates"]]
+    assert report["merged"]["status"] == "CLEAN" and code == 0, err
+    assert report["candidates"][0]["exposures"] == []
+    assert report["candidates"][0]["weight_space"]["status"] == "done"
+
+
+def test_gate_missing_model_is_an_error(merge_models, tmp_path, capsys):
+    ids, clean = merge_models
+    ids = {**ids, "ghost": "mergeorg/does-not-exist"}
+    cfg = _config(tmp_path / "m.yml", ids, ["clean0", "ghost"])
+    code, _, err = run_cli(["gate", cfg, "--clean-data", clean, *FAST], capsys)
+    assert code == 2 and "does-not-exist" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("names, base, word", [(["clean0", "vit"], "base", "architecture"),
+                                               (["clean0", "clean1"], "resnet5", "shape"),
+                                               (["clean0", "resnet5"], "base", "shape")])
+def test_gate_mismatched_models_are_an_error(merge_models, tmp_path, capsys, names, base, word):
+    ids, clean = merge_models
+    cfg = _config(tmp_path / "m.yml", ids, names, base=base)
+    code, _, err = run_cli(["gate", cfg, "--clean-data", clean, *FAST], capsys)
+    assert code == 2 and word in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_gate_usage_errors(merge_models, tmp_path, capsys):
+    ids, _ = merge_models
+    bad = tmp_path / "bad.yml"
+    bad.write_text("models: [\n")
+    assert run_cli(["gate", bad], capsys)[0] == 4
+    assert run_cli(["gate"], capsys)[0] == 4
+    assert run_cli(["gate", "--base", ids["base"]], capsys)[0] == 4
+    slerp = tmp_path / "slerp.yml"
+    slerp.write_text(yaml.safe_dump({"models": [{"model": ids["clean0"], "parameters": {"weight": 1}}],
+                                     "base_model": ids["base"], "merge_method": "slerp"}))
+    assert run_cli(["gate", slerp], capsys)[0] == 3

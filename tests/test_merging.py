@@ -1,0 +1,115 @@
+"""Merge methods and mergekit config parsing, on hand-made tensors and configs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelscan_bd.errors import UsageError
+from modelscan_bd.gate import robust_z, weight_space
+from modelscan_bd.gate_config import UnsupportedConfigError, emit_config, explicit_config, parse_config
+from modelscan_bd.merging import (MergeSpec, check_compatible, elect_sign_mask, magnitude_trim, merge_state_dicts,
+                                  random_drop, scaled, task_vector)
+
+
+def _sd(*values):
+    return {"w": torch.tensor(values, dtype=torch.float32), "n": torch.tensor(3)}
+
+
+def test_task_arithmetic_adds_weighted_task_vectors_and_keeps_integer_buffers():
+    base, a, b = _sd(1, 1, 1), _sd(2, 1, 0), _sd(1, 3, 1)
+    out = merge_state_dicts(base, [a, b], MergeSpec("task_arithmetic", [0.5, 1.0], [1, 1]))
+    assert torch.allclose(out["w"], torch.tensor([1.5, 3.0, 0.5]))
+    assert out["n"].dtype == torch.int64 and int(out["n"]) == 3
+    lam = merge_state_dicts(base, [a, b], MergeSpec("task_arithmetic", [0.5, 1.0], [1, 1], lam=2.0))
+    assert torch.allclose(lam["w"], torch.tensor([2.0, 5.0, 0.0]))
+
+
+def test_magnitude_trim_keeps_exactly_the_largest_entries():
+    tau = torch.tensor([0.1, -3.0, 0.5, 2.0, -0.2])
+    assert torch.equal(magnitude_trim(tau, 0.4), torch.tensor([0.0, -3.0, 0.0, 2.0, 0.0]))
+    assert torch.equal(magnitude_trim(tau, 1.0), tau)
+
+
+def test_ties_sign_election_and_disjoint_mean():
+    # Entry 0: +2, +1, -1 -> sum +2, elected +, mean of agreeing (2, 1) = 1.5.
+    # Entry 1: -3, +1, +1 -> sum -1, elected -, only -3 agrees.
+    # Entry 2: trimmed away in the third model (density 2/3 keeps its two largest).
+    base = {"w": torch.zeros(3)}
+    models = [{"w": torch.tensor([2.0, -3.0, 0.0])}, {"w": torch.tensor([1.0, 1.0, 0.0])},
+              {"w": torch.tensor([-1.0, 1.0, 0.1])}]
+    deltas = torch.stack([m["w"] for m in models])
+    assert torch.equal(elect_sign_mask(deltas)[:, 0], torch.tensor([True, True, False]))
+    out = merge_state_dicts(base, models, MergeSpec("ties", [1, 1, 1], [1.0, 1.0, 2 / 3]))
+    assert torch.allclose(out["w"], torch.tensor([1.5, -3.0, 0.0]))
+    # Without normalisation TIES sums the agreeing entries.
+    raw = merge_state_dicts(base, models, MergeSpec("ties", [1, 1, 1], [1.0, 1.0, 2 / 3], normalize=False))
+    assert torch.allclose(raw["w"], torch.tensor([3.0, -3.0, 0.0]))
+
+
+def test_dare_drops_and_rescales_deterministically():
+    tau = torch.ones(10000)
+    g = torch.Generator().manual_seed(0)
+    out = random_drop(tau, 0.3, True, g)
+    kept = out != 0
+    assert 0.25 < kept.float().mean() < 0.35
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.3))
+    assert abs(float(out.mean()) - 1.0) < 0.05  # unbiased in expectation
+    base = {"w": torch.zeros(1000)}
+    m = [{"w": torch.ones(1000)}]
+    a = merge_state_dicts(base, m, MergeSpec("dare_linear", [1.0], [0.5]), seed=3)
+    b = merge_state_dicts(base, m, MergeSpec("dare_linear", [1.0], [0.5]), seed=3)
+    c = merge_state_dicts(base, m, MergeSpec("dare_linear", [1.0], [0.5]), seed=4)
+    assert torch.equal(a["w"], b["w"]) and not torch.equal(a["w"], c["w"])
+    assert set(a["w"].unique().tolist()) <= {0.0, 2.0}
+
+
+def test_scaled_task_vector_and_compatibility_check():
+    base, model = _sd(1, 1, 1), _sd(2, 1, 0)
+    tau = task_vector(base, model)
+    assert torch.allclose(scaled(base, tau, 3.0)["w"], torch.tensor([4.0, 1.0, -2.0]))
+    with pytest.raises(ValueError, match="shape"):
+        check_compatible(base, {"w": torch.zeros(4), "n": torch.tensor(1)})
+    with pytest.raises(ValueError, match="missing"):
+        check_compatible(base, {"w": torch.zeros(3)})
+
+
+def test_robust_z_flags_the_outlier_only():
+    z = robust_z(torch.tensor([1.0, 1.02, 0.98, 1.01, 3.0]))
+    assert z[-1] > 3.5 and (z[:-1].abs() < 1).all()
+    base = {"layer.weight": torch.zeros(50)}
+    g = torch.Generator().manual_seed(0)
+    taus = [{"layer.weight": torch.randn(50, generator=g) * 0.1} for _ in range(4)]
+    taus.append({"layer.weight": torch.randn(50, generator=g) * 1.0})
+    stats = weight_space(base, taus, [str(i) for i in range(5)], 3.5, 0.25)
+    assert stats[-1]["outlier"] and not any(s["outlier"] for s in stats[:-1])
+    assert weight_space(base, taus[:2], ["a", "b"], 3.5, 0.25)[0]["status"] == "skipped"
+
+
+def test_parse_mergekit_config_and_emit_without_blocked():
+    cfg = parse_config({"models": [{"model": "org/base"},
+                                   {"model": "org/a", "parameters": {"weight": 0.5, "density": 0.4}},
+                                   {"model": "org/b", "parameters": {"weight": 0.3}}],
+                        "base_model": "org/base", "merge_method": "ties",
+                        "parameters": {"normalize": False, "density": 0.7}, "dtype": "float16"})
+    assert cfg.candidates == ["org/a", "org/b"] and cfg.spec.weights == [0.5, 0.3]
+    assert cfg.spec.densities == [0.4, 0.7] and cfg.spec.normalize is False
+    safe = emit_config(cfg, ["org/a"])
+    assert [m["model"] for m in safe["models"]] == ["org/base", "org/b"] and safe["dtype"] == "float16"
+    assert explicit_config("b", ["x", "y"], "dare_ties", density=0.5).spec.weights == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("data, error", [
+    ({"models": [{"model": "a", "parameters": {"weight": 1}}], "merge_method": "ties"}, UsageError),
+    ({"models": [{"model": "a"}], "base_model": "b", "merge_method": "ties"}, UsageError),
+    ({"models": [{"model": "a", "parameters": {"weight": 1}}], "base_model": "b", "merge_method": "slerp"},
+     UnsupportedConfigError),
+    ({"models": [{"model": "a", "parameters": {"weight": [0, 1]}}], "base_model": "b", "merge_method": "ties"},
+     UnsupportedConfigError),
+    ({"slices": [], "base_model": "b", "merge_method": "ties"}, UnsupportedConfigError),
+    ({"models": [{"model": "a", "parameters": {"weight": 1, "density": 1.5}}], "base_model": "b",
+      "merge_method": "ties"}, UsageError),
+    (["not", "a", "mapping"], UsageError),
+])
+def test_bad_configs_are_rejected(data, error):
+    with pytest.raises(error):
+        parse_config(data)
