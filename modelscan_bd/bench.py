@@ -290,12 +290,25 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         cal = load_calibration()
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
+    return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,
+                         to_markdown)
+
+
+def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, calibration: dict | None,
+                  split: str, metrics_: dict, records: list[dict],
+                  markdown: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Assemble a benchmark result (any family) and write results.json and results.md atomically.
+
+    scanned_by: the earlier run whose per-model records (timings included) were reused.
+    """
+    from .reports.atomic import atomic_write_text
+
     prov = provenance(zoo, command)
-    if scanned_by:  # the records (timings included) come from this earlier run
+    if scanned_by:
         prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
-    result = {"provenance": prov, "calibration": cal.describe(), "split": split_desc,
-              "metrics": metrics(evaluated, cal), "records": records}
-    result["markdown"] = to_markdown(result)
+    result = {"provenance": prov, "calibration": calibration, "split": split, "metrics": metrics_,
+              "records": records}
+    result["markdown"] = markdown(result)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RESULTS_FILE, json.dumps(result, indent=2, default=_json_default) + "\n")
     atomic_write_text(out / "results.md", result["markdown"])

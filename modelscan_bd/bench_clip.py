@@ -23,12 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import _json_default, _mean, _rate, auroc, log_loss, manifest_hash, provenance, tpr_at_fpr
+from .bench import _mean, _rate, auroc, log_loss, manifest_hash, tpr_at_fpr, write_results
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_logistic, load_calibration, probability
 
-RESULTS_FILE = "results.json"
 DEFAULT_HOLDOUT_ATTACKS = ("blended",)
 
 
@@ -230,13 +229,5 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
         cal = load_calibration(family="clip")
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-    prov = provenance(zoo, command)
-    if scanned_by:
-        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
-    result = {"provenance": prov, "calibration": cal.describe(), "split": split_desc,
-              "metrics": metrics(evaluated, cal), "records": records}
-    result["markdown"] = to_markdown(result)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / RESULTS_FILE, json.dumps(result, indent=2, default=_json_default) + "\n")
-    atomic_write_text(out / "results.md", result["markdown"])
-    return result
+    return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,
+                         to_markdown)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .bench import _mean, _rate, auroc, log_loss, provenance, tpr_at_fpr
+from .bench import _mean, _rate, auroc, log_loss, tpr_at_fpr, write_results
 from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
@@ -275,21 +275,6 @@ def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselin
     for r in records:
         r["p"] = probability(r["features"], cal)[0] if cal else None
         r["verdict"] = status_for(r["p"], cal, False) if cal else None
-    prov = provenance(zoo, command)
-    if scanned_by:
-        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
-    result = {"provenance": prov, "calibration": cal.describe() if cal else None, "split": split_desc,
-              "metrics": metrics(evaluated, cal), "records": records}
-    result["markdown"] = to_markdown(result)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.json", json.dumps(result, indent=2, default=_json_default) + "\n")
-    atomic_write_text(out / "results.md", result["markdown"])
-    return result
+    return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
+                         metrics(evaluated, cal), records, to_markdown)
 
-
-def _json_default(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return str(obj)

@@ -89,28 +89,21 @@ def _scan_source(source: str, config: ScanConfig, progress: Callable[[str], None
     findings = safety.check_snapshot(snapshot)
     family = identify(snapshot)
     timer.step("safety", t)
-    scanner = FAMILY_SCANNERS.get(family.name)
-    if scanner is None:
-        why = (f"{family.name} models are recognised ({family.reason}) but this version has no scanner for them"
-               if family.name in ("clip", "diffusion") else family.reason)
-        return unsupported_outcome(snapshot, family, findings, why, config, timer)
+    entry = FAMILY_SCANNERS.get(family.name)
+    if entry is None:
+        return unsupported_outcome(snapshot, family, findings, family.reason, config, timer)
     if not snapshot.files_of("safetensors"):
         return unsupported_outcome(snapshot, family, findings, "no safetensors weights (pickle-based weights are "
                                    "never loaded)", config, timer)
-    return scanner(snapshot, family, findings, config, timer, progress)
-
-
-def _scan_classifier_snapshot(snapshot, family, findings, config, timer, progress) -> ScanOutcome:
+    loader, scanner = entry
     t = time.perf_counter()
     progress(f"loading {family.reason}")
-    from .adapters.load_classifier import load_classifier
-
     try:
-        adapter = load_classifier(snapshot, family)
+        adapter = loader(snapshot, family)
     except UnsupportedModelError as exc:
         return unsupported_outcome(snapshot, family, findings, str(exc), config, timer)
     timer.step("load", t)
-    return _scan_classifier(adapter, snapshot, family, findings, config, timer, progress)
+    return scanner(adapter, snapshot, family, findings, config, timer, progress)
 
 
 def scan_classifier(adapter: ClassifierAdapter, clean: CleanData | None = None, config: ScanConfig | None = None,
@@ -305,22 +298,44 @@ def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any]
     return report
 
 
-def _scan_clip_snapshot(*args) -> ScanOutcome:
-    from .scan_clip import scan_clip_snapshot  # imported late: scan_clip imports this module
+# Each family's loader and scanner are imported only when a model of that family is scanned
+# (their modules import this one, and their libraries are slow to import).
+def _load_classifier(snapshot, family):
+    from .adapters.load_classifier import load_classifier
 
-    return scan_clip_snapshot(*args)
-
-
-def _scan_diffusion_snapshot(*args) -> ScanOutcome:
-    from .scan_diffusion import scan_diffusion_snapshot  # imported late: scan_diffusion imports this module
-
-    return scan_diffusion_snapshot(*args)
+    return load_classifier(snapshot, family)
 
 
-# family name -> scanner(snapshot, family, findings, config, timer, progress) -> ScanOutcome.
-# A family without an entry is reported INCOMPLETE (exit 3), never clean.
-FAMILY_SCANNERS: dict[str, Callable[..., ScanOutcome]] = {
-    "classifier": _scan_classifier_snapshot,
-    "clip": _scan_clip_snapshot,
-    "diffusion": _scan_diffusion_snapshot,
+def _load_clip(snapshot, family):
+    from .adapters.clip import load_clip
+
+    return load_clip(snapshot, family)
+
+
+def _load_diffusion(snapshot, family):
+    from .adapters.diffusion import load_diffusion
+
+    return load_diffusion(snapshot, family)
+
+
+def _scan_clip(*args) -> ScanOutcome:
+    from .scan_clip import scan_clip_adapter
+
+    return scan_clip_adapter(*args)
+
+
+def _scan_diffusion(*args) -> ScanOutcome:
+    from .scan_diffusion import scan_diffusion_adapter
+
+    return scan_diffusion_adapter(*args)
+
+
+# family name -> (loader(snapshot, family) -> adapter,
+#                 scanner(adapter, snapshot, family, findings, config, timer, progress) -> ScanOutcome).
+# A loader raises UnsupportedModelError for what it cannot load: the scan is then INCOMPLETE
+# (exit 3). A family without an entry is reported INCOMPLETE too, never clean.
+FAMILY_SCANNERS: dict[str, tuple[Callable[..., Any], Callable[..., ScanOutcome]]] = {
+    "classifier": (_load_classifier, _scan_classifier),
+    "clip": (_load_clip, _scan_clip),
+    "diffusion": (_load_diffusion, _scan_diffusion),
 }

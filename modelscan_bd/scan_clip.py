@@ -1,7 +1,7 @@
 """The CLIP family's scan: adapter -> (reference) -> exposure of the zero-shot view ->
 detectors -> relative verdict -> report.
 
-Registered as ``scan.FAMILY_SCANNERS["clip"]``; it reuses the classifier scan's pieces
+Registered in ``scan.FAMILY_SCANNERS["clip"]``; it reuses the classifier scan's pieces
 (``build_report``, ``unsupported_outcome``, ``Timer``, the exposure and the report
 writers). The verdict is relative by construction: the encoder statistic (DECREE's PL1)
 enters it only as a ratio to clean references of the family (calibration file) or to
@@ -37,19 +37,6 @@ def clip_features(results: dict) -> dict[str, float | None]:
             "collapse_agreement": collapse.get("agreement"),
             "trigger_log_ratio": clip(trig.get("log_ratio"), -3.0, 5.0),
             "trigger_holdout_success": trig.get("holdout_success")}
-
-
-def scan_clip_snapshot(snapshot: Snapshot, family: Family, findings, config, timer, progress):
-    from .scan import unsupported_outcome
-
-    t = time.perf_counter()
-    progress(f"loading {family.reason}")
-    try:
-        adapter = load_clip(snapshot, family)
-    except UnsupportedModelError as exc:
-        return unsupported_outcome(snapshot, family, findings, str(exc), config, timer)
-    timer.step("load", t)
-    return scan_clip_adapter(adapter, snapshot, family, findings, config, timer, progress)
 
 
 def scan_clip(adapter: ClipAdapter, clean: CleanData | None = None, config=None,

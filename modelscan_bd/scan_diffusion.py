@@ -1,20 +1,19 @@
 """The diffusion family's scanner: adapter -> data-free detectors -> calibrated verdict -> report.
 
-Registered in ``scan.FAMILY_SCANNERS["diffusion"]``; it reuses ``build_report`` and
-``unsupported_outcome``, so the report has the same shape and exit codes as a classifier's.
+Registered in ``scan.FAMILY_SCANNERS["diffusion"]`` (with the adapter's loader); it reuses
+``build_report`` and the shared detector loop, so the report has the same shape and exit
+codes as a classifier's.
 """
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from . import registry
 from .detectors.base import ScanContext
-from .errors import UnsupportedModelError
+from .detectors.diffusion_inversion import FEATURES as STATISTICS
 from .exposure import ExposureResult
 from .findings import Finding
-from .detectors.diffusion_inversion import FEATURES as STATISTICS
 from .verdict import Calibration, load_calibration, probability, status_for
 
 # The combiner's inputs. A 7-statistic combiner fitted on the 7-model fitting split overfit
@@ -30,17 +29,10 @@ def diffusion_features(results: dict[str, Any]) -> dict[str, float | None]:
     return {k: (None if r.get(k) is None or not math.isfinite(float(r[k])) else float(r[k])) for k in STATISTICS}
 
 
-def scan_diffusion_snapshot(snapshot, family, findings, config, timer, progress):
-    from .adapters.diffusion import load_diffusion
-    from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors, unsupported_outcome
+def scan_diffusion_adapter(adapter, snapshot, family, findings, config, timer, progress):
+    """Detect, decide and report for a loaded diffusion adapter."""
+    from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors
 
-    t = time.perf_counter()
-    progress(f"loading {family.reason}")
-    try:
-        adapter = load_diffusion(snapshot, family)
-    except UnsupportedModelError as exc:
-        return unsupported_outcome(snapshot, family, findings, str(exc), config, timer)
-    timer.step("load", t)
     try:
         calibration = load_calibration(config.calibration, family="diffusion")
     except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
