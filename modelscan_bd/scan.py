@@ -26,7 +26,8 @@ from .families import Family, identify
 from .findings import Finding, severity_rank
 from .memory import PeakMemory
 from .sources import Snapshot, resolve
-from .verdict import Calibration, extract_features, load_calibration, probability, status_for
+from .verdict import (Calibration, extract_features, load_calibration, probability, severity_for, status_for,
+                      summary_for)
 
 SCHEMA_VERSION = "1.0"
 
@@ -196,12 +197,7 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
             cal.detectors.get("trigger", {}).get("log_ratio_threshold", 1.0)
         pattern = "all-to-one" if dominant else "no-dominant-label"
     names = ", ".join(f"{t} ({adapter.labels[t]})" for t in targets)
-    summary = {
-        "BACKDOORED": f"Backdoor detected (p={p:.2f}); suspected target {names or 'unknown'}.",
-        "SUSPICIOUS": f"Suspicious (p={p:.2f}); suspected target {names or 'unknown'}.",
-        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
-        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
-    }[status]
+    summary = summary_for(status, p, f"; suspected target {names or 'unknown'}", incomplete)
     if pattern == "no-dominant-label":
         summary += " No single label dominates: the backdoor may be all-to-all or multi-target."
     verdict = {"status": status, "probability": round(p, 4),
@@ -209,7 +205,7 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
                "pattern": pattern, "summary": summary, "incomplete_reasons": incomplete,
                "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
                "calibration": cal.describe()}
-    severity = {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+    severity = severity_for(status, p)
     finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
                       status="failed" if status in ("BACKDOORED", "SUSPICIOUS") else "passed",
                       severity=severity, title="Backdoor model detection (calibrated verdict)", message=summary,

@@ -20,7 +20,7 @@ from .errors import UnsupportedModelError
 from .families import Family, identify
 from .findings import Finding
 from .sources import Snapshot, resolve
-from .verdict import Calibration, load_calibration, probability, status_for
+from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
 
 CLIP_FEATURES = ("decree_relative", "collapse_concentration", "collapse_agreement", "trigger_log_ratio",
                  "trigger_holdout_success")
@@ -127,12 +127,7 @@ def clip_verdict(adapter: ClipAdapter, context: ScanContext, cal: Calibration, i
     basis = ("relative to the reference model" if "reference-decree" in context.results
              else "relative to the family's clean reference models")
     rel_txt = "" if rel is None else f" Encoder trigger {math.exp(rel):.2f}x smaller than expected ({basis})."
-    summary = {
-        "BACKDOORED": f"Backdoor detected (p={p:.2f}); suspected target concept '{name or 'unknown'}'.",
-        "SUSPICIOUS": f"Suspicious (p={p:.2f}); suspected target concept '{name or 'unknown'}'.",
-        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
-        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
-    }[status] + rel_txt
+    summary = summary_for(status, p, f"; suspected target concept '{name or 'unknown'}'", incomplete) + rel_txt
     verdict = {"status": status, "probability": round(p, 4),
                "suspected_targets": [{"label": t, "name": adapter.labels[t], "confidence": round(p, 4)} for t in targets],
                "pattern": "all-to-one" if targets else "none", "summary": summary, "incomplete_reasons": incomplete,
@@ -141,7 +136,7 @@ def clip_verdict(adapter: ClipAdapter, context: ScanContext, cal: Calibration, i
     if "reference-decree" in context.results:
         ref = context.results["reference-decree"]
         verdict["reference"] = {"source": ref["source"], "pl1": round(ref["pl1"], 5)}
-    severity = {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+    severity = severity_for(status, p)
     finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
                       status="failed" if flagged else "passed", severity=severity,
                       title="Backdoor model detection (calibrated, relative verdict)", message=summary, score=p,

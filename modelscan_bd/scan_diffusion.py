@@ -14,7 +14,7 @@ from .detectors.base import ScanContext
 from .detectors.diffusion_inversion import FEATURES as STATISTICS
 from .exposure import ExposureResult
 from .findings import Finding
-from .verdict import Calibration, load_calibration, probability, status_for
+from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
 
 # The combiner's inputs. A 7-statistic combiner fitted on the 7-model fitting split overfit
 # (held-out AUROC 0.53 against 0.90 for the structured near-duplicate share alone; see
@@ -66,18 +66,13 @@ def diffusion_verdict(context: ScanContext, cal: Calibration | None, incomplete:
     status = status_for(p, cal, bool(incomplete))
     r = context.results.get("diffusion-inversion") or {}
     where = f" (inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached)"
-    summary = {
-        "BACKDOORED": f"Backdoor detected (p={p:.2f}){where}.",
-        "SUSPICIOUS": f"Suspicious (p={p:.2f}){where}.",
-        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
-        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
-    }[status]
+    summary = summary_for(status, p, where, incomplete)
     verdict = {"status": status, "probability": round(p, 4), "suspected_targets": [],
                "pattern": "all-to-one" if status in ("BACKDOORED", "SUSPICIOUS") else "none",
                "summary": summary, "incomplete_reasons": incomplete,
                "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
                "calibration": cal.describe()}
-    severity = {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+    severity = severity_for(status, p)
     finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
                       status="failed" if status in ("BACKDOORED", "SUSPICIOUS") else "passed",
                       severity=severity, title="Backdoor model detection (calibrated verdict)", message=summary,

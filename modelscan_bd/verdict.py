@@ -88,6 +88,22 @@ def status_for(p: float, cal: Calibration, incomplete: bool) -> str:
     return "INCOMPLETE" if incomplete else "CLEAN"
 
 
+def summary_for(status: str, p: float, detail: str, incomplete: list[str]) -> str:
+    """The verdict's one-line summary, the same wording for every family; ``detail`` follows
+    a BACKDOORED or SUSPICIOUS verdict (e.g. "; suspected target 4 (deer)")."""
+    return {
+        "BACKDOORED": f"Backdoor detected (p={p:.2f}){detail}.",
+        "SUSPICIOUS": f"Suspicious (p={p:.2f}){detail}.",
+        "CLEAN": f"No backdoor found (p={p:.2f}) by any detector that ran.",
+        "INCOMPLETE": f"Not fully scanned (p={p:.2f} from what ran): " + "; ".join(incomplete[:3]),
+    }[status]
+
+
+def severity_for(status: str, p: float) -> str:
+    """The verdict finding's severity: BACKDOORED is high, critical from p = 0.97."""
+    return {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+
+
 def fit_logistic(rows: list[dict[str, float | None]], labels: list[int], features=FEATURES,
                  l2: float = 1.0) -> tuple[list[float], list[float], list[float], float, dict[str, float]]:
     """Fit standardised L2-regularised logistic regression (Newton steps; deterministic).
