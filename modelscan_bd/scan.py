@@ -26,8 +26,7 @@ from .families import Family, identify
 from .findings import Finding, severity_rank
 from .memory import PeakMemory
 from .sources import Snapshot, resolve
-from .verdict import (Calibration, extract_features, load_calibration, probability, severity_for, status_for,
-                      summary_for)
+from .verdict import Calibration, calibrated_verdict, extract_features, load_calibration
 
 SCHEMA_VERSION = "1.0"
 
@@ -185,35 +184,26 @@ def run_exposure(adapter, clean, config, selected, progress, incomplete) -> Expo
 
 
 def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[str]) -> tuple[dict, Finding]:
-    features = extract_features(context.results)
-    p, missing = probability(features, cal)
-    status = status_for(p, cal, bool(incomplete))
-    targets = _suspected_targets(context.results) if status in ("BACKDOORED", "SUSPICIOUS") else []
     trig = context.results.get("trigger-recovery") or {}
-    pattern = "none"
-    if status in ("BACKDOORED", "SUSPICIOUS"):
-        collapse = context.results.get("exposure-collapse") or {}
-        dominant = (collapse.get("agreement", 0) >= 0.5) or (trig.get("log_ratio") or 0) >= \
-            cal.detectors.get("trigger", {}).get("log_ratio_threshold", 1.0)
-        pattern = "all-to-one" if dominant else "no-dominant-label"
-    names = ", ".join(f"{t} ({adapter.labels[t]})" for t in targets)
-    summary = summary_for(status, p, f"; suspected target {names or 'unknown'}", incomplete)
-    if pattern == "no-dominant-label":
-        summary += " No single label dominates: the backdoor may be all-to-all or multi-target."
-    verdict = {"status": status, "probability": round(p, 4),
-               "suspected_targets": [{"label": t, "name": adapter.labels[t], "confidence": round(p, 4)} for t in targets],
-               "pattern": pattern, "summary": summary, "incomplete_reasons": incomplete,
-               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
-               "calibration": cal.describe()}
-    severity = severity_for(status, p)
-    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
-                      status="failed" if status in ("BACKDOORED", "SUSPICIOUS") else "passed",
-                      severity=severity, title="Backdoor model detection (calibrated verdict)", message=summary,
-                      score=p, threshold=cal.backdoored_threshold, target_labels=targets,
-                      evidence={"features": verdict["features"], "filled_features": missing,
-                                "suspicious_threshold": cal.suspicious_threshold,
-                                "calibration": cal.describe()})
-    return verdict, finding
+    collapse = context.results.get("exposure-collapse") or {}
+    dominant = (collapse.get("agreement", 0) >= 0.5) or (trig.get("log_ratio") or 0) >= \
+        cal.detectors.get("trigger", {}).get("log_ratio_threshold", 1.0)
+    picked = [(t, adapter.labels[t]) for t in _suspected_targets(context.results)]
+    names = ", ".join(f"{t} ({n})" for t, n in picked)
+
+    def pattern(status: str) -> str:
+        if status not in ("BACKDOORED", "SUSPICIOUS"):
+            return "none"
+        return "all-to-one" if dominant else "no-dominant-label"
+
+    def note(status: str) -> str:
+        if pattern(status) != "no-dominant-label":
+            return ""
+        return " No single label dominates: the backdoor may be all-to-all or multi-target."
+
+    return calibrated_verdict(extract_features(context.results), cal, incomplete,
+                              detail=f"; suspected target {names or 'unknown'}", note=note, pattern=pattern,
+                              targets=lambda: picked)
 
 
 def _suspected_targets(results: dict) -> list[int]:

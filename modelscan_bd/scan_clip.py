@@ -18,9 +18,8 @@ from .adapters.clip import ClipAdapter, load_clip
 from .detectors.base import CleanData, ScanContext
 from .errors import UnsupportedModelError
 from .families import Family, identify
-from .findings import Finding
 from .sources import Snapshot, resolve
-from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
+from .verdict import Calibration, calibrated_verdict, load_calibration
 
 CLIP_FEATURES = ("decree_relative", "collapse_concentration", "collapse_agreement", "trigger_log_ratio",
                  "trigger_holdout_success")
@@ -115,34 +114,19 @@ def suspected_concept(results: dict) -> int | None:
 
 
 def clip_verdict(adapter: ClipAdapter, context: ScanContext, cal: Calibration, incomplete: list[str]):
-    features = clip_features(context.results)
-    p, missing = probability(features, cal)
-    status = status_for(p, cal, bool(incomplete))
-    flagged = status in ("BACKDOORED", "SUSPICIOUS")
-    target = suspected_concept(context.results) if flagged else None
-    targets = [] if target is None else [target]
+    target = suspected_concept(context.results)
     name = None if target is None else adapter.labels[target]
-    decree = context.results.get("decree") or {}
-    rel = decree.get("relative")
+    rel = (context.results.get("decree") or {}).get("relative")
     basis = ("relative to the reference model" if "reference-decree" in context.results
              else "relative to the family's clean reference models")
-    rel_txt = "" if rel is None else f" Encoder trigger {math.exp(rel):.2f}x smaller than expected ({basis})."
-    summary = summary_for(status, p, f"; suspected target concept '{name or 'unknown'}'", incomplete) + rel_txt
-    verdict = {"status": status, "probability": round(p, 4),
-               "suspected_targets": [{"label": t, "name": adapter.labels[t], "confidence": round(p, 4)} for t in targets],
-               "pattern": "all-to-one" if targets else "none", "summary": summary, "incomplete_reasons": incomplete,
-               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
-               "calibration": cal.describe()}
-    if "reference-decree" in context.results:
-        ref = context.results["reference-decree"]
-        verdict["reference"] = {"source": ref["source"], "pl1": round(ref["pl1"], 5)}
-    severity = severity_for(status, p)
-    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
-                      status="failed" if flagged else "passed", severity=severity,
-                      title="Backdoor model detection (calibrated, relative verdict)", message=summary, score=p,
-                      threshold=cal.backdoored_threshold, target_labels=targets,
-                      evidence={"features": verdict["features"], "filled_features": missing,
-                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe(),
-                                **({"target_text": name} if name else {})})
-    return verdict, finding
+    ref = context.results.get("reference-decree")
+    flagged = ("BACKDOORED", "SUSPICIOUS")
+    return calibrated_verdict(
+        clip_features(context.results), cal, incomplete,
+        detail=f"; suspected target concept '{name or 'unknown'}'",
+        note="" if rel is None else f" Encoder trigger {math.exp(rel):.2f}x smaller than expected ({basis}).",
+        targets=lambda: [] if target is None else [(target, name)],
+        title="Backdoor model detection (calibrated, relative verdict)",
+        extra={"reference": {"source": ref["source"], "pl1": round(ref["pl1"], 5)}} if ref else None,
+        evidence=lambda status: {"target_text": name} if name and status in flagged else {})
 

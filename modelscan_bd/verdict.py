@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio", "trigger_holdout_success",
             "untargeted_log_ratio", "mmbd_neglog10_p")
@@ -102,6 +102,51 @@ def summary_for(status: str, p: float, detail: str, incomplete: list[str]) -> st
 def severity_for(status: str, p: float) -> str:
     """The verdict finding's severity: BACKDOORED is high, critical from p = 0.97."""
     return {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(status, "info")
+
+
+Text = str | Callable[[str], str]
+
+
+def _for_status(value, status: str):
+    """``value`` itself, or what it gives for ``status`` when it is a function."""
+    return value(status) if callable(value) else value
+
+
+def calibrated_verdict(features: dict[str, float | None], cal: Calibration, incomplete: list[str], *,
+                       detail: Text = "", note: Text = "", pattern: Text | None = None,
+                       targets: Callable[[], list[tuple[int, str]]] | None = None,
+                       title: str = "Backdoor model detection (calibrated verdict)",
+                       extra: dict[str, Any] | None = None,
+                       evidence: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None):
+    """The verdict dict and its MSBD-V001 finding, built the same way for every family.
+
+    ``detail`` follows a BACKDOORED or SUSPICIOUS summary inside its sentence, ``note`` is a
+    sentence after it; either (and ``pattern``) may be a function of the status. ``targets``
+    is asked only for a flagged model and gives (label, name) pairs; ``pattern`` defaults to
+    all-to-one when a flagged model has targets. ``extra`` adds keys to the verdict,
+    ``evidence`` (also possibly a function of the status) to the finding.
+    """
+    from .findings import Finding
+
+    p, missing = probability(features, cal)
+    status = status_for(p, cal, bool(incomplete))
+    flagged = status in ("BACKDOORED", "SUSPICIOUS")
+    picked = targets() if (flagged and targets is not None) else []
+    summary = summary_for(status, p, _for_status(detail, status), incomplete) + _for_status(note, status)
+    pattern = ("all-to-one" if flagged and picked else "none") if pattern is None else _for_status(pattern, status)
+    rounded = {k: (None if v is None else round(v, 4)) for k, v in features.items()}
+    verdict = {"status": status, "probability": round(p, 4),
+               "suspected_targets": [{"label": t, "name": n, "confidence": round(p, 4)} for t, n in picked],
+               "pattern": pattern, "summary": summary, "incomplete_reasons": incomplete,
+               "features": rounded, "calibration": cal.describe(), **(extra or {})}
+    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
+                      status="failed" if flagged else "passed", severity=severity_for(status, p),
+                      title=title, message=summary, score=p, threshold=cal.backdoored_threshold,
+                      target_labels=[t for t, _ in picked],
+                      evidence={"features": rounded, "filled_features": missing,
+                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe(),
+                                **(_for_status(evidence, status) or {})})
+    return verdict, finding
 
 
 def fit_logistic(rows: list[dict[str, float | None]], labels: list[int], features=FEATURES,
