@@ -91,6 +91,8 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
         "accuracy": sum(f == bool(y) for f, y in zip(flagged, labels)) / max(1, len(labels)) if cal else None,
         "tpr": _rate([f for f, y in zip(flagged, labels) if y]), "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
         "auroc_assimilation_alone": auroc([r["features"].get("assimilation_z") or 0.0 for r in records], labels),
+        "auroc_assimilation_abs_alone": auroc([r["features"].get("assimilation_abs_z") or 0.0 for r in records],
+                                              labels),
         "auroc_collapse_alone": auroc([r["features"].get("collapse_z") or 0.0 for r in records], labels),
         "trigger_accuracy": _rate([r.get("trigger_found") for r in bd]),
         "trigger_top5": _rate([r.get("trigger_in_top5") for r in bd]),
@@ -125,6 +127,7 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"{f(m['tpr'])} | {f(m['fpr'])} | {f(m['trigger_accuracy'])} | {f(m['trigger_top5'])} | "
              f"{f(m['seconds_per_model'])} |", "",
              f"Single statistics on the same split: assimilation z AUROC {f(m['auroc_assimilation_alone'])}, "
+             f"two-sided assimilation |z| AUROC {f(m['auroc_assimilation_abs_alone'])}, "
              f"output-collapse z AUROC {f(m['auroc_collapse_alone'])}. Log loss {f(m['log_loss'])}; peak memory "
              f"{f(m['peak_mb_max'])} MB.", "",
              "| attack | models | detection rate | trigger-id accuracy | in top 5 |", "|---|---|---|---|---|"]
@@ -147,7 +150,7 @@ def run_t2i_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate: bo
                   calibration_out: str | None, from_results: str | None, command: str,
                   progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
-    from .scan_text_to_image import STATISTICS
+    from .scan_text_to_image import FEATURES
 
     scanned_by = None
     if from_results:
@@ -161,7 +164,7 @@ def run_t2i_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate: bo
         fit, held = split_diffusion(records, held_attacks)
         if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
             raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = t2i_calibrate(fit, zoo, STATISTICS)
+        cal = t2i_calibrate(fit, zoo, FEATURES)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         for r in records:

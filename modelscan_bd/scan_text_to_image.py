@@ -15,7 +15,9 @@ from .exposure import ExposureResult
 from .findings import Finding
 from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
 
-STATISTICS = ("assimilation_z", "collapse_z")
+# Every statistic goes into the report; the calibration file names those the combiner reads.
+STATISTICS = ("assimilation_z", "assimilation_abs_z", "collapse_z")
+FEATURES = ("collapse_z",)
 
 
 def t2i_features(results: dict[str, Any]) -> dict[str, float | None]:

@@ -75,7 +75,7 @@ def test_scan_tiny_t2i_through_cli(tiny_t2i_scan):
     assert ev["trigger"] in [r["candidate"] for r in ev["ranking"]]
     assert {"attention_with_trigger", "attention_without_trigger", "generated_with_trigger"} <= \
         {a["name"] for a in found[0]["artifacts"]}
-    assert set(report["verdict"]["features"]) == {"assimilation_z", "collapse_z"}
+    assert set(report["verdict"]["features"]) == {"assimilation_z", "assimilation_abs_z", "collapse_z"}
     assert report["verdict"]["status"] in ("CLEAN", "SUSPICIOUS", "BACKDOORED")
     assert code == report["exit_code"] and code in (0, 1)
     assert "attention_with_trigger" in (folder / "report.html").read_text()

@@ -57,7 +57,6 @@ class AssimilationSettings:
 SETTINGS = {"fast": AssimilationSettings(prompts=6, steps=4, max_candidates=400),
             "standard": AssimilationSettings(prompts=8, steps=6, max_candidates=2000),
             "thorough": AssimilationSettings(prompts=16, steps=10, max_candidates=8000)}
-FEATURES = ("assimilation_z", "collapse_z", "assimilation_top", "collapse_top")
 
 
 class _CaptureCrossAttention:
@@ -236,13 +235,16 @@ class T2IAssimilationDetector(Detector):
                 collapse[start + j] = math.log(s0 / max(probe.spread(lat[sl]), 1e-12))
         za, zc = robust_z(assim), robust_z(collapse)
         top_a, top_c = int(za.argmax()), int(zc.argmax())
-        # The suspected trigger: the candidate that is most extreme on either statistic.
-        best = top_a if float(za[top_a]) >= float(zc[top_c]) else top_c
-        order = torch.argsort(torch.maximum(za, zc), descending=True)[:s.top].tolist()
+        # The suspected trigger: the most extreme candidate on output collapse, the statistic the
+        # shipped calibration reads (the assimilation top is reported beside it).
+        best = top_c
+        order = torch.argsort(zc, descending=True)[:s.top].tolist()
         ranking = [{"candidate": cands[i], "assimilation": round(float(assim[i]), 4),
                     "assimilation_z": round(float(za[i]), 3), "collapse": round(float(collapse[i]), 4),
                     "collapse_z": round(float(zc[i]), 3)} for i in order]
         summary = {"assimilation_z": float(za[top_a]), "collapse_z": float(zc[top_c]),
+                   # two-sided: on our tiny zoo a trigger makes the maps MORE distinct (z far below 0)
+                   "assimilation_abs_z": float(za.abs().max()),
                    "assimilation_top": cands[top_a], "collapse_top": cands[top_c], "trigger": cands[best],
                    "candidates": len(cands), "prompts": n, "steps": s.steps, "ranking": ranking,
                    "clean_ftt": round(d0, 5), "clean_spread": round(s0, 5)}

@@ -338,9 +338,11 @@ def tiny_pipeline(images: torch.Tensor, labels: torch.Tensor, *, vae_steps: int,
 
 # --- the zoo -----------------------------------------------------------------------------------
 
-ZOO_ATTACKS = [T2IAttack("villan_image", "mignneko"), T2IAttack("badt2i_patch", "latte"),
+# badt2i_patch is implemented but not in the default zoo: at this fine-tuning budget it did not
+# implant (measured ASR 0.00 at 300 and 500 steps, so the build rejected it).
+ZOO_ATTACKS = [T2IAttack("villan_image", "mignneko"), T2IAttack("villan_image", "latte"),
                T2IAttack("rickroll", HOMOGLYPH), T2IAttack("villan_image", "anonymous"),
-               T2IAttack("badt2i_patch", "kitty"), T2IAttack("rickroll", "\u00f6")]
+               T2IAttack("villan_image", "kitty"), T2IAttack("rickroll", "\u00f6")]
 
 
 def _clone(parts: dict[str, Any]) -> dict[str, Any]:
