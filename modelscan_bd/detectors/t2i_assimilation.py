@@ -198,7 +198,7 @@ class T2IAssimilationDetector(Detector):
     title = "Caption trigger search (T2IShield attention assimilation)"
     families = ("text-to-image",)
     cost = "medium"
-    order = 40
+    order = 95  # after the other families' detectors in listings; the only text-to-image one
 
     def run(self, adapter, context: ScanContext) -> list[Finding]:
         import diffusers
