@@ -267,7 +267,8 @@ class T2IAssimilationDetector(Detector):
 
         def strip(k: int) -> torch.Tensor:
             m = maps[k][mask[k]]
-            m = m / m.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+            lo, hi = m.flatten(1).amin(1)[:, None, None], m.flatten(1).amax(1)[:, None, None]
+            m = (m - lo) / (hi - lo).clamp_min(1e-12)  # per-token contrast: the maps are diffuse at 8x8
             return torch.cat(list(F.pad(m, (0, 1, 0, 1), value=1.0)), dim=1)
 
         clean_imgs, trig_imgs = adapter.decode(lat[1:]), adapter.decode(trig_lat)
