@@ -263,6 +263,12 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                               holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                               calibration_out=calibration_out, from_results=from_results, command=command,
                               progress=progress)
+    if family == "text-to-image":
+        from .bench_text_to_image import run_t2i_bench
+
+        return run_t2i_bench(zoo, out, budget=budget, seed=seed, calibrate=calibrate, holdout_attacks=holdout_attacks,
+                             calibration_out=calibration_out, from_results=from_results, command=command,
+                             progress=progress)
     if family == "diffusion":
         from .bench_diffusion import run_diffusion_bench
 

@@ -192,7 +192,7 @@ def zoo() -> None:
 
 
 @zoo.command("build")
-@click.argument("family", type=click.Choice(["classifiers", "clip", "diffusion", "merging"]))
+@click.argument("family", type=click.Choice(["classifiers", "clip", "diffusion", "merging", "text-to-image"]))
 @click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
               show_default=True)
 @click.option("--data-dir", type=str, default=None, help="Folder with the .npz datasets (default: ../shared/data).")
@@ -247,6 +247,12 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                                        base_steps=base_steps, finetune_steps=finetune_steps,
                                        train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,
                                        progress=progress)
+    elif family == "text-to-image":
+        from .zoo.text_to_image import build_t2i_zoo
+
+        manifest = build_t2i_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
+                                 base_steps=base_steps, finetune_steps=finetune_steps,
+                                 train_size=min(train_size, 9000), seed=seed, progress=progress)
     else:
         from .zoo.build import build_zoo
 

@@ -16,7 +16,7 @@ from .sources import Snapshot
 
 @dataclass
 class Family:
-    name: str  # classifier | clip | diffusion | unsupported
+    name: str  # classifier | clip | diffusion | text-to-image | unsupported
     reason: str
     library: str | None = None  # transformers | timm | open_clip | diffusers
     config: dict[str, Any] = field(default_factory=dict)
@@ -37,6 +37,9 @@ def identify(snapshot: Snapshot) -> Family:
     """Decide the family, in the order the design gives."""
     if snapshot.file("model_index.json"):
         cfg = read_json(snapshot.file("model_index.json"))
+        if "text_encoder" in cfg or "StableDiffusion" in str(cfg.get("_class_name", "")):
+            return Family("text-to-image", f"model_index.json names text-to-image pipeline "
+                          f"{cfg.get('_class_name', '?')}", "diffusers", cfg, "model_index.json")
         return Family("diffusion", f"model_index.json names pipeline {cfg.get('_class_name', '?')}",
                       "diffusers", cfg, "model_index.json")
     if snapshot.file("open_clip_config.json"):

@@ -15,10 +15,12 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.decree import EncoderTriggerDetector
     from .detectors.diffusion_inversion import DiffusionInversionDetector
     from .detectors.mmbd import MaxMarginDetector
+    from .detectors.t2i_assimilation import T2IAssimilationDetector
     from .detectors.trigger import TriggerRecoveryDetector
 
     return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector,
-            EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector]
+            EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector,
+            T2IAssimilationDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

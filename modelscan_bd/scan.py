@@ -261,7 +261,7 @@ def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any]
     (architecture, num_classes, labels, preprocess, and family-specific extras).
     """
     finding_dicts = [f.to_dict() for f in findings]
-    fam = {"name": family.name if family.name in ("classifier", "clip", "diffusion") else "unsupported",
+    fam = {"name": family.name if family.name in ("classifier", "clip", "diffusion", "text-to-image") else "unsupported",
            "reason": family.reason, "architecture": None, "num_classes": None, "labels": None, "preprocess": None}
     fam.update(family_info or {})
     report = {
@@ -304,6 +304,12 @@ def _load_diffusion(snapshot, family):
     return load_diffusion(snapshot, family)
 
 
+def _load_text_to_image(snapshot, family):
+    from .adapters.text_to_image import load_text_to_image
+
+    return load_text_to_image(snapshot, family)
+
+
 def _scan_clip(*args) -> ScanOutcome:
     from .scan_clip import scan_clip_adapter
 
@@ -316,6 +322,12 @@ def _scan_diffusion(*args) -> ScanOutcome:
     return scan_diffusion_adapter(*args)
 
 
+def _scan_text_to_image(*args) -> ScanOutcome:
+    from .scan_text_to_image import scan_text_to_image_adapter
+
+    return scan_text_to_image_adapter(*args)
+
+
 # family name -> (loader(snapshot, family) -> adapter,
 #                 scanner(adapter, snapshot, family, findings, config, timer, progress) -> ScanOutcome).
 # A loader raises UnsupportedModelError for what it cannot load: the scan is then INCOMPLETE
@@ -324,4 +336,5 @@ FAMILY_SCANNERS: dict[str, tuple[Callable[..., Any], Callable[..., ScanOutcome]]
     "classifier": (_load_classifier, _scan_classifier),
     "clip": (_load_clip, _scan_clip),
     "diffusion": (_load_diffusion, _scan_diffusion),
+    "text-to-image": (_load_text_to_image, _scan_text_to_image),
 }

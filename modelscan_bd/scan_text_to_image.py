@@ -1,0 +1,81 @@
+"""The text-to-image family's scanner: adapter -> caption-trigger search -> calibrated verdict -> report.
+
+Registered in ``scan.FAMILY_SCANNERS["text-to-image"]`` with the adapter's loader; it
+reuses ``build_report`` and the shared detector loop, so the report has the same shape and
+exit codes as the other families'.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import registry
+from .detectors.base import ScanContext
+from .exposure import ExposureResult
+from .findings import Finding
+from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
+
+# Every statistic goes into the report; the calibration file names those the combiner reads.
+STATISTICS = ("assimilation_z", "assimilation_abs_z", "collapse_z")
+FEATURES = ("collapse_z",)
+
+
+def t2i_features(results: dict[str, Any]) -> dict[str, float | None]:
+    r = results.get("t2i-assimilation") or {}
+    return {k: (None if r.get(k) is None or not math.isfinite(float(r[k])) else float(r[k])) for k in STATISTICS}
+
+
+def scan_text_to_image_adapter(adapter, snapshot, family, findings, config, timer, progress):
+    """Detect, decide and report for a loaded text-to-image adapter."""
+    from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors
+
+    try:
+        calibration = load_calibration(config.calibration, family="text-to-image")
+    except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
+        calibration = None
+    context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={})
+    selected = registry.select("text-to-image", config.budget, config.detectors)
+    run_detectors(selected, adapter, context, findings, timer)
+    incomplete = incomplete_reasons(findings)
+    if "t2i-assimilation" not in context.results:
+        incomplete.append("t2i-assimilation did not run")
+    if calibration is None:
+        incomplete.append("no text-to-image calibration file (run `modelscan-bd bench --calibrate` on a "
+                          "text-to-image zoo)")
+    verdict, finding = t2i_verdict(context, calibration, incomplete)
+    findings.append(finding)
+    report = build_report(snapshot, family, adapter.describe(), findings, verdict,
+                          ExposureResult("skipped", "exposure is not used for text-to-image models"), config, timer)
+    return ScanOutcome(report=report, context=context, adapter=adapter)
+
+
+def t2i_verdict(context: ScanContext, cal: Calibration | None, incomplete: list[str]) -> tuple[dict, Finding]:
+    features = t2i_features(context.results)
+    r = context.results.get("t2i-assimilation") or {}
+    if cal is None:
+        verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
+                   "summary": "Not fully scanned: " + "; ".join(incomplete[:3]), "incomplete_reasons": incomplete,
+                   "features": features, "calibration": None}
+        return verdict, Finding(rule_id="MSBD-V001", detector="verdict", detector_version="none", status="skipped",
+                                severity="info", title="Backdoor model detection (calibrated verdict)",
+                                message=verdict["summary"], evidence={"features": features})
+    p, missing = probability(features, cal)
+    status = status_for(p, cal, bool(incomplete))
+    flagged = status in ("BACKDOORED", "SUSPICIOUS")
+    where = f"; suspected caption trigger {r.get('trigger')!r}" if flagged and r.get("trigger") else ""
+    summary = summary_for(status, p, where, incomplete)
+    verdict = {"status": status, "probability": round(p, 4), "suspected_targets": [],
+               "pattern": "caption-trigger" if flagged else "none", "summary": summary,
+               "incomplete_reasons": incomplete,
+               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
+               "calibration": cal.describe()}
+    if flagged:
+        verdict["suspected_trigger"] = r.get("trigger")
+    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
+                      status="failed" if flagged else "passed", severity=severity_for(status, p),
+                      title="Backdoor model detection (calibrated verdict)", message=summary, score=p,
+                      threshold=cal.backdoored_threshold,
+                      evidence={"features": verdict["features"], "filled_features": missing,
+                                "suspected_trigger": r.get("trigger") if flagged else None,
+                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe()})
+    return verdict, finding
