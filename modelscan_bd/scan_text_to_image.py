@@ -13,7 +13,7 @@ from . import registry
 from .detectors.base import ScanContext
 from .exposure import ExposureResult
 from .findings import Finding
-from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
+from .verdict import Calibration, calibrated_verdict, load_calibration, uncalibrated_verdict
 
 # Every statistic goes into the report; the calibration file names those the combiner reads.
 STATISTICS = ("assimilation_z", "assimilation_abs_z", "collapse_z")
@@ -51,31 +51,13 @@ def scan_text_to_image_adapter(adapter, snapshot, family, findings, config, time
 
 def t2i_verdict(context: ScanContext, cal: Calibration | None, incomplete: list[str]) -> tuple[dict, Finding]:
     features = t2i_features(context.results)
-    r = context.results.get("t2i-assimilation") or {}
     if cal is None:
-        verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
-                   "summary": "Not fully scanned: " + "; ".join(incomplete[:3]), "incomplete_reasons": incomplete,
-                   "features": features, "calibration": None}
-        return verdict, Finding(rule_id="MSBD-V001", detector="verdict", detector_version="none", status="skipped",
-                                severity="info", title="Backdoor model detection (calibrated verdict)",
-                                message=verdict["summary"], evidence={"features": features})
-    p, missing = probability(features, cal)
-    status = status_for(p, cal, bool(incomplete))
-    flagged = status in ("BACKDOORED", "SUSPICIOUS")
-    where = f"; suspected caption trigger {r.get('trigger')!r}" if flagged and r.get("trigger") else ""
-    summary = summary_for(status, p, where, incomplete)
-    verdict = {"status": status, "probability": round(p, 4), "suspected_targets": [],
-               "pattern": "caption-trigger" if flagged else "none", "summary": summary,
-               "incomplete_reasons": incomplete,
-               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
-               "calibration": cal.describe()}
-    if flagged:
-        verdict["suspected_trigger"] = r.get("trigger")
-    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
-                      status="failed" if flagged else "passed", severity=severity_for(status, p),
-                      title="Backdoor model detection (calibrated verdict)", message=summary, score=p,
-                      threshold=cal.backdoored_threshold,
-                      evidence={"features": verdict["features"], "filled_features": missing,
-                                "suspected_trigger": r.get("trigger") if flagged else None,
-                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe()})
-    return verdict, finding
+        return uncalibrated_verdict(features, incomplete)
+    trigger = (context.results.get("t2i-assimilation") or {}).get("trigger")
+    flagged = ("BACKDOORED", "SUSPICIOUS")
+    return calibrated_verdict(
+        features, cal, incomplete,
+        detail=f"; suspected caption trigger {trigger!r}" if trigger else "",
+        pattern=lambda status: "caption-trigger" if status in flagged else "none",
+        extra=lambda status: {"suspected_trigger": trigger} if status in flagged else {},
+        evidence=lambda status: {"suspected_trigger": trigger if status in flagged else None})

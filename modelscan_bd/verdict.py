@@ -116,15 +116,15 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                        detail: Text = "", note: Text = "", pattern: Text | None = None,
                        targets: Callable[[], list[tuple[int, str]]] | None = None,
                        title: str = "Backdoor model detection (calibrated verdict)",
-                       extra: dict[str, Any] | None = None,
+                       extra: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None,
                        evidence: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None):
     """The verdict dict and its MSBD-V001 finding, built the same way for every family.
 
     ``detail`` follows a BACKDOORED or SUSPICIOUS summary inside its sentence, ``note`` is a
     sentence after it; either (and ``pattern``) may be a function of the status. ``targets``
     is asked only for a flagged model and gives (label, name) pairs; ``pattern`` defaults to
-    all-to-one when a flagged model has targets. ``extra`` adds keys to the verdict,
-    ``evidence`` (also possibly a function of the status) to the finding.
+    all-to-one when a flagged model has targets. ``extra`` adds keys to the verdict and
+    ``evidence`` to the finding (either may also be a function of the status).
     """
     from .findings import Finding
 
@@ -138,7 +138,7 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
     verdict = {"status": status, "probability": round(p, 4),
                "suspected_targets": [{"label": t, "name": n, "confidence": round(p, 4)} for t, n in picked],
                "pattern": pattern, "summary": summary, "incomplete_reasons": incomplete,
-               "features": rounded, "calibration": cal.describe(), **(extra or {})}
+               "features": rounded, "calibration": cal.describe(), **(_for_status(extra, status) or {})}
     finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
                       status="failed" if flagged else "passed", severity=severity_for(status, p),
                       title=title, message=summary, score=p, threshold=cal.backdoored_threshold,
@@ -147,6 +147,18 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                                 "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe(),
                                 **(_for_status(evidence, status) or {})})
     return verdict, finding
+
+
+def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str]):
+    """INCOMPLETE verdict and a skipped MSBD-V001 finding, for a family with no calibration to apply."""
+    from .findings import Finding
+
+    summary = "Not fully scanned: " + "; ".join(incomplete[:3])
+    verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
+               "summary": summary, "incomplete_reasons": incomplete, "features": features, "calibration": None}
+    return verdict, Finding(rule_id="MSBD-V001", detector="verdict", detector_version="none", status="skipped",
+                            severity="info", title="Backdoor model detection (calibrated verdict)", message=summary,
+                            evidence={"features": features})
 
 
 def fit_logistic(rows: list[dict[str, float | None]], labels: list[int], features=FEATURES,
