@@ -402,22 +402,32 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     merged = merge_scan(everyone, f"merge ({spec.method})")
     merged["usable"] = _usable(merged, base_acc, opt.min_relative_accuracy)
     t = timer.step("merge", t)
-    # Leave-one-out attribution: does the trigger recovered from the merge still work when
-    # one candidate is left out? Forward passes only (no re-scan), so it is cheap enough
-    # to run whenever the merge is flagged.
+    # The merge's recovered trigger, tested where it came from: a trigger that works on the
+    # merge but not on the base was put there by the candidates (a natural adversarial patch
+    # of the shared base works on both). Leave-one-out then asks which candidate it needs.
+    # Forward passes only (no re-scan), so it is cheap enough to run whenever it is needed.
     loo: dict[int, dict[str, Any]] = {}
-    flagged = merged["usable"] and _level(merged) > 0
-    if len(members) > 1 and merged.get("_trigger") and clean is not None and (
-            opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and flagged)):
+    transfer = None
+    if merged.get("_trigger") and clean is not None and merged["usable"]:
         label = merged["trigger"]["label"]
         with_all = trigger_success(with_state(base.adapter, merged_state(everyone), "merge"), merged["_trigger"],
                                    label, clean)
+        on_base = trigger_success(base.adapter, merged["_trigger"], label, clean)
+        specific = with_all >= vcal.detectors.get("trigger", {}).get("holdout_success_threshold", 0.8) and \
+            on_base <= (1 - opt.attribution_drop) * with_all
+        transfer = {"label": label, "on_merge": round(with_all, 4), "on_base": round(on_base, 4),
+                    "merge_specific": bool(specific)}
+    merged["trigger_transfer"] = transfer
+    flagged = merged["usable"] and (_level(merged) > 0 or bool(transfer and transfer["merge_specific"]))
+    if len(members) > 1 and transfer is not None and (
+            opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and flagged)):
         for i in everyone:
             keep = [j for j in everyone if j != i]
             progress(f"leave-one-out: merge without {config.candidates[i]}")
             without = trigger_success(with_state(base.adapter, merged_state(keep), "loo"), merged["_trigger"],
-                                      label, clean)
-            loo[i] = {"label": label, "success_with_all": round(with_all, 4), "success_without": round(without, 4)}
+                                      transfer["label"], clean)
+            loo[i] = {"label": transfer["label"], "success_with_all": transfer["on_merge"],
+                      "success_without": round(without, 4), "success_on_base": transfer["on_base"]}
     t = timer.step("attribution", t)
 
     cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
@@ -495,21 +505,33 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         # (calibration/merging.json); only a BACKDOORED verdict counts.
         if _level(e) == 2:
             block.append(f"{what}: {e['status']} (p={_p(e):.2f})")
+    for e in c["exposures"]:
+        if not e.get("usable", True) and e.get("clean_accuracy") is not None and not e["incomplete_reasons"]:
+            # Not backdoor evidence (the variant is broken), but a task vector that breaks the
+            # model when scaled by 1.5 is unusually large or fragile: worth a look.
+            warn.append(f"the {e['kind']} variant (lambda={e['lambda']}, density={e['density']}) no longer classifies clean images "
+                        f"(accuracy {e['clean_accuracy']:.2f})")
     attribution = {"status": "not run", "score": 0.0, "attributed": False}
     if loo is not None:
-        share = loo["success_without"] / loo["success_with_all"] if loo["success_with_all"] > 0 else 1.0
+        with_all = loo["success_with_all"]
+        share = loo["success_without"] / with_all if with_all > 0 else 1.0
         clears = _clears(loo, drop)
         attributed = flagged and clears and not ambiguous
-        # Score: the merge's probability times the share of its trigger's success this candidate carries.
-        score = _p(merged) * max(0.0, 1.0 - share) if merged.get("usable", True) else 0.0
+        transfer = merged.get("trigger_transfer") or {}
+        specific = bool(transfer.get("merge_specific"))
+        # Score: the merge's evidence (its probability, or how merge-specific its trigger is)
+        # times the share of the trigger's success that leaves with this candidate.
+        spec = (with_all - loo["success_on_base"]) / with_all if specific and with_all > 0 else 0.0
+        score = max(_p(merged), spec) * max(0.0, 1.0 - share) if merged.get("usable", True) else 0.0
         attribution = {"status": "done", "score": round(score, 4), "attributed": attributed,
                        "ambiguous": ambiguous, **loo}
-        what = (f"the merge is {merged['status']} (p={_p(merged):.2f}) and its recovered trigger (label "
-                f"{loo['label']}) succeeds on {loo['success_with_all']:.0%} of clean images, "
-                f"{loo['success_without']:.0%} without this candidate")
+        what = (f"the merge is {merged['status']} (p={_p(merged):.2f}); its recovered trigger (label "
+                f"{loo['label']}) sends {with_all:.0%} of clean images to that label through the merge, "
+                f"{loo['success_on_base']:.0%} through the base, {loo['success_without']:.0%} through the merge "
+                f"without this candidate")
         if flagged and clears and ambiguous:
-            warn.append(f"{what}, but leaving out another candidate also stops it: not attributable to one")
-        elif attributed and _level(merged) == 2:
+            warn.append(f"{what}; leaving out another candidate also stops it: not attributable to one")
+        elif attributed and (_level(merged) == 2 or specific):
             block.append(what)
         elif attributed:
             warn.append(what)
@@ -551,10 +573,17 @@ def _findings(base: Member, base_scan, candidates, merged) -> list[Finding]:
                            title="Merge candidate verdict", message=msg[:1000], score=c["score"],
                            evidence={"verdict": c["verdict"], "reasons": c["reasons"]}, location=c["source"]))
     sev = _scan_severity(merged)
+    msg = f"merge ({merged['method']}): {merged['summary']}"
+    tr = merged.get("trigger_transfer") or {}
+    if tr.get("merge_specific"):
+        # A trigger the merge learned from its candidates (it does not work on the base).
+        sev = max(sev, "high", key=severity_rank)
+        msg += (f" Its recovered trigger (label {tr['label']}) sends {tr['on_merge']:.0%} of clean images to that "
+                f"label through the merge and {tr['on_base']:.0%} through the base: a merge-specific trigger.")
     out.append(Finding(rule_id="MSBD-G002", detector="gate", detector_version="1",
                        status="failed" if sev != "info" else "passed", severity=sev,
-                       title="Simulated merge scan", message=f"merge ({merged['method']}): {merged['summary']}",
-                       score=merged["probability"]))
+                       title="Simulated merge scan", message=msg, score=merged["probability"],
+                       evidence={"trigger_transfer": tr} if tr else {}))
     return out
 
 

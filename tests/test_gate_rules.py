@@ -31,20 +31,38 @@ def test_a_broken_variant_gives_no_evidence():
     assert readable["usable"] and not broken["usable"]
     assert _decide(_candidate(readable), _scan(), None, False)["verdict"] == "block"
     out = _decide(_candidate(broken), _scan(), None, False)
-    assert out["verdict"] == "pass" and out["score"] == pytest.approx(0.1)
+    assert out["verdict"] == "warn" and out["score"] == pytest.approx(0.1)  # a warning, never a block
+    assert "no longer classifies" in out["reasons"][0]
     assert not _usable(_scan(incomplete=["mmbd skipped"]), 0.95, 0.5)
 
 
 def test_attribution_blocks_a_unique_culprit_and_only_warns_when_ambiguous():
     merged = {**_scan("BACKDOORED", 0.9), "usable": True}
-    culprit = {"label": 3, "success_with_all": 0.9, "success_without": 0.1}
-    bystander = {"label": 3, "success_with_all": 0.9, "success_without": 0.85}
+    culprit = {"label": 3, "success_with_all": 0.9, "success_without": 0.1, "success_on_base": 0.8}
+    bystander = {"label": 3, "success_with_all": 0.9, "success_without": 0.85, "success_on_base": 0.8}
     hit = _decide(_candidate(), merged, culprit, True)
     assert hit["verdict"] == "block" and hit["attribution"]["attributed"]
     assert hit["attribution"]["score"] == pytest.approx(0.9 * (1 - 0.1 / 0.9), abs=1e-3)
     assert _decide(_candidate(), merged, bystander, True)["verdict"] == "pass"
     assert _decide(_candidate(), merged, culprit, True, ambiguous=True)["verdict"] == "warn"
     assert _decide(_candidate(), {**merged, "status": "CLEAN"}, culprit, False)["verdict"] == "pass"
+    # A SUSPICIOUS merge with a trigger that also works on the base: attribution only warns.
+    assert _decide(_candidate(), {**merged, "status": "SUSPICIOUS"}, culprit, True)["verdict"] == "warn"
+
+
+def test_a_merge_specific_trigger_blocks_its_culprit_even_when_the_merge_scores_clean():
+    # BadMerging: the merge scores CLEAN under the calibration, but its recovered trigger
+    # works through the merge and not through the base, and leaves with one candidate.
+    merged = {**_scan("CLEAN", 0.3), "usable": True,
+              "trigger_transfer": {"label": 5, "on_merge": 1.0, "on_base": 0.05, "merge_specific": True}}
+    culprit = {"label": 5, "success_with_all": 1.0, "success_without": 0.1, "success_on_base": 0.05}
+    bystander = {"label": 5, "success_with_all": 1.0, "success_without": 0.98, "success_on_base": 0.05}
+    hit = _decide(_candidate(), merged, culprit, True)
+    assert hit["verdict"] == "block" and hit["attribution"]["attributed"], hit["reasons"]
+    assert hit["attribution"]["score"] == pytest.approx(0.95 * 0.9, abs=1e-3)
+    assert _decide(_candidate(), merged, bystander, True)["verdict"] == "pass"
+    natural = {**merged, "trigger_transfer": {**merged["trigger_transfer"], "on_base": 0.9, "merge_specific": False}}
+    assert _decide(_candidate(), natural, {**culprit, "success_on_base": 0.9}, False)["verdict"] == "pass"
 
 
 def _rows():
