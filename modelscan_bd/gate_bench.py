@@ -90,7 +90,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
     out.mkdir(parents=True, exist_ok=True)
     log = out / "records.jsonl"
     options = GateOptions(clean_data=str(zoo / "clean-data.npz"), clean_budget=clean_budget, budget=budget,
-                          seed=seed, leave_one_out="flagged", variant_calibration=variant_calibration,
+                          seed=seed, leave_one_out="always", variant_calibration=variant_calibration,
                           scan_safe_merge=False)  # per-candidate metrics do not need it; it would double the scans
     cal_version = load_calibration(options.variant_calibration_path()).version
     done = {}
@@ -123,7 +123,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
                    "decision_seconds": round(_decision_seconds(report), 2),
                    "merged": {"status": m["status"], "probability": m["probability"], "usable": m.get("usable"),
                               "clean_accuracy": m.get("clean_accuracy"), "features": m.get("features"),
-                              "trigger": m.get("trigger")},
+                              "trigger": m.get("trigger"), "trigger_transfer": m.get("trigger_transfer")},
                    "merged_asr": _merged_asr(zoo, entries, group, method, seed), "exit_code": report["exit_code"],
                    "candidates": []}
             for name, c in zip(group, report["candidates"]):
@@ -222,14 +222,23 @@ def merging_metrics(records: list[dict]) -> dict[str, Any]:
         clean_only = [r for r in recs if not any(c["backdoored"] for c in r["candidates"])]
         out[m] = {"instances": len(rows), "gate_score": _scores(rows, "score"), "decisions": _block_rates(rows),
                   "by_attack": _by_attack(rows, "score"),
-                  "merge_flagged_with_backdoored_candidate": _share(
-                      [r["merged"]["status"] in ("BACKDOORED", "SUSPICIOUS") for r in with_bd]),
-                  "merge_flagged_clean_only": _share(
-                      [r["merged"]["status"] in ("BACKDOORED", "SUSPICIOUS") for r in clean_only]),
+                  "merge_flagged_with_backdoored_candidate": _share([_merge_flagged(r) for r in with_bd]),
+                  "merge_flagged_clean_only": _share([_merge_flagged(r) for r in clean_only]),
+                  "merge_specific_trigger_with_backdoored_candidate": _share(
+                      [bool((r["merged"].get("trigger_transfer") or {}).get("merge_specific")) for r in with_bd]),
+                  "merge_specific_trigger_clean_only": _share(
+                      [bool((r["merged"].get("trigger_transfer") or {}).get("merge_specific")) for r in clean_only]),
                   "merged_asr_mean": _mean([r["merged_asr"] for r in with_bd]),
                   "decision_seconds_mean": _mean([r["decision_seconds"] for r in recs]),
                   "decision_seconds_max": max([r["decision_seconds"] for r in recs], default=None)}
     return out
+
+
+def _merge_flagged(r: dict) -> bool:
+    """The merge is flagged: a BACKDOORED/SUSPICIOUS verdict on a usable merge, or a merge-specific trigger."""
+    m = r["merged"]
+    return m.get("usable", True) is not False and (
+        m["status"] in ("BACKDOORED", "SUSPICIOUS") or bool((m.get("trigger_transfer") or {}).get("merge_specific")))
 
 
 def _by_attack(rows: list[dict], key: str) -> dict[str, Any]:
@@ -276,8 +285,9 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def _after_table(m: dict[str, Any]) -> list[str]:
     lines = ["| method | AUROC | TPR@5%FPR | blocked backdoored | blocked clean | warned clean | merge flagged "
-             "(with bd / clean only) | merged ASR | s/decision (mean, max) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "(with bd / clean only) | merge-specific trigger (with bd / clean only) | merged ASR | "
+             "s/decision (mean, max) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in METHOD_SETTINGS:
         if name not in m:
             continue
@@ -286,7 +296,8 @@ def _after_table(m: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {_f(r['gate_score']['auroc'])} | {_f(r['gate_score']['tpr_at_5fpr'])} | "
                      f"{_f(d['blocked_backdoored'])} ({d['n_backdoored']}) | {_f(d['blocked_clean'])} ({d['n_clean']}) | "
                      f"{_f(d['warned_clean'])} | {_f(r['merge_flagged_with_backdoored_candidate'])} / "
-                     f"{_f(r['merge_flagged_clean_only'])} | {_f(r['merged_asr_mean'])} | "
+                     f"{_f(r['merge_flagged_clean_only'])} | {_f(r['merge_specific_trigger_with_backdoored_candidate'])} / "
+                     f"{_f(r['merge_specific_trigger_clean_only'])} | {_f(r['merged_asr_mean'])} | "
                      f"{_f(r['decision_seconds_mean'])}, {_f(r['decision_seconds_max'])} |")
     lines += ["", "Blocked backdoored candidates by attack: " + " · ".join(
         f"{name}: " + ", ".join(f"{k} {_f(v['blocked'])} of {v['n']}" for k, v in m[name]["by_attack"].items())

@@ -101,6 +101,8 @@ def test_gate_passes_clean_candidates_with_ties(merge_models, tmp_path, capsys):
     assert [c["verdict"] for c in report["candidates"]] != ["block"] * 3
     assert all(c["verdict"] == "pass" for c in report["candidates"]), [c["reasons"] for c in report["candidates"]]
     assert report["merged"]["status"] == "CLEAN" and code == 0, err
+    transfer = report["merged"]["trigger_transfer"]  # a clean merge's trigger is the base's too
+    assert transfer is not None and not transfer["merge_specific"], transfer
     assert report["candidates"][0]["exposures"] == []
     assert report["candidates"][0]["weight_space"]["status"] == "done"
 
