@@ -554,7 +554,7 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
 
 def _scan_severity(summary: dict[str, Any]) -> str:
     if not _readable_level(summary) or not summary.get("usable", True):
-        return "info"  # CLEAN, unreadable, or a merge that no longer classifies (the exit code says incomplete)
+        return "info"  # CLEAN, not read by every detector (exit code 3), or a merge that no longer classifies
     p = _p(summary)
     return {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(summary["status"], "info")
 
