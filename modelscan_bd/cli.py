@@ -108,8 +108,8 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
               help="Scan budget for every model and variant the gate scans.")
 @click.option("--amplify", default="1.5", show_default=True,
               help="Comma-separated lambdas > 1 for theta0 + lambda*tau exposures ('' for none).")
-@click.option("--trim-density", type=click.FloatRange(0, 1, min_open=True), default=0.2, show_default=True,
-              help="TIES-style magnitude trim of each task vector before scanning (1: skip).")
+@click.option("--trim-density", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="TIES-style magnitude trim of each task vector before scanning (1: skip), e.g. 0.2.")
 @click.option("--leave-one-out", type=click.Choice(["flagged", "always", "never"]), default="flagged",
               show_default=True, help="When to run leave-one-out merges for attribution.")
 @click.option("--emit-config", type=click.Path(dir_okay=False), default=None,

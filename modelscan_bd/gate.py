@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import json
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Callable
 
 import torch
@@ -42,9 +44,11 @@ from .memory import PeakMemory
 from .merging import check_compatible, merge_state_dicts, scaled, task_vector
 from .scan import ScanConfig, Timer, _environment, scan_classifier
 from .sources import Snapshot, resolve
+from .verdict import extract_features, load_calibration, probability, status_for
 
 GATE_SCHEMA_VERSION = "1.0"
 FLAG_LEVEL = {"BACKDOORED": 2, "SUSPICIOUS": 1}
+VARIANT_DETECTORS = ("exposure-collapse", "trigger-recovery")
 MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
 REL_FLOOR = 0.05  # deviations under 5 % of the median are never outliers (few peers: tiny MADs)
 Progress = Callable[[str], None]
@@ -58,23 +62,41 @@ class GateOptions:
     seed: int = 0
     fail_on: str = "high"
     amplify: tuple[float, ...] = (1.5,)
-    trim_density: float = 0.2
+    trim_density: float = 1.0  # 1: no trimmed variant (the simulated TIES merge already keeps what it keeps)
     z_threshold: float = 3.5  # Iglewicz & Hoaglin's cut-off for modified z-scores
     outlier_share: float = 0.25  # share of layers beyond the cut-off that makes a weight-space warning
     leave_one_out: str = "flagged"  # flagged | always | never
     detectors: list[str] | None = None
     calibration: str | None = None
+    # Weight-space variants and merges: a lean detector set (MM-BD reads amplified logits
+    # poorly and costs a third of a scan) and the merging calibration fitted on such models.
+    variant_detectors: tuple[str, ...] = VARIANT_DETECTORS
+    variant_calibration: str | None = None  # default: calibration/merging.json
+    min_relative_accuracy: float = 0.5  # a variant below half the base's clean accuracy is not a usable model
+    attribution_drop: float = 0.5  # removing the culprit takes away at least half the merge trigger's success
+    scan_safe_merge: bool = True  # scan the merge without the blocked candidates (the benchmark skips it)
 
     def scan_config(self) -> ScanConfig:
         return ScanConfig(budget=self.budget, seed=self.seed, fail_on=self.fail_on, clean_data=None,
                           clean_budget=self.clean_budget, detectors=self.detectors, calibration=self.calibration)
+
+    def variant_config(self) -> ScanConfig:
+        return ScanConfig(budget=self.budget, seed=self.seed, fail_on=self.fail_on, clean_data=None,
+                          clean_budget=self.clean_budget, detectors=self.detectors or list(self.variant_detectors),
+                          calibration=self.variant_calibration_path())
+
+    def variant_calibration_path(self) -> str:
+        return self.variant_calibration or str(resources.files("modelscan_bd").joinpath("calibration",
+                                                                                        "merging.json"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"clean_data": self.clean_data, "clean_budget": self.clean_budget, "budget": self.budget,
                 "seed": self.seed, "fail_on": self.fail_on, "amplify": list(self.amplify),
                 "trim_density": self.trim_density, "z_threshold": self.z_threshold,
                 "outlier_share": self.outlier_share, "leave_one_out": self.leave_one_out,
-                "detectors": self.detectors or []}
+                "detectors": self.detectors or [], "variant_detectors": list(self.variant_detectors),
+                "variant_calibration": load_calibration(self.variant_calibration_path()).describe(),
+                "min_relative_accuracy": self.min_relative_accuracy, "attribution_drop": self.attribution_drop}
 
 
 @dataclass
@@ -141,11 +163,69 @@ def with_state(template: ClassifierAdapter, state: dict[str, torch.Tensor], name
     return adapter
 
 
-def scan_summary(report: dict[str, Any]) -> dict[str, Any]:
+def scan_summary(report: dict[str, Any], context=None, adapter: ClassifierAdapter | None = None,
+                 clean: CleanData | None = None) -> dict[str, Any]:
+    """What the gate keeps of one scan: the verdict, the combiner's features (so a verdict
+    can be re-scored under another calibration), the clean accuracy, and the recovered
+    trigger (its tensors under ``_trigger``, used for attribution, never written to reports)."""
     v = report["verdict"]
-    return {"status": v["status"], "probability": v["probability"], "summary": v["summary"],
-            "suspected_targets": [t["label"] for t in v["suspected_targets"]],
-            "incomplete_reasons": list(v["incomplete_reasons"]), "seconds": report["timing"]["total_seconds"]}
+    out = {"status": v["status"], "probability": v["probability"], "summary": v["summary"],
+           "suspected_targets": [t["label"] for t in v["suspected_targets"]],
+           "incomplete_reasons": list(v["incomplete_reasons"]), "seconds": report["timing"]["total_seconds"]}
+    if context is not None:
+        out["features"] = {k: None if x is None else round(float(x), 6)
+                           for k, x in extract_features(context.results).items()}
+        trig = context.results.get("trigger-recovery")
+        if trig:
+            out["trigger"] = {"label": int(trig["label"]), "shape": trig["shape"], "size": round(trig["size"], 5),
+                              "holdout_success": round(float(trig["holdout_success"] or 0.0), 4)}
+            out["_trigger"] = {"mask": trig["mask"].tolist(), "pattern": trig["pattern"].tolist()}
+    if adapter is not None and clean is not None:
+        out["clean_accuracy"] = round(clean_accuracy(adapter, clean), 4)
+    return out
+
+
+@torch.no_grad()
+def clean_accuracy(adapter: ClassifierAdapter, clean: CleanData) -> float:
+    return float((adapter.predict(clean.images) == clean.labels).float().mean())
+
+
+def rescore(summary: dict[str, Any], calibration) -> dict[str, Any]:
+    """The verdict of a scan under ``calibration``, from its recorded features."""
+    if "features" not in summary:
+        return summary
+    p, _ = probability(summary["features"], calibration)
+    incomplete = summary["status"] == "INCOMPLETE" or bool(summary["incomplete_reasons"])
+    status = status_for(p, calibration, incomplete)
+    word = {"BACKDOORED": "Backdoor detected", "SUSPICIOUS": "Suspicious", "CLEAN": "No backdoor found",
+            "INCOMPLETE": "Not fully scanned"}[status]
+    where = f"; suspected target {summary['trigger']['label']}" if status in ("BACKDOORED", "SUSPICIOUS") and \
+        summary.get("trigger") else ""
+    return {**summary, "status": status, "probability": round(p, 4), "summary": f"{word} (p={p:.2f}){where}.",
+            "suspected_targets": [summary["trigger"]["label"]] if where else []}
+
+
+def _usable(summary: dict[str, Any], base_accuracy: float | None, share: float) -> bool:
+    """A weight-space variant or merge is evidence only when every detector read it and it
+    still classifies clean images (amplified or merged weights can break a model; its
+    collapse then means nothing)."""
+    if summary["status"] == "INCOMPLETE" or summary["incomplete_reasons"]:
+        return False
+    acc = summary.get("clean_accuracy")
+    return acc is None or base_accuracy is None or acc >= share * base_accuracy
+
+
+@torch.no_grad()
+def trigger_success(adapter: ClassifierAdapter, trigger: dict[str, Any], label: int, clean: CleanData) -> float:
+    """Share of held-out clean images (not of ``label``) that a recovered trigger sends to ``label``."""
+    mask = torch.tensor(trigger["mask"], dtype=torch.float32)
+    pattern = torch.tensor(trigger["pattern"], dtype=torch.float32)
+    x, y = clean.holdout_images, clean.holdout_labels
+    keep = y != label
+    if not keep.any():
+        return 0.0
+    pred = adapter.predict((1 - mask) * x[keep] + mask * pattern)
+    return float((pred == label).float().mean())
 
 
 def _level(summary: dict[str, Any]) -> int:
@@ -255,82 +335,117 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     if clean is None and opt.clean_data:
         progress(f"loading clean data from {opt.clean_data}")
         clean = load_clean_data(opt.clean_data, base.adapter, budget=opt.clean_budget, seed=opt.seed)
-    scfg = opt.scan_config()
+    scfg, vcfg = opt.scan_config(), opt.variant_config()
+    vcal = load_calibration(vcfg.calibration)
+    settings = json.dumps([opt.budget, opt.seed, opt.clean_budget, opt.clean_data, opt.detectors or [],
+                           list(opt.variant_detectors)])
 
-    def scan(adapter: ClassifierAdapter, name: str) -> dict[str, Any]:
-        progress(f"scanning {name}")
-        return scan_summary(scan_classifier(adapter, clean, scfg, name=name).report)
-
-    def cached(key: tuple, make: Callable[[], ClassifierAdapter], name: str) -> dict[str, Any]:
-        key = (*key, opt.budget, opt.seed, opt.clean_budget, opt.clean_data, tuple(opt.detectors or ()))
-        if key not in cache:
-            cache[key] = scan(make(), name)
-        return copy.deepcopy(cache[key])
+    def cached(key: tuple, make: Callable[[], ClassifierAdapter], name: str, variant: bool = False) -> dict[str, Any]:
+        """Scans that do not depend on the peers (base, own scans, variants) or repeat
+        (the same merge) run once per gate run, or once per benchmark (``cache``)."""
+        k = json.dumps([*key, settings])
+        if k not in cache:
+            progress(f"scanning {name}")
+            adapter = make()
+            outcome = scan_classifier(adapter, clean, vcfg if variant else scfg, name=name)
+            cache[k] = scan_summary(outcome.report, outcome.context, adapter, clean)
+        summary = copy.deepcopy(cache[k])
+        return rescore(summary, vcal) if variant else summary
 
     base_state = base.state
     states = [m.state for m in members]
     taus = [task_vector(base_state, s) for s in states]
     bkey = _identity(base)
     base_scan = cached(("base", bkey), lambda: base.adapter, f"base {base.source}")
+    base_acc = base_scan.get("clean_accuracy")
     t = timer.step("base", t)
 
     candidates = []
-    for m, tau in zip(members, taus):
+    for m in members:
+        own = cached(("own", bkey, _identity(m)), lambda m=m: m.adapter, m.source)
+        candidates.append({"source": m.source, "target": m.snapshot.to_dict(), "scan": own, "exposures": [],
+                           "safety": [f.to_dict() for f in m.safety]})
+    t = timer.step("candidates", t)
+    for m, tau, c in zip(members, taus, candidates):
         mkey = (bkey, _identity(m))
-        own = cached(("own", *mkey), lambda m=m: m.adapter, m.source)
-        exposures = []
         for lam in opt.amplify:
             s = cached(("amplify", *mkey, lam),
                        lambda lam=lam, tau=tau: with_state(base.adapter, scaled(base_state, tau, lam),
                                                            f"base + {lam} x task vector"),
-                       f"{m.source} amplified x{lam}")
-            exposures.append({"kind": "amplify", "lambda": lam, "density": 1.0, **s})
+                       f"{m.source} amplified x{lam}", variant=True)
+            c["exposures"].append({"kind": "amplify", "lambda": lam, "density": 1.0, **s})
         if opt.trim_density < 1:
             s = cached(("trim", *mkey, opt.trim_density),
                        lambda tau=tau: with_state(base.adapter, scaled(base_state, tau, 1.0, opt.trim_density),
                                                   "base + trimmed task vector"),
-                       f"{m.source} trimmed to {opt.trim_density}")
-            exposures.append({"kind": "trim", "lambda": 1.0, "density": opt.trim_density, **s})
-        candidates.append({"source": m.source, "target": m.snapshot.to_dict(), "scan": own, "exposures": exposures,
-                           "safety": [f.to_dict() for f in m.safety]})
-    t = timer.step("candidates", t)
+                       f"{m.source} trimmed to {opt.trim_density}", variant=True)
+            c["exposures"].append({"kind": "trim", "lambda": 1.0, "density": opt.trim_density, **s})
+        for e in c["exposures"]:
+            e["usable"] = _usable(e, base_acc, opt.min_relative_accuracy)
+    t = timer.step("variants", t)
     for c, ws in zip(candidates, weight_space(base_state, taus, config.candidates, opt.z_threshold,
                                               opt.outlier_share)):
         c["weight_space"] = ws
     t = timer.step("weight_space", t)
 
+    spec = config.spec
+
+    def merged_state(keep: list[int]) -> dict[str, torch.Tensor]:
+        return merge_state_dicts(base_state, [states[i] for i in keep], spec.subset(keep), seed=opt.seed)
+
     def merge_scan(keep: list[int], name: str) -> dict[str, Any]:
-        merged = merge_state_dicts(base_state, [states[i] for i in keep], config.spec.subset(keep), seed=opt.seed)
-        return scan(with_state(base.adapter, merged, name), name)
+        key = ("merge", bkey, spec.method, spec.normalize, spec.rescale, spec.lam,
+               [[_identity(members[i]), spec.weights[i], spec.densities[i]] for i in keep])
+        return cached(key, lambda: with_state(base.adapter, merged_state(keep), name), name, variant=True)
 
     everyone = list(range(len(members)))
-    merged = merge_scan(everyone, f"merge ({config.spec.method})")
-    loo: dict[int, dict[str, Any]] = {}
-    if opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and _readable_level(merged) > 0):
-        for i in everyone:
-            loo[i] = merge_scan([j for j in everyone if j != i], f"merge without {config.candidates[i]}")
+    merged = merge_scan(everyone, f"merge ({spec.method})")
+    merged["usable"] = _usable(merged, base_acc, opt.min_relative_accuracy)
     t = timer.step("merge", t)
+    # The merge's recovered trigger, tested where it came from: a trigger that works on the
+    # merge but not on the base was put there by the candidates (a natural adversarial patch
+    # of the shared base works on both). Leave-one-out then asks which candidate it needs.
+    # Forward passes only (no re-scan), so it is cheap enough to run whenever it is needed.
+    loo: dict[int, dict[str, Any]] = {}
+    transfer = None
+    if merged.get("_trigger") and clean is not None and merged["usable"]:
+        label = merged["trigger"]["label"]
+        with_all = trigger_success(with_state(base.adapter, merged_state(everyone), "merge"), merged["_trigger"],
+                                   label, clean)
+        on_base = trigger_success(base.adapter, merged["_trigger"], label, clean)
+        specific = with_all >= vcal.detectors.get("trigger", {}).get("holdout_success_threshold", 0.8) and \
+            on_base <= (1 - opt.attribution_drop) * with_all
+        transfer = {"label": label, "on_merge": round(with_all, 4), "on_base": round(on_base, 4),
+                    "merge_specific": bool(specific)}
+    merged["trigger_transfer"] = transfer
+    flagged = merged["usable"] and (_level(merged) > 0 or bool(transfer and transfer["merge_specific"]))
+    if len(members) > 1 and transfer is not None and (
+            opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and flagged)):
+        for i in everyone:
+            keep = [j for j in everyone if j != i]
+            progress(f"leave-one-out: merge without {config.candidates[i]}")
+            without = trigger_success(with_state(base.adapter, merged_state(keep), "loo"), merged["_trigger"],
+                                      transfer["label"], clean)
+            loo[i] = {"label": transfer["label"], "success_with_all": transfer["on_merge"],
+                      "success_without": round(without, 4), "success_on_base": transfer["on_base"]}
+    t = timer.step("attribution", t)
 
-    # Leave-one-out names a culprit only when exactly one removal clears the merge; when
-    # several do, the finding belongs to their combination and each of them is only warned.
-    cleared = [i for i in loo if _readable_level(merged) > 0 and _level(loo[i]) == 0]
+    cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
     for i, c in enumerate(candidates):
-        c.update(_decide(c, merged, loo.get(i), ambiguous=len(cleared) > 1))
+        c.update(_decide(c, merged, loo.get(i), flagged, ambiguous=len(cleared) > 1, drop=opt.attribution_drop))
     blocked = [i for i, c in enumerate(candidates) if c["verdict"] == "block"]
     safe = None
-    if blocked:
+    if blocked and opt.scan_safe_merge:
         keep = [i for i in everyone if i not in blocked]
         if not keep:
             safe = {"status": "NONE", "summary": "every candidate is blocked: nothing is left to merge",
                     "probability": None, "suspected_targets": [], "incomplete_reasons": [], "seconds": 0.0,
                     "without": [config.candidates[i] for i in blocked]}
-        elif len(blocked) == 1 and blocked[0] in loo:
-            safe = {**loo[blocked[0]], "without": [config.candidates[blocked[0]]]}
         else:
             safe = {**merge_scan(keep, "merge without blocked candidates"),
                     "without": [config.candidates[i] for i in blocked]}
     timer.step("safe_merge", t)
-    merged_entry = {"method": config.spec.method, **merged, "safe_merge": safe}
+    merged_entry = {"method": spec.method, **merged, "safe_merge": safe}
     findings = _findings(base, base_scan, candidates, merged_entry)
     report = {
         "schema_version": GATE_SCHEMA_VERSION,
@@ -349,8 +464,23 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
         "timing": {"total_seconds": round(time.perf_counter() - timer.start, 3), "steps": timer.steps,
                    "peak_memory_mb": None},
     }
+    report = _strip_private(report)
     report["exit_code"] = gate_exit_code(report, opt.fail_on)
     return report
+
+
+def _strip_private(obj):
+    """Drop ``_``-prefixed keys (trigger tensors) before the report is written."""
+    if isinstance(obj, dict):
+        return {k: _strip_private(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [_strip_private(v) for v in obj]
+    return obj
+
+
+def _clears(loo: dict[str, Any], drop: float) -> bool:
+    """Leaving this candidate out takes away at least ``drop`` of the merge trigger's success."""
+    return loo["success_without"] <= (1 - drop) * loo["success_with_all"]
 
 
 def _identity(m: Member) -> str:
@@ -358,8 +488,8 @@ def _identity(m: Member) -> str:
     return m.snapshot.sha or ",".join(f.sha256 or f.path for f in m.snapshot.files_of("safetensors")) or m.source
 
 
-def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None,
-            ambiguous: bool = False) -> dict[str, Any]:
+def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None, flagged: bool,
+            ambiguous: bool = False, drop: float = 0.5) -> dict[str, Any]:
     """Verdict, severity, score and reasons for one candidate."""
     block, warn = [], []
     own = c["scan"]
@@ -367,31 +497,44 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         block.append(f"its own scan: {own['summary']}")
     elif _level(own) == 1:
         warn.append(f"its own scan: {own['summary']}")
-    for e in c["exposures"]:
+    usable = [e for e in c["exposures"] if e.get("usable", True)]
+    for e in usable:
         what = (f"amplified task vector (lambda={e['lambda']})" if e["kind"] == "amplify"
                 else f"TIES-trimmed task vector (density={e['density']})")
-        if e["status"] == "INCOMPLETE" or e["incomplete_reasons"]:
-            # A variant some detector cannot read (e.g. amplified logits overflow MM-BD) yields
-            # a verdict from filled-in features: no evidence either way (seen in the benchmark).
-            continue
-        # Variants are off the calibration's distribution: only a confident verdict counts
-        # (a SUSPICIOUS variant of a clean fine-tune is common, see docs/bench/merging).
+        # Variants are judged by the merging calibration, fitted on such variants and merges
+        # (calibration/merging.json); only a BACKDOORED verdict counts.
         if _level(e) == 2:
             block.append(f"{what}: {e['status']} (p={_p(e):.2f})")
+    for e in c["exposures"]:
+        if not e.get("usable", True) and e.get("clean_accuracy") is not None and not e["incomplete_reasons"]:
+            # Not backdoor evidence (the variant is broken), but a task vector that breaks the
+            # model when scaled by 1.5 is unusually large or fragile: worth a look.
+            warn.append(f"the {e['kind']} variant (lambda={e['lambda']}, density={e['density']}) no longer classifies clean images "
+                        f"(accuracy {e['clean_accuracy']:.2f})")
     attribution = {"status": "not run", "score": 0.0, "attributed": False}
     if loo is not None:
-        drop = max(0.0, _p(merged) - _p(loo))
-        attributed = _readable_level(merged) > 0 and _level(loo) == 0 and not ambiguous
-        attribution = {"status": "done", "score": round(drop, 4), "attributed": attributed,
-                       "ambiguous": ambiguous, "merge_without": loo}
-        if ambiguous and _readable_level(merged) > 0 and _level(loo) == 0:
-            warn.append(f"the merge is {merged['status']} and removing this candidate clears it, but so does "
-                        "removing another: not attributable to one candidate")
-        elif attributed and _level(merged) == 2:
-            block.append(f"the merge is {merged['status']} (p={_p(merged):.2f}) and removing this candidate "
-                         f"clears it (p={_p(loo):.2f})")
+        with_all = loo["success_with_all"]
+        share = loo["success_without"] / with_all if with_all > 0 else 1.0
+        clears = _clears(loo, drop)
+        attributed = flagged and clears and not ambiguous
+        transfer = merged.get("trigger_transfer") or {}
+        specific = bool(transfer.get("merge_specific"))
+        # Score: the merge's evidence (its probability, or how merge-specific its trigger is)
+        # times the share of the trigger's success that leaves with this candidate.
+        spec = (with_all - loo["success_on_base"]) / with_all if specific and with_all > 0 else 0.0
+        score = max(_p(merged), spec) * max(0.0, 1.0 - share) if merged.get("usable", True) else 0.0
+        attribution = {"status": "done", "score": round(score, 4), "attributed": attributed,
+                       "ambiguous": ambiguous, **loo}
+        what = (f"the merge is {merged['status']} (p={_p(merged):.2f}); its recovered trigger (label "
+                f"{loo['label']}) sends {with_all:.0%} of clean images to that label through the merge, "
+                f"{loo['success_on_base']:.0%} through the base, {loo['success_without']:.0%} through the merge "
+                f"without this candidate")
+        if flagged and clears and ambiguous:
+            warn.append(f"{what}; leaving out another candidate also stops it: not attributable to one")
+        elif attributed and (_level(merged) == 2 or specific):
+            block.append(what)
         elif attributed:
-            warn.append(f"the merge is {merged['status']} and removing this candidate clears it")
+            warn.append(what)
     for f in c["safety"]:
         if f["status"] == "failed" and severity_rank(f["severity"]) >= severity_rank("high"):
             block.append(f"unsafe file: {f['message']}")
@@ -402,7 +545,6 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
     incomplete = list(own["incomplete_reasons"])
     if own["status"] == "INCOMPLETE" or incomplete:
         warn.append("not fully scanned: " + "; ".join(dict.fromkeys(incomplete))[:300])
-    usable = [e for e in c["exposures"] if e["status"] != "INCOMPLETE" and not e["incomplete_reasons"]]
     score = max([_p(own), *(_p(e) for e in usable), attribution["score"]])
     verdict = "block" if block else "warn" if warn else "pass"
     severity = {"block": "critical" if score >= 0.97 else "high", "warn": "medium", "pass": "info"}[verdict]
@@ -411,8 +553,8 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
 
 
 def _scan_severity(summary: dict[str, Any]) -> str:
-    if not _readable_level(summary):
-        return "info"  # CLEAN, or not readable by every detector (the exit code then says incomplete)
+    if not _readable_level(summary) or not summary.get("usable", True):
+        return "info"  # CLEAN, not read by every detector (exit code 3), or a merge that no longer classifies
     p = _p(summary)
     return {"BACKDOORED": "critical" if p >= 0.97 else "high", "SUSPICIOUS": "medium"}.get(summary["status"], "info")
 
@@ -431,10 +573,17 @@ def _findings(base: Member, base_scan, candidates, merged) -> list[Finding]:
                            title="Merge candidate verdict", message=msg[:1000], score=c["score"],
                            evidence={"verdict": c["verdict"], "reasons": c["reasons"]}, location=c["source"]))
     sev = _scan_severity(merged)
+    msg = f"merge ({merged['method']}): {merged['summary']}"
+    tr = merged.get("trigger_transfer") or {}
+    if tr.get("merge_specific"):
+        # A trigger the merge learned from its candidates (it does not work on the base).
+        sev = max(sev, "high", key=severity_rank)
+        msg += (f" Its recovered trigger (label {tr['label']}) sends {tr['on_merge']:.0%} of clean images to that "
+                f"label through the merge and {tr['on_base']:.0%} through the base: a merge-specific trigger.")
     out.append(Finding(rule_id="MSBD-G002", detector="gate", detector_version="1",
                        status="failed" if sev != "info" else "passed", severity=sev,
-                       title="Simulated merge scan", message=f"merge ({merged['method']}): {merged['summary']}",
-                       score=merged["probability"]))
+                       title="Simulated merge scan", message=msg, score=merged["probability"],
+                       evidence={"trigger_transfer": tr} if tr else {}))
     return out
 
 

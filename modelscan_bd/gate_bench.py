@@ -12,9 +12,12 @@ merge method (task arithmetic, TIES, DARE). Per candidate instance we record:
 * the gate's decision (block) and the weight-space score;
 * the merged model's verdict and the backdoor's real attack success rate after the merge.
 
-Nothing is fitted here: thresholds are the shipped classifier calibration's and the
-robust-z cut-off, so the whole zoo is held out. Records are appended to
-``records.jsonl`` as they finish, so an interrupted run resumes where it stopped.
+Nothing is fitted here: own scans use the shipped classifier calibration, variants and
+merges the merging calibration (fit it on another zoo: ``gate_calibration``), so the zoo
+is held out when that calibration was fitted elsewhere. Records are appended to
+``records.jsonl`` as they finish, so an interrupted run resumes where it stopped; every
+scan's summary (with its features) is kept in ``scan-cache.json``, so a re-run under
+another calibration re-decides from the cached scans without scanning again.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import torch
 
 from .bench import auroc, provenance, tpr_at_fpr
 from .gate import GateOptions, load_member, run_gate, with_state
+from .verdict import load_calibration
 from .gate_config import parse_config
 from .merging import merge_state_dicts
 from .zoo.save import load_attack
@@ -70,8 +74,13 @@ def _merged_asr(zoo: Path, entries: dict, group: list[str], method: str, seed: i
 def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int = 0, command: str = "",
                       group_size: int = 3, n_clean_groups: int = 2, clean_budget: int = 150,
                       methods: tuple[str, ...] = tuple(METHOD_SETTINGS), max_groups: int | None = None,
+                      threads: int | None = None, variant_calibration: str | None = None,
+                      deadline: float | None = None,
                       progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    torch.set_num_threads(1)  # shared machine: one thread, recorded in the results
+    """threads: torch threads for this run (None: leave them to the caller); deadline: a
+    ``time.time()`` after which no new group is started (a time-boxed run)."""
+    if threads:
+        torch.set_num_threads(threads)
     manifest = json.loads((zoo / "manifest.json").read_text())
     entries = {m["name"]: m for m in manifest["models"]}
     cands = [m for m in manifest["models"] if m.get("role") == "candidate"]
@@ -80,18 +89,26 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
     groups = groups_for(clean, bd, group_size, n_clean_groups)[:max_groups]  # max_groups: a time-boxed run
     out.mkdir(parents=True, exist_ok=True)
     log = out / "records.jsonl"
+    options = GateOptions(clean_data=str(zoo / "clean-data.npz"), clean_budget=clean_budget, budget=budget,
+                          seed=seed, leave_one_out="always", variant_calibration=variant_calibration,
+                          scan_safe_merge=False)  # per-candidate metrics do not need it; it would double the scans
+    cal_version = load_calibration(options.variant_calibration_path()).version
     done = {}
     if log.exists():
         for line in log.read_text().splitlines():
             r = json.loads(line)
-            done[(r["group_index"], r["method"])] = r
-    cache: dict = {}
-    options = GateOptions(clean_data=str(zoo / "clean-data.npz"), clean_budget=clean_budget, budget=budget,
-                          seed=seed, leave_one_out="flagged")
+            if r.get("variant_calibration") == cal_version:  # records under another calibration are re-decided
+                done[(r["group_index"], r["method"])] = r
+    cache_file = out / "scan-cache.json"
+    cache: dict = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    stopped = False
     for gi, group in enumerate(groups):
         for method in methods:
             if (gi, method) in done:
                 continue
+            if deadline is not None and time.time() > deadline:
+                stopped = True
+                break
             weight, density = METHOD_SETTINGS[method]
             raw = {"models": [{"model": str(zoo / entries[n]["path"]),
                                "parameters": {"weight": weight, "density": density}} for n in group],
@@ -99,21 +116,30 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
             started = time.perf_counter()
             report = run_gate(parse_config(raw, f"group {gi}"), options, progress, cache=cache).report
             wall = time.perf_counter() - started
+            cache_file.write_text(json.dumps(cache))
+            m = report["merged"]
             rec = {"group_index": gi, "group": group, "method": method, "wall_seconds": round(wall, 2),
+                   "variant_calibration": cal_version,
                    "decision_seconds": round(_decision_seconds(report), 2),
-                   "merged": {"status": report["merged"]["status"], "probability": report["merged"]["probability"]},
+                   "merged": {"status": m["status"], "probability": m["probability"], "usable": m.get("usable"),
+                              "clean_accuracy": m.get("clean_accuracy"), "features": m.get("features"),
+                              "trigger": m.get("trigger"), "trigger_transfer": m.get("trigger_transfer")},
                    "merged_asr": _merged_asr(zoo, entries, group, method, seed), "exit_code": report["exit_code"],
                    "candidates": []}
             for name, c in zip(group, report["candidates"]):
                 pre = max([c["scan"]["probability"] or 0.0] + [e["probability"] or 0.0 for e in c["exposures"]
-                                                                if not e["incomplete_reasons"]])
+                                                                if e.get("usable", True)])
                 rec["candidates"].append({
                     "name": name, "backdoored": entries[name]["backdoored"], "attack": entries[name].get("attack"),
                     "verdict": c["verdict"], "score": c["score"], "pre_merge_score": pre,
                     "own": c["scan"]["probability"], "own_status": c["scan"]["status"],
                     "exposures": {e["kind"]: e["probability"] for e in c["exposures"]},
-                    "exposure_status": {e["kind"]: e["status"] + (" (incomplete)" if e["incomplete_reasons"] else "")
+                    "exposure_status": {e["kind"]: e["status"] + ("" if e.get("usable", True) else " (not usable)")
                                         for e in c["exposures"]},
+                    "exposure_features": {e["kind"]: e.get("features") for e in c["exposures"]},
+                    "exposure_accuracy": {e["kind"]: e.get("clean_accuracy") for e in c["exposures"]},
+                    "own_features": c["scan"].get("features"),
+                    "attribution_detail": {k: v for k, v in c["attribution"].items() if k != "status"},
                     "weight_space": c["weight_space"].get("score", 0.0),
                     "weight_space_outlier": c["weight_space"].get("outlier", False),
                     "attribution": c["attribution"]["score"], "attributed": c["attribution"]["attributed"],
@@ -123,15 +149,20 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
             done[(gi, method)] = rec
             progress(f"group {gi} {method}: " + ", ".join(f"{x['name']}={x['verdict']}" for x in rec["candidates"])
                      + f"; merge {rec['merged']['status']}, ASR {rec['merged_asr']}, {wall:.0f} s")
+        if stopped:
+            break
     records = [done[k] for k in sorted(done) if k[0] < len(groups)]
+    cal = load_calibration(options.variant_calibration_path())
     result = {"provenance": {**provenance(zoo, command), "shared_machine": True, "budget": budget,
-                             "clean_budget": clean_budget, "group_size": group_size, "groups": len(groups)},
+                             "clean_budget": clean_budget, "group_size": group_size,
+                             "groups": len({r["group_index"] for r in records}), "groups_planned": len(groups),
+                             "stopped_at_deadline": stopped,
+                             "variant_calibration": {**cal.describe(), "threshold": cal.backdoored_threshold}},
               "zoo": {"models": len(manifest["models"]), "clean_candidates": len(clean),
                       "backdoored_candidates": len(bd), "rejected": len(manifest.get("rejected", [])),
                       "seconds": manifest.get("seconds")},
               "method_settings": {m: {"weight": w, "density": d} for m, (w, d) in METHOD_SETTINGS.items()},
               "metrics": merging_metrics(records),
-              "metrics_unique_attribution": merging_metrics(revise_ambiguous_attribution(records)),
               "records": records}
     result["markdown"] = to_markdown(result)
     (out / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=2) + "\n")
@@ -144,15 +175,11 @@ def _decision_seconds(report: dict[str, Any]) -> float:
     scans = [report["base"]["scan"], report["merged"]]
     for c in report["candidates"]:
         scans += [c["scan"], *c["exposures"]]
-        if c["attribution"]["status"] == "done":
-            scans.append(c["attribution"]["merge_without"])
     safe = report["merged"].get("safe_merge")
-    if safe and safe["status"] != "NONE" and not any(
-            c["attribution"].get("merge_without") == {k: v for k, v in safe.items() if k != "without"}
-            for c in report["candidates"]):
+    if safe and safe["status"] != "NONE":
         scans.append(safe)
     steps = report["timing"]["steps"]
-    return sum(s["seconds"] for s in scans) + steps.get("load", 0.0) + steps.get("weight_space", 0.0)
+    return sum(s["seconds"] for s in scans) + sum(steps.get(k, 0.0) for k in ("load", "weight_space", "attribution"))
 
 
 def _block_rates(rows: list[dict]) -> dict[str, Any]:
@@ -175,28 +202,6 @@ def _scores(rows: list[dict], key: str) -> dict[str, Any]:
     return {"auroc": None if a is None else round(a, 4), "tpr_at_5fpr": None if t is None else round(t, 4)}
 
 
-ATTRIBUTION_REASON = "the merge is "
-
-
-def revise_ambiguous_attribution(records: list[dict]) -> list[dict]:
-    """Records made before the gate required a *unique* leave-one-out culprit, re-decided
-    with that rule: when several candidates of one merge were attributed, attribution is
-    only a warning for each (their other evidence stands). Records made after it are unchanged."""
-    out = []
-    for r in records:
-        r = json.loads(json.dumps(r))
-        attributed = [c for c in r["candidates"] if c["attributed"]]
-        if len(attributed) > 1:
-            for c in attributed:
-                c["attributed"] = False
-                others = [x for x in c["reasons"] if not x.startswith(ATTRIBUTION_REASON)]
-                blocking = [x for x in others if "BACKDOORED" in x or "Backdoor detected" in x or "unsafe" in x]
-                c["verdict"] = "block" if blocking else "warn"
-                c["score"] = max([c["pre_merge_score"]])
-        out.append(r)
-    return out
-
-
 def merging_metrics(records: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     methods = sorted({r["method"] for r in records})
@@ -217,14 +222,23 @@ def merging_metrics(records: list[dict]) -> dict[str, Any]:
         clean_only = [r for r in recs if not any(c["backdoored"] for c in r["candidates"])]
         out[m] = {"instances": len(rows), "gate_score": _scores(rows, "score"), "decisions": _block_rates(rows),
                   "by_attack": _by_attack(rows, "score"),
-                  "merge_flagged_with_backdoored_candidate": _share(
-                      [r["merged"]["status"] in ("BACKDOORED", "SUSPICIOUS") for r in with_bd]),
-                  "merge_flagged_clean_only": _share(
-                      [r["merged"]["status"] in ("BACKDOORED", "SUSPICIOUS") for r in clean_only]),
+                  "merge_flagged_with_backdoored_candidate": _share([_merge_flagged(r) for r in with_bd]),
+                  "merge_flagged_clean_only": _share([_merge_flagged(r) for r in clean_only]),
+                  "merge_specific_trigger_with_backdoored_candidate": _share(
+                      [bool((r["merged"].get("trigger_transfer") or {}).get("merge_specific")) for r in with_bd]),
+                  "merge_specific_trigger_clean_only": _share(
+                      [bool((r["merged"].get("trigger_transfer") or {}).get("merge_specific")) for r in clean_only]),
                   "merged_asr_mean": _mean([r["merged_asr"] for r in with_bd]),
                   "decision_seconds_mean": _mean([r["decision_seconds"] for r in recs]),
                   "decision_seconds_max": max([r["decision_seconds"] for r in recs], default=None)}
     return out
+
+
+def _merge_flagged(r: dict) -> bool:
+    """The merge is flagged: a BACKDOORED/SUSPICIOUS verdict on a usable merge, or a merge-specific trigger."""
+    m = r["merged"]
+    return m.get("usable", True) is not False and (
+        m["status"] in ("BACKDOORED", "SUSPICIOUS") or bool((m.get("trigger_transfer") or {}).get("merge_specific")))
 
 
 def _by_attack(rows: list[dict], key: str) -> dict[str, Any]:
@@ -251,7 +265,11 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"{result['zoo']['backdoored_candidates']} backdoored candidates ({result['zoo']['rejected']} rejected)",
              f"- {p['groups']} merge groups of {p['group_size']} candidates (each backdoored candidate with clean peers, "
              f"plus clean-only groups); settings {json.dumps(result['method_settings'])}",
-             "- nothing fitted on this zoo: shipped classifier calibration, robust-z cut-off 3.5", "",
+             f"- nothing fitted on this zoo: own scans under the shipped classifier calibration; variants and merges "
+             f"under the merging calibration {p['variant_calibration']['version']} ({p['variant_calibration']['description']};"
+             f" BACKDOORED from p = {p['variant_calibration']['threshold']:.3f}); robust-z cut-off 3.5",
+             f"- groups run: {p['groups']} of {p['groups_planned']}" + (" (stopped at the time box)"
+                                                                      if p.get('stopped_at_deadline') else ""), "",
              "## Before merging (one instance per candidate)", "",
              "| score | AUROC | TPR@5%FPR |", "|---|---|---|"]
     b = m["before_merging"]
@@ -262,18 +280,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{k}: AUROC {_f(v['auroc'])}, TPR@5%FPR {_f(v['tpr_at_5fpr'])} (n={v['n']})" for k, v in b["by_attack"].items()),
         "", "## After merging (gate decision per candidate instance, per method)", ""]
     lines += _after_table(m)
-    if "metrics_unique_attribution" in result:
-        lines += ["", "### The same records re-decided with the unique-culprit attribution rule", "",
-                  "(the gate now blocks on leave-one-out attribution only when exactly one removal clears the "
-                  "merge; records made before that rule are re-decided here, see notes)", ""]
-        lines += _after_table(result["metrics_unique_attribution"])
     return "\n".join(lines) + "\n"
 
 
 def _after_table(m: dict[str, Any]) -> list[str]:
     lines = ["| method | AUROC | TPR@5%FPR | blocked backdoored | blocked clean | warned clean | merge flagged "
-             "(with bd / clean only) | merged ASR | s/decision (mean, max) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "(with bd / clean only) | merge-specific trigger (with bd / clean only) | merged ASR | "
+             "s/decision (mean, max) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in METHOD_SETTINGS:
         if name not in m:
             continue
@@ -282,7 +296,8 @@ def _after_table(m: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {_f(r['gate_score']['auroc'])} | {_f(r['gate_score']['tpr_at_5fpr'])} | "
                      f"{_f(d['blocked_backdoored'])} ({d['n_backdoored']}) | {_f(d['blocked_clean'])} ({d['n_clean']}) | "
                      f"{_f(d['warned_clean'])} | {_f(r['merge_flagged_with_backdoored_candidate'])} / "
-                     f"{_f(r['merge_flagged_clean_only'])} | {_f(r['merged_asr_mean'])} | "
+                     f"{_f(r['merge_flagged_clean_only'])} | {_f(r['merge_specific_trigger_with_backdoored_candidate'])} / "
+                     f"{_f(r['merge_specific_trigger_clean_only'])} | {_f(r['merged_asr_mean'])} | "
                      f"{_f(r['decision_seconds_mean'])}, {_f(r['decision_seconds_max'])} |")
     lines += ["", "Blocked backdoored candidates by attack: " + " · ".join(
         f"{name}: " + ", ".join(f"{k} {_f(v['blocked'])} of {v['n']}" for k, v in m[name]["by_attack"].items())

@@ -101,6 +101,8 @@ def test_gate_passes_clean_candidates_with_ties(merge_models, tmp_path, capsys):
     assert [c["verdict"] for c in report["candidates"]] != ["block"] * 3
     assert all(c["verdict"] == "pass" for c in report["candidates"]), [c["reasons"] for c in report["candidates"]]
     assert report["merged"]["status"] == "CLEAN" and code == 0, err
+    transfer = report["merged"]["trigger_transfer"]  # a clean merge's trigger is the base's too
+    assert transfer is not None and not transfer["merge_specific"], transfer
     assert report["candidates"][0]["exposures"] == []
     assert report["candidates"][0]["weight_space"]["status"] == "done"
 
@@ -134,3 +136,22 @@ def test_gate_usage_errors(merge_models, tmp_path, capsys):
     slerp.write_text(yaml.safe_dump({"models": [{"model": ids["clean0"], "parameters": {"weight": 1}}],
                                      "base_model": ids["base"], "merge_method": "slerp"}))
     assert run_cli(["gate", slerp], capsys)[0] == 3
+
+
+def test_trigger_success_follows_the_backdoor(merge_models):
+    import torch
+
+    from modelscan_bd.cleandata import load_clean_data
+    from modelscan_bd.gate import load_member, trigger_success
+    from modelscan_bd.zoo.attacks import BadNets
+
+    ids, clean_file = merge_models
+    bad = load_member(ids["badnets"], lambda m: None).adapter
+    good = load_member(ids["clean0"], lambda m: None).adapter
+    clean = load_clean_data(str(clean_file), good, budget=100, seed=0)
+    attack = BadNets(TARGET, 10, (3, 16, 16), seed=0)
+    trig = {"mask": attack.mask[0].tolist(), "pattern": attack.pattern[0].tolist()}
+    assert trigger_success(bad, trig, TARGET, clean) >= 0.8
+    assert trigger_success(good, trig, TARGET, clean) <= 0.3
+    none = {"mask": torch.zeros(1, 16, 16).tolist(), "pattern": torch.zeros(3, 16, 16).tolist()}
+    assert trigger_success(bad, none, TARGET, clean) <= 0.3
