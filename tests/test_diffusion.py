@@ -205,11 +205,14 @@ def test_candidates_include_full_image_starts():
     from modelscan_bd.zoo.diffusion import synthetic_digits
 
     imgs, _ = synthetic_digits(16, seed=4)
-    inv = Inverter(analytic_adapter(imgs), InversionSettings(**SMALL), "sde", torch.Generator().manual_seed(0))
+    inv = Inverter(analytic_adapter(imgs), InversionSettings(**SMALL, full_image_starts=True), "sde",
+                   torch.Generator().manual_seed(0))
     first, again = inv.candidates(), inv.candidates()
     full = [c for c in first if float((c != 0).float().mean()) == 1.0]
     assert len(full) >= 4 and any(float(c.min()) < 0 < float(c.max()) for c in full)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
+    default = Inverter(analytic_adapter(imgs), InversionSettings(**SMALL), "sde", torch.Generator().manual_seed(0))
+    assert not [c for c in default.candidates() if float((c != 0).float().mean()) == 1.0]  # off by default
 
 
 def test_scale_probe_keeps_the_scale_that_collapses():
