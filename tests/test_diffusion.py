@@ -194,3 +194,51 @@ def test_zoo_build_diffusion_cli(tmp_path, capsys):
         assert not list(repo.rglob("groundtruth.json")) and not list(repo.rglob("*.bin"))
         truth = json.loads((out / m["truth_dir"] / "groundtruth.json").read_text())
         assert truth["backdoored"] == m["backdoored"]
+        assert truth["finetune_steps"] == m["finetune_steps"] == 5  # clean-000 and baddiffusion: 1x budget
+
+
+def test_candidates_include_full_image_starts():
+    """Full-image starts (for blend triggers such as TrojDiff's) are among the scan's
+    candidates besides the patches, and are the same on every call (deterministic scans)."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.detectors.diffusion_inversion import InversionSettings, Inverter
+    from modelscan_bd.zoo.diffusion import synthetic_digits
+
+    imgs, _ = synthetic_digits(16, seed=4)
+    inv = Inverter(analytic_adapter(imgs), InversionSettings(**SMALL, full_image_starts=True), "sde",
+                   torch.Generator().manual_seed(0))
+    first, again = inv.candidates(), inv.candidates()
+    full = [c for c in first if float((c != 0).float().mean()) == 1.0]
+    assert len(full) >= 4 and any(float(c.min()) < 0 < float(c.max()) for c in full)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    default = Inverter(analytic_adapter(imgs), InversionSettings(**SMALL), "sde", torch.Generator().manual_seed(0))
+    assert not [c for c in default.candidates() if float((c != 0).float().mean()) == 1.0]  # off by default
+
+
+def test_scale_probe_keeps_the_scale_that_collapses():
+    """The generation probe moves a weak trigger scale up to one where the planted backdoor
+    fires, and leaves a clean model at the loss-picked scale (nothing collapses there)."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.detectors.diffusion_inversion import PROBE_SCALES, InversionSettings, Inverter
+    from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, trigger_image
+
+    imgs, _ = synthetic_digits(64, seed=5)
+    trig = trigger_image("box")
+    unit = trig / trig.pow(2).mean().sqrt()
+    settings = InversionSettings(**SMALL)
+    bd = Inverter(analytic_adapter(imgs, trigger=trig, target=target_image("hat")), settings, "sde",
+                  torch.Generator().manual_seed(0))
+    probe = bd.probe_scales(unit, 0.1)
+    scores = dict((c, v) for c, v in probe["scores"])
+    assert probe["scale"] in PROBE_SCALES and scores[probe["scale"]] == max(scores.values()) >= 0.5, scores
+    assert scores[0.1] < scores[probe["scale"]]
+    clean = Inverter(analytic_adapter(imgs), settings, "sde", torch.Generator().manual_seed(0))
+    probe = clean.probe_scales(unit, 0.3)
+    assert probe["scale"] == 0.3 and max(v for _, v in probe["scores"]) <= 0.2, probe
+
+
+def test_ode_attacks_fine_tune_longer_and_record_it():
+    from modelscan_bd.zoo.diffusion import ZOO_ATTACKS
+
+    factors = {a.name: a.steps_factor for a in ZOO_ATTACKS}
+    assert factors["villandiffusion_ode"] == 2.0 and factors["baddiffusion"] == 1.0

@@ -19,7 +19,9 @@ descent on
 Fresh noise is drawn at every step (a fixed noise batch lets any model fit it). Both
 lambda families are tried (SDE with the DDPM sampler, ODE with DDIM); each starts from
 the best of a gradient-free scan over patch candidates; the descent minimises the
-shift loss relative to |delta|^2 and a line search then picks the scale.
+shift loss relative to |delta|^2 and a line search on that loss picks the scale. Two
+options, off by default because they measured worse (see InversionSettings): full-image
+starts, and a short generation probe over larger scales (PROBE_SCALES).
 Then images are generated from eps + delta* with DDPM and DDIM and compared with images
 from plain eps: a backdoored model generates near-duplicates of its target. A large
 shift can also saturate a clean model into one flat image, so the decisive share counts
@@ -56,6 +58,11 @@ class InversionSettings:
     ddim_steps: int
     lr: float = 0.1
     cons_weight: float = 0.2
+    # Both measured worse on the 18-model zoo (docs/bench/diffusion/NOTES.md: a BadDiffusion
+    # model found by the default inversion was missed with them on), so they are off by
+    # default; the shipped calibration was fitted without them.
+    full_image_starts: bool = False
+    scale_probe: bool = False
 
 
 SETTINGS = {
@@ -70,6 +77,13 @@ MODES = {"sde": "ddpm", "ode": "ddim"}  # lambda family -> the sampler it fires 
 # Trigger scales (RMS over pixels) tried by the line search: real triggers lie around
 # 0.3-0.6; far larger shifts push any model off its data and collapse it, trigger or not.
 SCALES = (0.3, 0.45, 0.6)
+# Trigger scales tried by generation once the direction is fixed (the structured-duplicate
+# probe): a backdoor that only partly fires at the loss-picked scale often fires fully at a
+# larger one (measured: a stop-sign BadDiffusion model went from 0.05 to 0.42 structured
+# duplicates between RMS 0.45 and 1.0), while clean models stay at 0 up to RMS 1.0 because
+# the flat images a large shift saturates them into are not counted.
+PROBE_SCALES = (0.45, 0.6, 0.8, 1.0)
+PROBE_IMAGES = 8
 FEATURES = ("structured_dup", "dup_share", "uniformity_log_ratio", "tv_log_ratio", "delta_rms", "loss_reduction",
             "log_end_loss")
 
@@ -180,9 +194,15 @@ class Inverter:
         return x.var(0).mean()
 
     def candidates(self) -> list[torch.Tensor]:
-        """Starting points: bright and dark square patches over a grid (the gradient-free scan)."""
+        """Starting points: bright and dark square patches over a grid (the gradient-free
+        scan), plus full-image starts (uniform shifts and fixed random sign patterns) for
+        triggers that cover the whole image, such as TrojDiff's blend."""
         c, h, w = self.shape
         out = []
+        if self.s.full_image_starts:
+            out += [torch.full(self.shape, amp) for amp in (0.75, -0.75)]
+            pattern_g = torch.Generator().manual_seed(1234)  # fixed patterns: the scan stays deterministic
+            out += [torch.randint(0, 2, self.shape, generator=pattern_g).float() * 1.5 - 0.75 for _ in range(4)]
         for size in (max(2, h // 4), max(3, (3 * h) // 8)):
             step = max(1, size // 2 + 1)
             for r in list(range(0, h - size, step)) + [h - size]:
@@ -241,7 +261,27 @@ class Inverter:
         # loss keeps falling as a large shift saturates it, a backdoor's bottoms out at its trigger.
         best = min(loss for loss, _ in scored)
         end_loss, scale = next((loss, c) for loss, c in scored if loss <= 2 * best)
-        return {"delta": scale * unit, "start_loss": start_loss, "end_loss": end_loss, "scale_losses": scored}
+        probe = self.probe_scales(unit, scale) if self.s.scale_probe else {"scale": scale, "scores": []}
+        scale = probe["scale"]
+        return {"delta": scale * unit, "start_loss": start_loss, "end_loss": end_loss, "scale_losses": scored,
+                "scale_probe": probe["scores"]}
+
+    @torch.no_grad()
+    def probe_scales(self, unit: torch.Tensor, loss_scale: float) -> dict[str, Any]:
+        """Pick the trigger's scale by what it generates: the scale (of PROBE_SCALES and the
+        loss-picked one) whose few images from eps + scale * unit have the highest structured
+        duplicate share; ties keep the smaller scale, and the loss-picked scale stays unless
+        another beats it by more than one coincidental pair (a model that memorised its
+        training images repeats one now and then). The decision statistic is measured
+        afterwards on fresh images, so this choice does not grade itself."""
+        scores = {}
+        for c in sorted({loss_scale, *PROBE_SCALES}):
+            scores[c] = structured_dup(self.generate(c * unit, PROBE_IMAGES))
+        best = max(scores.values())
+        one_pair = 2.0 / (PROBE_IMAGES * (PROBE_IMAGES - 1))
+        scale = (loss_scale if best <= scores[loss_scale] + 1.5 * one_pair
+                 else min(c for c, v in scores.items() if v >= best))
+        return {"scale": scale, "scores": [[c, v] for c, v in scores.items()]}
 
 
 def evaluate(adapter, delta: torch.Tensor, inv: Inverter, clean_sets: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -304,6 +344,7 @@ class DiffusionInversionDetector(Detector):
         context.results[self.id] = {**features, "mode": best_mode, "sampler": best_sampler, "delta": best["delta"],
                                     "target": target, "inverted_success": success,
                                     "scale_losses": {m: modes[m]["scale_losses"] for m in modes},
+                                    "scale_probe": {m: modes[m]["scale_probe"] for m in modes},
                                     "per_mode": {m: {s: {k: v for k, v in modes[m]["eval"][s].items() if k != "images"}
                                                      for s in ("ddpm", "ddim")} for m in modes}}
         vis = best["delta"]
