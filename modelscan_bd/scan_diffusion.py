@@ -14,7 +14,7 @@ from .detectors.base import ScanContext
 from .detectors.diffusion_inversion import FEATURES as STATISTICS
 from .exposure import ExposureResult
 from .findings import Finding
-from .verdict import Calibration, load_calibration, probability, severity_for, status_for, summary_for
+from .verdict import Calibration, calibrated_verdict, load_calibration, uncalibrated_verdict
 
 # The combiner's inputs. A 7-statistic combiner fitted on the 7-model fitting split overfit
 # (held-out AUROC 0.53 against 0.90 for the structured near-duplicate share alone; see
@@ -56,27 +56,9 @@ def scan_diffusion_adapter(adapter, snapshot, family, findings, config, timer, p
 def diffusion_verdict(context: ScanContext, cal: Calibration | None, incomplete: list[str]) -> tuple[dict, Finding]:
     features = diffusion_features(context.results)
     if cal is None:
-        verdict = {"status": "INCOMPLETE", "probability": None, "suspected_targets": [], "pattern": "none",
-                   "summary": "Not fully scanned: " + "; ".join(incomplete[:3]), "incomplete_reasons": incomplete,
-                   "features": features, "calibration": None}
-        return verdict, Finding(rule_id="MSBD-V001", detector="verdict", detector_version="none", status="skipped",
-                                severity="info", title="Backdoor model detection (calibrated verdict)",
-                                message=verdict["summary"], evidence={"features": features})
-    p, missing = probability(features, cal)
-    status = status_for(p, cal, bool(incomplete))
+        return uncalibrated_verdict(features, incomplete)
     r = context.results.get("diffusion-inversion") or {}
-    where = f" (inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached)"
-    summary = summary_for(status, p, where, incomplete)
-    verdict = {"status": status, "probability": round(p, 4), "suspected_targets": [],
-               "pattern": "all-to-one" if status in ("BACKDOORED", "SUSPICIOUS") else "none",
-               "summary": summary, "incomplete_reasons": incomplete,
-               "features": {k: (None if v is None else round(v, 4)) for k, v in features.items()},
-               "calibration": cal.describe()}
-    severity = severity_for(status, p)
-    finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
-                      status="failed" if status in ("BACKDOORED", "SUSPICIOUS") else "passed",
-                      severity=severity, title="Backdoor model detection (calibrated verdict)", message=summary,
-                      score=p, threshold=cal.backdoored_threshold,
-                      evidence={"features": verdict["features"], "filled_features": missing,
-                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe()})
-    return verdict, finding
+    return calibrated_verdict(
+        features, cal, incomplete,
+        detail=f" (inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached)",
+        pattern=lambda status: "all-to-one" if status in ("BACKDOORED", "SUSPICIOUS") else "none")
