@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
-from .verdict import FEATURES, Calibration, fit_logistic, load_calibration, probability
+from .verdict import FEATURES, Calibration, fit_calibration, load_calibration, probability
 
 RESULTS_FILE = "results.json"
 
@@ -133,22 +133,8 @@ def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[i
 
 
 def calibrate(records: list[dict], version: str, description: str) -> Calibration:
-    rows = [r["features"] for r in records]
-    labels = [int(r["backdoored"]) for r in records]
-    mean, scale, weights, bias, fill = fit_logistic(rows, labels, FEATURES)
-    cal = Calibration(version=version, provisional=False, description=description, features=list(FEATURES),
-                      mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
-                      backdoored_threshold=0.5, suspicious_threshold=0.25,
-                      detectors=load_calibration().detectors)
-    # BACKDOORED: the lowest probability that keeps fitting-split FPR at or below 5 %.
-    # SUSPICIOUS: above every clean model seen in fitting.
-    probs = [probability(r["features"], cal)[0] for r in records]
-    clean_probs = sorted(p for p, y in zip(probs, labels) if not y)
-    if clean_probs:
-        k = int(math.floor(0.95 * len(clean_probs)))
-        cal.backdoored_threshold = float(min(0.9, max(0.5, clean_probs[min(k, len(clean_probs) - 1)] + 1e-6)))
-        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean_probs[-1] + 1e-6)))
-    return cal
+    return fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
+                           version=version, description=description, detectors=load_calibration().detectors)
 
 
 def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:

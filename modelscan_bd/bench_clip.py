@@ -26,7 +26,7 @@ import numpy as np
 from .bench import _mean, _rate, auroc, log_loss, manifest_hash, tpr_at_fpr, write_results
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
-from .verdict import Calibration, fit_logistic, load_calibration, probability
+from .verdict import Calibration, fit_calibration, load_calibration, probability
 
 DEFAULT_HOLDOUT_ATTACKS = ("blended",)
 
@@ -105,20 +105,10 @@ def with_relative(records: list[dict], refs: dict) -> list[dict]:
 def calibrate(fit: list[dict], version: str, description: str) -> Calibration:
     refs = decree_references([r for r in fit if not r["backdoored"] and not r["hard"]])
     fit = with_relative(fit, refs)
-    rows, labels = [r["features"] for r in fit], [int(r["backdoored"]) for r in fit]
-    mean, scale, weights, bias, fill = fit_logistic(rows, labels, CLIP_FEATURES)
     shipped = load_calibration(family="clip").detectors
     detectors = {**shipped, "decree": {**shipped.get("decree", {}), "decree_references": refs}}
-    cal = Calibration(version=version, provisional=False, description=description, features=list(CLIP_FEATURES),
-                      mean=mean, scale=scale, weights=weights, bias=bias, fill=fill, backdoored_threshold=0.5,
-                      suspicious_threshold=0.25, detectors=detectors)
-    probs = [probability(r["features"], cal)[0] for r in fit]
-    clean_probs = sorted(p for p, y in zip(probs, labels) if not y)
-    if clean_probs:  # as the classifier bench: fitting-split FPR <= 5 %, SUSPICIOUS above every clean one
-        k = int(math.floor(0.95 * len(clean_probs)))
-        cal.backdoored_threshold = float(min(0.9, max(0.5, clean_probs[min(k, len(clean_probs) - 1)] + 1e-6)))
-        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean_probs[-1] + 1e-6)))
-    return cal
+    return fit_calibration([r["features"] for r in fit], [int(r["backdoored"]) for r in fit], CLIP_FEATURES,
+                           version=version, description=description, detectors=detectors)
 
 
 def _block(records: list[dict], probs: list[float], cal: Calibration) -> dict[str, Any]:

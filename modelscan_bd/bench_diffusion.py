@@ -13,7 +13,6 @@ alternates between the splits. Numbers on the fitting split are never reported.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -129,23 +128,13 @@ def diffusion_calibrate(fit: list[dict], zoo: Path) -> Calibration:
 
     from .bench import manifest_hash
     from .scan_diffusion import FEATURES
-    from .verdict import fit_logistic
+    from .verdict import fit_calibration
 
-    rows, labels = [r["features"] for r in fit], [int(r["backdoored"]) for r in fit]
-    mean, scale, weights, bias, fill = fit_logistic(rows, labels, FEATURES)
-    cal = Calibration(version=f"diffusion-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}", provisional=False,
-                      description=f"fitted on {len(fit)} models of diffusion zoo {zoo.name} "
-                                  f"({sum(labels)} backdoored)",
-                      features=list(FEATURES), mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
-                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors={})
-    # BACKDOORED: the lowest probability keeping fitting-split FPR at or below 5 %;
-    # SUSPICIOUS: above every clean model seen in fitting.
-    clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
-    if clean:
-        k = int(math.floor(0.95 * len(clean)))
-        cal.backdoored_threshold = float(min(0.9, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
-        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
-    return cal
+    labels = [int(r["backdoored"]) for r in fit]
+    return fit_calibration([r["features"] for r in fit], labels, FEATURES,
+                           version=f"diffusion-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
+                           description=f"fitted on {len(fit)} models of diffusion zoo {zoo.name} "
+                                       f"({sum(labels)} backdoored)")
 
 
 def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:

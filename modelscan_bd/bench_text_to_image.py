@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +22,7 @@ import torch
 
 from .bench import _mean, _rate, auroc, log_loss, manifest_hash, tpr_at_fpr, write_results
 from .bench_diffusion import split_diffusion
-from .verdict import Calibration, fit_logistic, load_calibration, probability, status_for
+from .verdict import Calibration, fit_calibration, load_calibration, probability, status_for
 
 HOLDOUT_ATTACK = "rickroll"
 
@@ -62,21 +61,11 @@ def scan_t2i_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], No
 
 def t2i_calibrate(fit: list[dict], zoo: Path, features: tuple[str, ...]) -> Calibration:
     """Logistic combiner; thresholds as the other families' benches set them."""
-    rows, labels = [r["features"] for r in fit], [int(r["backdoored"]) for r in fit]
-    mean, scale, weights, bias, fill = fit_logistic(rows, labels, features)
-    cal = Calibration(version=f"text-to-image-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
-                      provisional=False, description=f"fitted on {len(fit)} models of text-to-image zoo {zoo.name} "
-                                                     f"({sum(labels)} backdoored)",
-                      features=list(features), mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
-                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors={})
-    # BACKDOORED: the lowest probability keeping fitting-split FPR at or below 5 %;
-    # SUSPICIOUS: above every clean model seen in fitting.
-    clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
-    if clean:
-        k = int(math.floor(0.95 * len(clean)))
-        cal.backdoored_threshold = float(min(0.9, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
-        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
-    return cal
+    labels = [int(r["backdoored"]) for r in fit]
+    return fit_calibration([r["features"] for r in fit], labels, features,
+                           version=f"text-to-image-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
+                           description=f"fitted on {len(fit)} models of text-to-image zoo {zoo.name} "
+                                       f"({sum(labels)} backdoored)")
 
 
 def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
-from .verdict import Calibration, fit_logistic, load_calibration, probability
+from .verdict import Calibration, fit_calibration, load_calibration, probability
 
 MERGING_FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio", "trigger_holdout_success",
                     "untargeted_log_ratio")
@@ -36,15 +35,10 @@ def fit_merging_calibration(rows: list[dict[str, Any]], description: str, max_fp
     labels = [int((r.get("asr") or 0.0) >= ASR_POSITIVE) for r in rows]
     if len(set(labels)) < 2:
         raise ValueError("the fitting rows need both backdoored and clean models")
-    mean, scale, weights, bias, fill = fit_logistic(feats, labels, MERGING_FEATURES)
-    digest = hashlib.sha256(json.dumps([mean, scale, weights, bias], sort_keys=True).encode()).hexdigest()[:8]
-    cal = Calibration(version=f"merging-{digest}", provisional=False, description=description,
-                      features=list(MERGING_FEATURES), mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
-                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors=load_calibration().detectors)
-    clean = sorted(probability(f, cal)[0] for f, y in zip(feats, labels) if not y)
-    k = math.floor((1 - max_fpr) * len(clean))
-    cal.backdoored_threshold = float(min(0.95, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
-    cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
+    cal = fit_calibration(feats, labels, MERGING_FEATURES, version="merging", description=description,
+                          detectors=load_calibration().detectors, max_fpr=max_fpr, max_threshold=0.95)
+    fitted = [cal.mean, cal.scale, cal.weights, cal.bias]
+    cal.version = f"merging-{hashlib.sha256(json.dumps(fitted, sort_keys=True).encode()).hexdigest()[:8]}"
     return cal
 
 

@@ -161,6 +161,27 @@ def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str
                             evidence={"features": features})
 
 
+def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], features, *, version: str,
+                    description: str, detectors: dict[str, Any] | None = None, max_fpr: float = 0.05,
+                    max_threshold: float = 0.9) -> Calibration:
+    """Fit the logistic combiner and set its thresholds, the same way for every family.
+
+    BACKDOORED: the lowest probability that keeps the fitting split's FPR at or below
+    ``max_fpr`` (never below 0.5 nor above ``max_threshold``); SUSPICIOUS: above every clean
+    model seen in fitting (never below 0.25).
+    """
+    mean, scale, weights, bias, fill = fit_logistic(rows, labels, features)
+    cal = Calibration(version=version, provisional=False, description=description, features=list(features),
+                      mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
+                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors=detectors or {})
+    clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
+    if clean:
+        k = int(math.floor((1 - max_fpr) * len(clean)))
+        cal.backdoored_threshold = float(min(max_threshold, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
+        cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
+    return cal
+
+
 def fit_logistic(rows: list[dict[str, float | None]], labels: list[int], features=FEATURES,
                  l2: float = 1.0) -> tuple[list[float], list[float], list[float], float, dict[str, float]]:
     """Fit standardised L2-regularised logistic regression (Newton steps; deterministic).
