@@ -106,10 +106,24 @@ def sample_with(unet, scheduler, sampler: str, x_T: torch.Tensor, steps: int | N
     return x
 
 
+def load_frozen(model, path, what: str, snapshot: Snapshot):
+    """Load safetensors weights into ``model`` strictly, mark the file loaded, freeze the model."""
+    from safetensors.torch import load_file
+
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise UnsupportedModelError(f"{what} weights do not match its config: {str(exc)[:200]}") from None
+    snapshot.mark_loaded(path)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def load_diffusion(snapshot: Snapshot, family: Family) -> DiffusionAdapter:
     """Build the adapter from JSON configs and safetensors weights; refuse anything else."""
     from diffusers import UNet2DModel
-    from safetensors.torch import load_file
 
     index = family.config
     pipe = index.get("_class_name")
@@ -152,14 +166,9 @@ def load_diffusion(snapshot: Snapshot, family: Family) -> DiffusionAdapter:
                                     "weights are never loaded")
     try:
         unet = UNet2DModel.from_config({k: v for k, v in unet_cfg.items() if not k.startswith("_")})
-        state = load_file(str(weights))
-        unet.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, TypeError, KeyError) as exc:
-        raise UnsupportedModelError(f"unet weights do not match unet/config.json: {str(exc)[:200]}") from None
-    snapshot.mark_loaded(weights)
-    unet.eval()
-    for p in unet.parameters():
-        p.requires_grad_(False)
+        raise UnsupportedModelError(f"unet/config.json does not build a UNet2DModel: {str(exc)[:200]}") from None
+    load_frozen(unet, weights, "unet", snapshot)
     from diffusers import DDPMScheduler
 
     betas_sched = DDPMScheduler.from_config(sched_cfg)  # the beta schedule, whatever the class

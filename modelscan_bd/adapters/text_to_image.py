@@ -18,7 +18,7 @@ import torch
 from ..errors import UnsupportedModelError
 from ..families import Family, read_json
 from ..sources import Snapshot
-from .diffusion import SCHEDULERS, WEIGHTS
+from .diffusion import SCHEDULERS, WEIGHTS, load_frozen
 
 PIPELINES = {"StableDiffusionPipeline"}
 REQUIRED = {"unet": ("diffusers", {"UNet2DConditionModel"}), "vae": ("diffusers", {"AutoencoderKL"}),
@@ -133,20 +133,6 @@ def _weights(snapshot: Snapshot, folder: str, file: str):
     return path
 
 
-def _load_into(model, path, what: str, snapshot: Snapshot):
-    from safetensors.torch import load_file
-
-    try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
-        raise UnsupportedModelError(f"{what} weights do not match its config: {str(exc)[:200]}") from None
-    snapshot.mark_loaded(path)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 def load_text_to_image(snapshot: Snapshot, family: Family) -> TextToImageAdapter:
     """Build the adapter from JSON configs, tokenizer data files and safetensors weights."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -180,9 +166,9 @@ def load_text_to_image(snapshot: Snapshot, family: Family) -> TextToImageAdapter
                                                         if not k.startswith("_") and k != "architectures"}))
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise UnsupportedModelError(f"pipeline configs could not be built: {str(exc)[:200]}") from None
-    _load_into(unet, weights["unet"], "unet", snapshot)
-    _load_into(vae, weights["vae"], "vae", snapshot)
-    _load_into(text_encoder, weights["text_encoder"], "text_encoder", snapshot)
+    load_frozen(unet, weights["unet"], "unet", snapshot)
+    load_frozen(vae, weights["vae"], "vae", snapshot)
+    load_frozen(text_encoder, weights["text_encoder"], "text_encoder", snapshot)
     if int(unet.config.cross_attention_dim) != int(text_encoder.config.hidden_size):
         raise UnsupportedModelError(f"unet cross_attention_dim {unet.config.cross_attention_dim} does not match the "
                                     f"text encoder's hidden size {text_encoder.config.hidden_size}")
