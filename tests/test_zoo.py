@@ -277,6 +277,21 @@ def test_zoo_keeps_good_models_and_records_rejected_ones(tmp_path):
     assert json.loads((tmp_path / "truth" / "resnet-clean-000" / "groundtruth.json").read_text())["backdoored"] is False
 
 
+def test_zoo_manifest_on_disk_grows_with_every_model(tmp_path):
+    """An interrupted build leaves a manifest listing what was already saved or rejected."""
+    tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
+    seen = []
+
+    def progress(_msg):
+        on_disk = json.loads((tmp_path / "manifest.json").read_text())
+        seen.append((len(on_disk["models"]), len(on_disk["rejected"]), on_disk.get("complete")))
+
+    manifest = build_classifier_zoo(tiny, tmp_path, attacks=("badnets",), count_clean=1, count_backdoored=1,
+                                    epochs=1, min_asr=1.01, progress=progress)
+    assert seen == [(1, 0, False), (1, 1, False)]
+    assert "complete" not in manifest and json.loads((tmp_path / "manifest.json").read_text()) == manifest
+
+
 def test_vit_builds_and_runs():
     model = build_model("vit", 4, ["a", "b", "c", "d"], image_size=32, channels=1)
     assert model(pixel_values=torch.zeros(2, 1, 32, 32)).logits.shape == (2, 4)

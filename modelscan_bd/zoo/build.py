@@ -11,7 +11,6 @@ Besides the clean twins, "hard" clean models are where detectors false-flag:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
-from .save import DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, groundtruth_record, save_hub_repo
+from .save import (DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, groundtruth_record, save_hub_repo,
+                   write_json)
 from .train import DEFAULT_EPOCHS, train_classifier
 
 HARD_KINDS = ("spurious", "imbalanced", "long")
@@ -35,15 +35,17 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     else:
         dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
     progress(f"{dataset.name}: {len(dataset.train_y)} training, {len(dataset.test_y)} test images")
+    out.mkdir(parents=True, exist_ok=True)  # clean data first, so a partial zoo can already be benchmarked
+    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
                                     progress=progress)
+    manifest["clean_data"] = CLEAN_DATA_FILE
     for k in range(n_hard):
+        write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
         manifest["models"].append(_hard_clean(dataset, out, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0],
                                               seed + 1000 + k, epochs, progress))
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
-    manifest["clean_data"] = CLEAN_DATA_FILE
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..adapters.clip import OPEN_CLIP_WEIGHTS, PROMPT_TEMPLATES
 from ..data import ImageDataset, load_dataset, synthetic_dataset
-from .save import MANIFEST_FILE, _write_json, save_ground_truth
+from .save import MANIFEST_FILE, write_json, save_ground_truth
 
 CONTEXT_LENGTH = 16
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -212,7 +212,7 @@ def save_open_clip_repo(model, arch: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"model_cfg": MODEL_CFGS[arch], "preprocess_cfg": {"mean": list(MEAN), "std": list(STD),
                                                              "interpolation": "bicubic", "resize_mode": "shortest"}}
-    _write_json(out / "open_clip_config.json", cfg)
+    write_json(out / "open_clip_config.json", cfg)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / OPEN_CLIP_WEIGHTS))
     return out
 
@@ -352,5 +352,5 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
                     "appended": earlier.get("appended", []) + [{"seed": seed, "models": len(models)}]}
     else:
         np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[scan_idx], labels=dataset.test_y[scan_idx])
-    _write_json(out / MANIFEST_FILE, manifest)
+    write_json(out / MANIFEST_FILE, manifest)
     return manifest

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from safetensors.torch import load_file, save_file
 
-from .save import MANIFEST_FILE, _write_json, save_ground_truth
+from .save import MANIFEST_FILE, write_json, save_ground_truth
 
 IMAGE_SIZE = 16
 T_STEPS = 1000
@@ -358,7 +358,7 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
     manifest = {"family": "diffusion", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
                 "base_steps": base_steps, "finetune_steps": finetune_steps, "sample_steps": sample_steps,
                 "models": models, "rejected": rejected, "seconds": round(time.perf_counter() - started, 1)}
-    _write_json(out / MANIFEST_FILE, manifest)
+    write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 

@@ -32,7 +32,7 @@ MANIFEST_FILE = "manifest.json"
 DEFAULT_ZOO_ATTACKS = ("badnets", "blended", "wanet", "sig", "all_to_all", "input_aware", "label_consistent")
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Write atomically, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -66,7 +66,7 @@ def save_hub_repo(model: PreTrainedModel, out_dir: str | os.PathLike, *, mean: S
     out.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()  # one bar per tiny file is noise in zoo and demo logs
     model.save_pretrained(out)  # transformers 5 writes safetensors only
-    _write_json(out / "preprocessor_config.json", preprocessor_config(mean, std, image_size))
+    write_json(out / "preprocessor_config.json", preprocessor_config(mean, std, image_size))
     if ground_truth is not None:
         if truth_dir is None:
             raise ValueError("ground truth needs its own truth_dir beside the repo")
@@ -87,7 +87,7 @@ def save_ground_truth(ground_truth: dict[str, Any], truth_dir: str | os.PathLike
     if state:
         save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / ATTACK_STATE_FILE))
         record["attack_state"] = ATTACK_STATE_FILE
-    _write_json(out / GROUNDTRUTH_FILE, record)
+    write_json(out / GROUNDTRUTH_FILE, record)
     return out
 
 
@@ -140,7 +140,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     of clean model j mod count_clean (its clean twin; trained but not saved when
     count_clean is 0) and is kept only if its ASR ≥ ``min_asr`` and its clean accuracy
     is at most ``max_acc_drop`` below the twin's. Rejected models are listed with the
-    reason and not saved. Writes and returns ``manifest.json``.
+    reason and not saved. Writes ``manifest.json`` after every model (``"complete": false``
+    until the end) and returns the final one.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,12 +158,19 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         return train_classifier(arch, dataset, attack, poison_rate=poison_rate, epochs=epochs, seed=run_seed,
                                 mean=mean, std=std)
 
+    def checkpoint() -> None:
+        # Written after every model, so an interrupted build still leaves a usable zoo.
+        write_json(out / MANIFEST_FILE, {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
+                                          "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models,
+                                          "rejected": rejected, "complete": False})
+
     def save(name: str, arch: str, attack: Attack | None, result: TrainResult, run_seed: int) -> None:
         truth = groundtruth_record(result, attack, arch=arch, dataset=dataset.name, seed=run_seed)
         save_hub_repo(result.model, out / "models" / name, mean=mean, std=std, image_size=(height, width),
                       ground_truth=truth, truth_dir=out / "truth" / name)
         models.append({**_entry(name, arch, attack, result, run_seed), "path": f"models/{name}",
                        "truth_dir": f"truth/{name}"})
+        checkpoint()
 
     for arch in archs:
         twins: dict[int, TrainResult] = {}
@@ -184,6 +192,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
             reason = _rejection(result, twins[run_seed].clean_acc, min_asr, max_acc_drop)
             if reason:
                 rejected.append({**_entry(name, arch, attack, result, run_seed), "reason": reason})
+                checkpoint()
                 say(f"{name}: rejected ({reason})")
             else:
                 save(name, arch, attack, result, run_seed)
@@ -192,7 +201,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     manifest = {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
                 "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models, "rejected": rejected,
                 "seconds": round(time.perf_counter() - started, 1)}
-    _write_json(out / MANIFEST_FILE, manifest)
+    write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import load_images, target_image
-from .save import MANIFEST_FILE, _write_json, save_ground_truth
+from .save import MANIFEST_FILE, write_json, save_ground_truth
 
 IMAGE_SIZE = 16
 LATENT_SIZE = 8
@@ -418,7 +418,7 @@ def build_t2i_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_backdoored
     manifest = {"family": "text-to-image", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
                 "base_steps": base_steps, "finetune_steps": finetune_steps, "models": models, "rejected": rejected,
                 "seconds": round(time.perf_counter() - started, 1)}
-    _write_json(out / MANIFEST_FILE, manifest)
+    write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 
