@@ -35,8 +35,15 @@ def default_out(source: str) -> Path:
 
 @click.group()
 @click.version_option(package_name="modelscan-bd")
-def cli() -> None:
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, envvar="MODELSCAN_BD_THREADS",
+              help="CPU threads for torch (default: torch's choice). On a shared machine 1 avoids oversubscription, "
+                   "which can slow scans many times over.")
+def cli(threads: int | None) -> None:
     """Scan models from the Hugging Face Hub (or local folders) for backdoors."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @cli.command()

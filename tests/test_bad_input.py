@@ -159,3 +159,18 @@ def test_usage_errors_exit_4(args, capsys):
 def test_unknown_detector_is_a_usage_error(tiny_models, tmp_path, capsys):
     code, _, err = run_cli(["scan", tiny_models["clean"], "--detectors", "nope", "--out", tmp_path], capsys)
     assert code == 4 and "nope" in err
+
+
+def test_threads_option_sets_torch_threads_for_the_command(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        code, _, err = run_cli(["--threads", "1", "scan", "nobody/does-not-exist", "--out", tmp_path, "--quiet"],
+                               capsys)
+        assert code == 2 and torch.get_num_threads() == 1
+        code, _, err = run_cli(["--threads", "0", "scan", "nobody/does-not-exist"], capsys)
+        assert code == 4 and "--threads" in err
+    finally:
+        torch.set_num_threads(before)
