@@ -262,12 +262,7 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                    holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                                    calibration_out=calibration_out, from_results=from_results, command=command,
                                    progress=progress)
-    scanned_by = None
-    if from_results:
-        earlier = json.loads(Path(from_results).read_text())
-        records, scanned_by = earlier["records"], earlier["provenance"]
-    else:
-        records = scan_zoo(zoo, budget, seed, baselines, progress)
+    records, scanned_by = load_or_scan(from_results, lambda: scan_zoo(zoo, budget, seed, baselines, progress))
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
         if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
@@ -284,6 +279,14 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,
                          to_markdown)
+
+
+def load_or_scan(from_results: str | None, scan: Callable[[], list[dict]]) -> tuple[list[dict], dict | None]:
+    """The per-model records of an earlier run (and its provenance), or a fresh scan of the zoo."""
+    if from_results:
+        earlier = json.loads(Path(from_results).read_text())
+        return earlier["records"], earlier["provenance"]
+    return scan(), None
 
 
 def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, calibration: dict | None,

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import _mean, _rate, auroc, log_loss, manifest_hash, tpr_at_fpr, write_results
+from .bench import _mean, _rate, auroc, load_or_scan, log_loss, manifest_hash, tpr_at_fpr, write_results
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_calibration, load_calibration, probability
@@ -192,12 +192,7 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
                    progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
-    scanned_by = None
-    if from_results:
-        earlier = json.loads(Path(from_results).read_text())
-        records, scanned_by = earlier["records"], earlier["provenance"]
-    else:
-        records = scan_clip_zoo(zoo, budget, seed, progress)
+    records, scanned_by = load_or_scan(from_results, lambda: scan_clip_zoo(zoo, budget, seed, progress))
     if calibrate_split:
         from .zoo.clip import ATTACKS
 

@@ -122,32 +122,78 @@ def split_diffusion(records: list[dict], holdout_attacks: list[str]) -> tuple[li
     return fit, held
 
 
-def diffusion_calibrate(fit: list[dict], zoo: Path) -> Calibration:
-    """Logistic combiner over the diffusion features, thresholds as the classifier bench sets them."""
+def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, features: tuple[str, ...],
+                          holdout_attacks: list[str], calibrate: bool,
+                          calibration_out: str | None) -> tuple[Calibration | None, list[dict], str]:
+    """Fit on the alternating split (``split_diffusion``) or load the shipped calibration; mark
+    every record's split, probability and verdict. Returns (calibration, evaluated records,
+    split description). Shared by the diffusion and text-to-image benches."""
     import datetime as _dt
 
     from .bench import manifest_hash
-    from .scan_diffusion import FEATURES
-    from .verdict import fit_calibration
+    from .reports.atomic import atomic_write_text
+    from .verdict import fit_calibration, load_calibration
 
-    labels = [int(r["backdoored"]) for r in fit]
-    return fit_calibration([r["features"] for r in fit], labels, FEATURES,
-                           version=f"diffusion-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
-                           description=f"fitted on {len(fit)} models of diffusion zoo {zoo.name} "
-                                       f"({sum(labels)} backdoored)")
+    if calibrate:
+        fit, held = split_diffusion(records, holdout_attacks)
+        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+            raise ValueError("the fitting split needs both clean and backdoored models")
+        labels = [int(r["backdoored"]) for r in fit]
+        cal = fit_calibration([r["features"] for r in fit], labels, features,
+                              version=f"{family}-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
+                              description=f"fitted on {len(fit)} models of {family} zoo {zoo.name} "
+                                          f"({sum(labels)} backdoored)")
+        if calibration_out:
+            atomic_write_text(calibration_out, cal.to_json())
+        for r in records:
+            r["split"] = "fit" if any(r is x for x in fit) else "held-out"
+        evaluated = held
+        split_desc = (f"held-out split: {len(held)} models (attack families {holdout_attacks} never used in fitting, "
+                      f"plus alternate models of the others); fitted on {len(fit)} others")
+    else:
+        try:
+            cal = load_calibration(family=family)
+        except FileNotFoundError:
+            cal = None
+        evaluated = records
+        split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
+    for r in records:
+        r["p"] = probability(r["features"], cal)[0] if cal else None
+        r["verdict"] = status_for(r["p"], cal, False) if cal else None
+    return cal, evaluated, split_desc
 
 
-def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
+def detection_metrics(records: list[dict], cal: Calibration | None) -> tuple[list[bool], dict[str, Any]]:
+    """Whether each model is flagged, and the detection numbers every family's bench reports."""
     labels = [int(r["backdoored"]) for r in records]
     probs = [probability(r["features"], cal)[0] if cal else 0.5 for r in records]
     flagged = [cal is not None and p >= cal.backdoored_threshold for p in probs]
-    bd = [r for r in records if r["backdoored"]]
-    out: dict[str, Any] = {
+    return flagged, {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels) if cal else None, "tpr_at_5fpr": tpr_at_fpr(probs, labels) if cal else None,
         "log_loss": log_loss(probs, labels) if cal else None,
         "accuracy": sum(f == bool(y) for f, y in zip(flagged, labels)) / max(1, len(labels)) if cal else None,
         "tpr": _rate([f for f, y in zip(flagged, labels) if y]), "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
+    }
+
+
+def header_lines(result: dict[str, Any], title: str) -> list[str]:
+    """The provenance lines at the top of the diffusion and text-to-image results files."""
+    p, cal = result["provenance"], result["calibration"]
+    return [f"# {title}: {Path(p['zoo']).name}", "",
+            f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
+            f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+            *([f"- per-model records from: `{p['records_from']['command']}` on {p['records_from']['date']}"]
+              if p.get("records_from") else []),
+            f"- calibration: {cal['version'] if cal else 'none'} ({cal['description'] if cal else 'not fitted'})",
+            f"- evaluated on: {result['split']}", ""]
+
+
+def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
+    labels = [int(r["backdoored"]) for r in records]
+    flagged, out = detection_metrics(records, cal)
+    bd = [r for r in records if r["backdoored"]]
+    out |= {
         "auroc_dup_share_alone": auroc([r["features"].get("dup_share") or 0.0 for r in records], labels),
         "auroc_structured_dup_alone": auroc([r["features"].get("structured_dup") or 0.0 for r in records], labels),
         "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for r in bd]),
@@ -160,13 +206,13 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
         "per_attack": {},
     }
     for attack in sorted({r["attack"] for r in records}):
-        rs = [(p, f, r) for p, f, r in zip(probs, flagged, records) if r["attack"] == attack]
+        rs = [(f, r) for f, r in zip(flagged, records) if r["attack"] == attack]
         out["per_attack"][attack] = {
-            "models": len(rs), "detection_rate": _rate([f for _, f, _ in rs]),
-            "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for _, _, r in rs]),
-            "target_ssim": _mean([r.get("target_quality", {}).get("ssim") for _, _, r in rs]),
-            "trigger_success": _mean([r.get("trigger_success") for _, _, r in rs]),
-            "elijah_trigger_success": _mean([r.get("elijah", {}).get("trigger_success") for _, _, r in rs]),
+            "models": len(rs), "detection_rate": _rate([f for f, _ in rs]),
+            "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for _, r in rs]),
+            "target_ssim": _mean([r.get("target_quality", {}).get("ssim") for _, r in rs]),
+            "trigger_success": _mean([r.get("trigger_success") for _, r in rs]),
+            "elijah_trigger_success": _mean([r.get("elijah", {}).get("trigger_success") for _, r in rs]),
         }
     el = [r for r in records if "elijah" in r]
     if el:
@@ -186,16 +232,9 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    p, m = result["provenance"], result["metrics"]
+    m = result["metrics"]
     f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    lines = [f"# Diffusion benchmark: {Path(p['zoo']).name}", "",
-             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
-             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
-             *([f"- per-model records from: `{p['records_from']['command']}` on {p['records_from']['date']}"]
-               if p.get("records_from") else []),
-             f"- calibration: {result['calibration']['version'] if result['calibration'] else 'none'}"
-             f" ({result['calibration']['description'] if result['calibration'] else 'not fitted'})",
-             f"- evaluated on: {result['split']}", "",
+    lines = [*header_lines(result, "Diffusion benchmark"),
              "| method | AUROC | accuracy | TPR | FPR | trigger cos | trigger MSE | target MSE | target SSIM | "
              "inverted-trigger success | s/model |", "|---|---|---|---|---|---|---|---|---|---|---|",
              f"| modelscan-bd (PureDiffusion-style) | {f(m['auroc'])} | {f(m['accuracy'])} | {f(m['tpr'])} | "
@@ -230,40 +269,16 @@ def to_markdown(result: dict[str, Any]) -> str:
 def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
                         holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
                         from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
-    from .reports.atomic import atomic_write_text
-    from .verdict import load_calibration
+    from .bench import load_or_scan
+    from .scan_diffusion import FEATURES
 
     del holdout_seeds  # every diffusion zoo model has its own seed; the split alternates instead
-    scanned_by = None
-    if from_results:
-        earlier = json.loads(Path(from_results).read_text())
-        records, scanned_by = earlier["records"], earlier["provenance"]
-    else:
-        records = scan_diffusion_zoo(zoo, budget, seed, baselines, progress)
+    records, scanned_by = load_or_scan(from_results, lambda: scan_diffusion_zoo(zoo, budget, seed, baselines, progress))
     attacks = {r["attack"] for r in records}
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
-    if calibrate:
-        fit, held = split_diffusion(records, held_attacks)
-        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
-            raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = diffusion_calibrate(fit, zoo)
-        if calibration_out:
-            atomic_write_text(calibration_out, cal.to_json())
-        for r in records:
-            r["split"] = "fit" if any(r is x for x in fit) else "held-out"
-        evaluated = held
-        split_desc = (f"held-out split: {len(held)} models (attack families {held_attacks} never used in fitting, "
-                      f"plus alternate models of the others); fitted on {len(fit)} others")
-    else:
-        try:
-            cal = load_calibration(family="diffusion")
-        except FileNotFoundError:
-            cal = None
-        evaluated = records
-        split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-    for r in records:
-        r["p"] = probability(r["features"], cal)[0] if cal else None
-        r["verdict"] = status_for(r["p"], cal, False) if cal else None
+    cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="diffusion", features=FEATURES,
+                                                       holdout_attacks=held_attacks, calibrate=calibrate,
+                                                       calibration_out=calibration_out)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
                          metrics(evaluated, cal), records, to_markdown)
 

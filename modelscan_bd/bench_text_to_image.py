@@ -12,7 +12,6 @@ never reported as results.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import time
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any, Callable
 
 import torch
 
-from .bench import _mean, _rate, auroc, log_loss, manifest_hash, tpr_at_fpr, write_results
-from .bench_diffusion import split_diffusion
-from .verdict import Calibration, fit_calibration, load_calibration, probability, status_for
+from .bench import _mean, _rate, auroc, load_or_scan, write_results
+from .bench_diffusion import calibrate_alternating, detection_metrics, header_lines
+from .verdict import Calibration
 
 HOLDOUT_ATTACK = "rickroll"
 
@@ -59,26 +58,11 @@ def scan_t2i_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], No
     return records
 
 
-def t2i_calibrate(fit: list[dict], zoo: Path, features: tuple[str, ...]) -> Calibration:
-    """Logistic combiner; thresholds as the other families' benches set them."""
-    labels = [int(r["backdoored"]) for r in fit]
-    return fit_calibration([r["features"] for r in fit], labels, features,
-                           version=f"text-to-image-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
-                           description=f"fitted on {len(fit)} models of text-to-image zoo {zoo.name} "
-                                       f"({sum(labels)} backdoored)")
-
-
 def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
     labels = [int(r["backdoored"]) for r in records]
-    probs = [probability(r["features"], cal)[0] if cal else 0.5 for r in records]
-    flagged = [cal is not None and p >= cal.backdoored_threshold for p in probs]
+    flagged, out = detection_metrics(records, cal)
     bd = [r for r in records if r["backdoored"]]
-    out: dict[str, Any] = {
-        "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
-        "auroc": auroc(probs, labels) if cal else None, "tpr_at_5fpr": tpr_at_fpr(probs, labels) if cal else None,
-        "log_loss": log_loss(probs, labels) if cal else None,
-        "accuracy": sum(f == bool(y) for f, y in zip(flagged, labels)) / max(1, len(labels)) if cal else None,
-        "tpr": _rate([f for f, y in zip(flagged, labels) if y]), "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
+    out |= {
         "auroc_assimilation_alone": auroc([r["features"].get("assimilation_z") or 0.0 for r in records], labels),
         "auroc_assimilation_abs_alone": auroc([r["features"].get("assimilation_abs_z") or 0.0 for r in records],
                                               labels),
@@ -100,16 +84,9 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    p, m = result["provenance"], result["metrics"]
+    m = result["metrics"]
     f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    cal = result["calibration"]
-    lines = [f"# Text-to-image benchmark: {Path(p['zoo']).name}", "",
-             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
-             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
-             *([f"- per-model records from: `{p['records_from']['command']}` on {p['records_from']['date']}"]
-               if p.get("records_from") else []),
-             f"- calibration: {cal['version'] if cal else 'none'} ({cal['description'] if cal else 'not fitted'})",
-             f"- evaluated on: {result['split']}", "",
+    lines = [*header_lines(result, "Text-to-image benchmark"),
              "| method | models | AUROC | accuracy | TPR | FPR | trigger-id accuracy | true trigger in top 5 | s/model |",
              "|---|---|---|---|---|---|---|---|---|",
              f"| modelscan-bd (T2IShield-style search) | {m['models']} | {f(m['auroc'])} | {f(m['accuracy'])} | "
@@ -138,38 +115,13 @@ def to_markdown(result: dict[str, Any]) -> str:
 def run_t2i_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate: bool, holdout_attacks: list[str],
                   calibration_out: str | None, from_results: str | None, command: str,
                   progress: Callable[[str], None]) -> dict[str, Any]:
-    from .reports.atomic import atomic_write_text
     from .scan_text_to_image import FEATURES
 
-    scanned_by = None
-    if from_results:
-        earlier = json.loads(Path(from_results).read_text())
-        records, scanned_by = earlier["records"], earlier["provenance"]
-    else:
-        records = scan_t2i_zoo(zoo, budget, seed, progress)
+    records, scanned_by = load_or_scan(from_results, lambda: scan_t2i_zoo(zoo, budget, seed, progress))
     attacks = {r["attack"] for r in records}
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
-    if calibrate:
-        fit, held = split_diffusion(records, held_attacks)
-        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
-            raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = t2i_calibrate(fit, zoo, FEATURES)
-        if calibration_out:
-            atomic_write_text(calibration_out, cal.to_json())
-        for r in records:
-            r["split"] = "fit" if any(r is x for x in fit) else "held-out"
-        evaluated = held
-        split_desc = (f"held-out split: {len(held)} models (attack families {held_attacks} never used in fitting, "
-                      f"plus alternate models of the others); fitted on {len(fit)} others")
-    else:
-        try:
-            cal = load_calibration(family="text-to-image")
-        except FileNotFoundError:
-            cal = None
-        evaluated = records
-        split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-    for r in records:
-        r["p"] = probability(r["features"], cal)[0] if cal else None
-        r["verdict"] = status_for(r["p"], cal, False) if cal else None
+    cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="text-to-image", features=FEATURES,
+                                                       holdout_attacks=held_attacks, calibrate=calibrate,
+                                                       calibration_out=calibration_out)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
                          metrics(evaluated, cal), records, to_markdown)
