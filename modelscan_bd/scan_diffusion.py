@@ -7,7 +7,7 @@ codes as a classifier's.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from . import registry
 from .detectors.base import ScanContext
@@ -31,25 +31,31 @@ def diffusion_features(results: dict[str, Any]) -> dict[str, float | None]:
 
 def scan_diffusion_adapter(adapter, snapshot, family, findings, config, timer, progress):
     """Detect, decide and report for a loaded diffusion adapter."""
+    return scan_generative(adapter, snapshot, family, findings, config, timer, progress, name="diffusion",
+                           detector="diffusion-inversion", decide=diffusion_verdict)
+
+
+def scan_generative(adapter, snapshot, family, findings, config, timer, progress, *, name: str, detector: str,
+                    decide: Callable[[ScanContext, Calibration | None, list[str]], tuple[dict, Finding]]):
+    """The scan of a family without exposure (diffusion, text-to-image): its detectors, then the
+    calibrated verdict (INCOMPLETE when the main ``detector`` did not run or no calibration ships)."""
     from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors
 
     try:
-        calibration = load_calibration(config.calibration, family="diffusion")
+        calibration = load_calibration(config.calibration, family=name)
     except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
         calibration = None
     context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={})
-    selected = registry.select("diffusion", config.budget, config.detectors)
-    incomplete: list[str] = []
-    run_detectors(selected, adapter, context, findings, timer)
-    incomplete.extend(incomplete_reasons(findings))
-    if "diffusion-inversion" not in context.results:
-        incomplete.append("diffusion-inversion did not run")
+    run_detectors(registry.select(name, config.budget, config.detectors), adapter, context, findings, timer)
+    incomplete = incomplete_reasons(findings)
+    if detector not in context.results:
+        incomplete.append(f"{detector} did not run")
     if calibration is None:
-        incomplete.append("no diffusion calibration file (run `modelscan-bd bench --calibrate` on a diffusion zoo)")
-    verdict, finding = diffusion_verdict(context, calibration, incomplete)
+        incomplete.append(f"no {name} calibration file (run `modelscan-bd bench --calibrate` on a {name} zoo)")
+    verdict, finding = decide(context, calibration, incomplete)
     findings.append(finding)
     report = build_report(snapshot, family, adapter.describe(), findings, verdict,
-                          ExposureResult("skipped", "exposure is not used for diffusion models"), config, timer)
+                          ExposureResult("skipped", f"exposure is not used for {name} models"), config, timer)
     return ScanOutcome(report=report, context=context, adapter=adapter)
 
 

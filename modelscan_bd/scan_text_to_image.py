@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import registry
 from .detectors.base import ScanContext
-from .exposure import ExposureResult
 from .findings import Finding
-from .verdict import Calibration, calibrated_verdict, load_calibration, uncalibrated_verdict
+from .scan_diffusion import scan_generative
+from .verdict import Calibration, calibrated_verdict, uncalibrated_verdict
 
 # Every statistic goes into the report; the calibration file names those the combiner reads.
 STATISTICS = ("assimilation_z", "assimilation_abs_z", "collapse_z")
@@ -27,26 +26,8 @@ def t2i_features(results: dict[str, Any]) -> dict[str, float | None]:
 
 def scan_text_to_image_adapter(adapter, snapshot, family, findings, config, timer, progress):
     """Detect, decide and report for a loaded text-to-image adapter."""
-    from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors
-
-    try:
-        calibration = load_calibration(config.calibration, family="text-to-image")
-    except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
-        calibration = None
-    context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={})
-    selected = registry.select("text-to-image", config.budget, config.detectors)
-    run_detectors(selected, adapter, context, findings, timer)
-    incomplete = incomplete_reasons(findings)
-    if "t2i-assimilation" not in context.results:
-        incomplete.append("t2i-assimilation did not run")
-    if calibration is None:
-        incomplete.append("no text-to-image calibration file (run `modelscan-bd bench --calibrate` on a "
-                          "text-to-image zoo)")
-    verdict, finding = t2i_verdict(context, calibration, incomplete)
-    findings.append(finding)
-    report = build_report(snapshot, family, adapter.describe(), findings, verdict,
-                          ExposureResult("skipped", "exposure is not used for text-to-image models"), config, timer)
-    return ScanOutcome(report=report, context=context, adapter=adapter)
+    return scan_generative(adapter, snapshot, family, findings, config, timer, progress, name="text-to-image",
+                           detector="t2i-assimilation", decide=t2i_verdict)
 
 
 def t2i_verdict(context: ScanContext, cal: Calibration | None, incomplete: list[str]) -> tuple[dict, Finding]:
