@@ -72,8 +72,8 @@ def clean_npz(tmp_path_factory, synthetic) -> Path:
     return path
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
+def cli_exit_code(args: list[str]) -> int:
+    """Run the real CLI entry point in-process (usable from session fixtures); returns its exit code."""
     from modelscan_bd.cli import main
 
     old = sys.argv
@@ -83,8 +83,14 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
             main()
     finally:
         sys.argv = old
+    return int(exc.value.code or 0)
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
+    code = cli_exit_code(args)
     out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+    return code, out, err
 
 
 def copy_repo(src: Path, dst: Path) -> Path:

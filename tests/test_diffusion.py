@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli, write_json
+from conftest import cli_exit_code, run_cli, write_json
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -51,18 +51,9 @@ def _scan_json(args, capsys, out: Path) -> tuple[int, dict]:
 def tiny_ddpm_scan(tiny_ddpm, tmp_path_factory):
     """One CLI scan of the published tiny DDPM (fast budget, seed 3): (exit code, report, folder)."""
     out = tmp_path_factory.mktemp("scan") / "r"
-    from modelscan_bd.cli import main
-    import sys
-
-    old = sys.argv
-    sys.argv = ["modelscan-bd", "scan", "testorg/tiny-ddpm", "--budget", "fast", "--seed", "3", "--out", str(out),
-                "--format", "json,html", "--quiet"]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = old
-    return int(exc.value.code or 0), json.loads((out / "report.json").read_text()), out
+    code = cli_exit_code(["scan", "testorg/tiny-ddpm", "--budget", "fast", "--seed", "3", "--out", out,
+                          "--format", "json,html", "--quiet"])
+    return code, json.loads((out / "report.json").read_text()), out
 
 
 def test_scan_tiny_ddpm_through_cli(tiny_ddpm_scan):

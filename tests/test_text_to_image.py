@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli, write_json
+from conftest import cli_exit_code, run_cli, write_json
 
 WORDS = ["a", "photo", "of", "digit", "the", "number", "handwritten", "bold", "thin", "small", "large", "neat",
          "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "cat", "latte"]
@@ -44,20 +44,10 @@ def tiny_t2i(tmp_path_factory, hub_cache) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t2i_scan(tiny_t2i, tmp_path_factory):
     """One CLI scan of the published pipeline (fast budget, seed 3): (exit code, report, folder)."""
-    import sys
-
-    from modelscan_bd.cli import main
-
     out = tmp_path_factory.mktemp("scan") / "r"
-    old = sys.argv
-    sys.argv = ["modelscan-bd", "scan", "testorg/tiny-t2i", "--budget", "fast", "--seed", "3", "--out", str(out),
-                "--format", "json,html,sarif", "--quiet"]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = old
-    return int(exc.value.code or 0), json.loads((out / "report.json").read_text()), out
+    code = cli_exit_code(["scan", "testorg/tiny-t2i", "--budget", "fast", "--seed", "3", "--out", out,
+                          "--format", "json,html,sarif", "--quiet"])
+    return code, json.loads((out / "report.json").read_text()), out
 
 
 def test_scan_tiny_t2i_through_cli(tiny_t2i_scan):
