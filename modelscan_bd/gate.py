@@ -44,7 +44,7 @@ from .memory import PeakMemory
 from .merging import check_compatible, merge_state_dicts, scaled, task_vector
 from .scan import ScanConfig, Timer, _environment, scan_classifier
 from .sources import Snapshot, resolve
-from .verdict import extract_features, load_calibration, probability, status_for
+from .verdict import extract_features, load_calibration, probability, status_for, summary_for
 
 GATE_SCHEMA_VERSION = "1.0"
 FLAG_LEVEL = {"BACKDOORED": 2, "SUSPICIOUS": 1}
@@ -197,11 +197,10 @@ def rescore(summary: dict[str, Any], calibration) -> dict[str, Any]:
     p, _ = probability(summary["features"], calibration)
     incomplete = summary["status"] == "INCOMPLETE" or bool(summary["incomplete_reasons"])
     status = status_for(p, calibration, incomplete)
-    word = {"BACKDOORED": "Backdoor detected", "SUSPICIOUS": "Suspicious", "CLEAN": "No backdoor found",
-            "INCOMPLETE": "Not fully scanned"}[status]
     where = f"; suspected target {summary['trigger']['label']}" if status in ("BACKDOORED", "SUSPICIOUS") and \
         summary.get("trigger") else ""
-    return {**summary, "status": status, "probability": round(p, 4), "summary": f"{word} (p={p:.2f}){where}.",
+    return {**summary, "status": status, "probability": round(p, 4),
+            "summary": summary_for(status, p, where, summary["incomplete_reasons"]),
             "suspected_targets": [summary["trigger"]["label"]] if where else []}
 
 
