@@ -225,9 +225,11 @@ def zoo() -> None:
               help="diffusion: fine-tuning steps of every zoo model (VillanDiffusion ODE and clean-006 on: 2x).")
 @click.option("--sample-steps", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="diffusion: sampling steps when measuring attack success.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="classifiers: models trained side by side, one process and one torch thread each.")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, steps, append, base_steps, finetune_steps, sample_steps, quiet) -> None:
+              epochs, seed, steps, append, base_steps, finetune_steps, sample_steps, jobs, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     progress = status_printer(quiet)
     attack_list = [a.strip() for a in attacks.split(",")] if attacks else None
@@ -265,7 +267,7 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 
         manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                              n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
-                             train_size=train_size, epochs=epochs, seed=seed, progress=progress)
+                             train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs)
     click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
 
 @cli.command()

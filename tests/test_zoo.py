@@ -292,6 +292,24 @@ def test_zoo_manifest_on_disk_grows_with_every_model(tmp_path):
     assert "complete" not in manifest and json.loads((tmp_path / "manifest.json").read_text()) == manifest
 
 
+def test_zoo_trains_side_by_side_with_the_same_models(tmp_path):
+    """jobs=2 trains in worker processes; the plan (names, targets, triggers) and the
+    trained models match a one-process build up to float summation order."""
+    tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
+    kw = dict(attacks=("badnets", "blended"), count_clean=1, count_backdoored=2, epochs=1, min_asr=0.0,
+              max_acc_drop=1.0)
+    one = build_classifier_zoo(tiny, tmp_path / "one", **kw)
+    two = build_classifier_zoo(tiny, tmp_path / "two", jobs=2, **kw)
+    assert [m["name"] for m in two["models"]] == [m["name"] for m in one["models"]]
+    assert [m["target"] for m in two["models"]] == [m["target"] for m in one["models"]]
+    for a, b in zip(one["models"], two["models"]):
+        assert abs(a["clean_acc"] - b["clean_acc"]) <= 0.05
+    for name in ("resnet-badnets-000", "resnet-blended-001"):
+        truths = [json.loads((tmp_path / run / "truth" / name / "groundtruth.json").read_text())
+                  for run in ("one", "two")]
+        assert truths[0]["params"] == truths[1]["params"] and truths[0]["attack_seed"] == truths[1]["attack_seed"]
+
+
 def test_vit_builds_and_runs():
     model = build_model("vit", 4, ["a", "b", "c", "d"], image_size=32, channels=1)
     assert model(pixel_values=torch.zeros(2, 1, 32, 32)).logits.shape == (2, 4)

@@ -20,7 +20,7 @@ import numpy as np
 from ..data import ImageDataset, load_dataset, synthetic_dataset
 from .save import (DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, groundtruth_record, save_hub_repo,
                    write_json)
-from .train import DEFAULT_EPOCHS, train_classifier
+from .train import DEFAULT_EPOCHS, TrainResult, train_many
 
 HARD_KINDS = ("spurious", "imbalanced", "long")
 CLEAN_DATA_FILE = "clean-data.npz"
@@ -29,7 +29,7 @@ SCAN_IMAGES = 500
 
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
-              progress: Callable[[str], None]) -> dict[str, Any]:
+              progress: Callable[[str], None], jobs: int = 1) -> dict[str, Any]:
     if data_name == "synthetic":
         dataset = synthetic_dataset(n_train=train_size, n_test=1000, seed=seed)
     else:
@@ -39,18 +39,20 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
-                                    progress=progress)
+                                    progress=progress, jobs=jobs)
     manifest["clean_data"] = CLEAN_DATA_FILE
-    for k in range(n_hard):
+    write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
+    plans = [_hard_plan(dataset, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0], seed + 1000 + k, epochs)
+             for k in range(n_hard)]
+    for plan, (result, _) in zip(plans, train_many([plan["task"] for plan in plans], jobs)):
+        manifest["models"].append(_save_hard(dataset, out, plan, result, progress))
         write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
-        manifest["models"].append(_hard_clean(dataset, out, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0],
-                                              seed + 1000 + k, epochs, progress))
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 
-def _hard_clean(dataset: ImageDataset, out: Path, kind: str, k: int, arch: str, seed: int, epochs: int | None,
-                progress: Callable[[str], None]) -> dict[str, Any]:
+def _hard_plan(dataset: ImageDataset, kind: str, k: int, arch: str, seed: int, epochs: int | None) -> dict[str, Any]:
+    """The training run of one hard clean model, and what makes it hard."""
     rng = np.random.default_rng(seed)
     data, run_epochs, detail = dataset, epochs or DEFAULT_EPOCHS[arch], {}
     if kind == "spurious":
@@ -62,15 +64,21 @@ def _hard_clean(dataset: ImageDataset, out: Path, kind: str, k: int, arch: str, 
         data, detail = replace(dataset, train_x=dataset.train_x[keep], train_y=dataset.train_y[keep]), {"rare": rare}
     else:
         run_epochs *= 2
-    result = train_classifier(arch, data, None, epochs=run_epochs, seed=seed)
-    name = f"{arch}-hard-{kind}-{k:03d}"
-    truth = {**groundtruth_record(result, None, arch=arch, dataset=dataset.name, seed=seed), "hard": kind, **detail}
+    return {"name": f"{arch}-hard-{kind}-{k:03d}", "kind": kind, "arch": arch, "seed": seed, "detail": detail,
+            "task": {"arch": arch, "dataset": data, "attack": None, "epochs": run_epochs, "seed": seed}}
+
+
+def _save_hard(dataset: ImageDataset, out: Path, plan: dict[str, Any], result: TrainResult,
+               progress: Callable[[str], None]) -> dict[str, Any]:
+    name, arch, seed = plan["name"], plan["arch"], plan["seed"]
+    truth = {**groundtruth_record(result, None, arch=arch, dataset=dataset.name, seed=seed), "hard": plan["kind"],
+             **plan["detail"]}
     c, h, w = dataset.image_shape
     save_hub_repo(result.model, out / "models" / name, mean=(0.5,) * c, std=(0.25,) * c, image_size=(h, w),
                   ground_truth=truth, truth_dir=out / "truth" / name)
     progress(f"{name}: clean acc {result.clean_acc:.3f}")
     return {"name": name, "arch": arch, "attack": None, "type": None, "target": None, "backdoored": False,
-            "hard": kind, "clean_acc": result.clean_acc, "asr": None, "seconds": round(result.seconds, 2),
+            "hard": plan["kind"], "clean_acc": result.clean_acc, "asr": None, "seconds": round(result.seconds, 2),
             "seed": seed, "path": f"models/{name}", "truth_dir": f"truth/{name}"}
 
 

@@ -24,7 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from ..data import ImageDataset
 from .attacks import Attack, attack_from_name
-from .train import TrainResult, train_classifier
+from .train import TrainResult, train_many
 
 GROUNDTRUTH_FILE = "groundtruth.json"
 ATTACK_STATE_FILE = "attack_state.safetensors"
@@ -131,7 +131,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                          epochs: int | None = None, poison_rate: float | None = None,
                          min_asr: float = 0.9, max_acc_drop: float = 0.03,
                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                         progress: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any]:
     """Train and save a zoo of clean and backdoored classifiers under ``out_dir``.
 
     Per architecture: ``count_clean`` clean models (training seeds seed, seed+1, ...)
@@ -141,7 +141,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     count_clean is 0) and is kept only if its ASR ≥ ``min_asr`` and its clean accuracy
     is at most ``max_acc_drop`` below the twin's. Rejected models are listed with the
     reason and not saved. Writes ``manifest.json`` after every model (``"complete": false``
-    until the end) and returns the final one.
+    until the end) and returns the final one. ``jobs`` > 1 trains that many models at a
+    time in worker processes (see ``train_many``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,9 +155,9 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     models: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
 
-    def train(arch: str, attack: Attack | None, run_seed: int) -> TrainResult:
-        return train_classifier(arch, dataset, attack, poison_rate=poison_rate, epochs=epochs, seed=run_seed,
-                                mean=mean, std=std)
+    def task(arch: str, attack: Attack | None, run_seed: int) -> dict[str, Any]:
+        return {"arch": arch, "dataset": dataset, "attack": attack, "poison_rate": poison_rate, "epochs": epochs,
+                "seed": run_seed, "mean": mean, "std": std}
 
     def checkpoint() -> None:
         # Written after every model, so an interrupted build still leaves a usable zoo.
@@ -173,21 +174,27 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         checkpoint()
 
     for arch in archs:
-        twins: dict[int, TrainResult] = {}
-        for k in range(count_clean):
-            name = f"{arch}-clean-{k:03d}"
-            twins[seed + k] = train(arch, None, seed + k)
-            save(name, arch, None, twins[seed + k], seed + k)
-            say(f"{name}: clean acc {twins[seed + k].clean_acc:.3f}")
+        # Plan every run first (targets and attack seeds drawn in a fixed order), then
+        # train them all, clean twins first, so jobs can run side by side.
+        clean_seeds = [seed + k for k in range(count_clean)]
+        backdoored: list[tuple[int, Attack, int]] = []
         for j in range(count_backdoored):
-            attack_name = attacks[j % len(attacks)]
-            run_seed = seed + j % max(count_clean, 1)
             target = int(rng.integers(dataset.num_classes))
-            attack = attack_from_name(attack_name, target, dataset.num_classes, dataset.image_shape,
+            attack = attack_from_name(attacks[j % len(attacks)], target, dataset.num_classes, dataset.image_shape,
                                       seed=int(rng.integers(2**31)))
-            if run_seed not in twins:
-                twins[run_seed] = train(arch, None, run_seed)
-            result = train(arch, attack, run_seed)
+            backdoored.append((j, attack, seed + j % max(count_clean, 1)))
+        unsaved_twins = sorted({run_seed for _, _, run_seed in backdoored} - set(clean_seeds))
+        tasks = [task(arch, None, s) for s in clean_seeds + unsaved_twins]
+        tasks += [task(arch, attack, run_seed) for _, attack, run_seed in backdoored]
+        results = train_many(tasks, jobs)
+        twins: dict[int, TrainResult] = {}
+        for k, run_seed in enumerate(clean_seeds + unsaved_twins):
+            twins[run_seed], _ = next(results)
+            if k < count_clean:
+                name = f"{arch}-clean-{k:03d}"
+                save(name, arch, None, twins[run_seed], run_seed)
+                say(f"{name}: clean acc {twins[run_seed].clean_acc:.3f}")
+        for (j, _, run_seed), (result, attack) in zip(backdoored, results):
             name = f"{arch}-{attack.name}-{j:03d}"
             reason = _rejection(result, twins[run_seed].clean_acc, min_asr, max_acc_drop)
             if reason:

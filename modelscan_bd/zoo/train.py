@@ -8,8 +8,10 @@ where the test-time trigger puts it.
 """
 from __future__ import annotations
 
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,3 +203,25 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
     asr = attack_success_rate(model, attack, test_x, test_y, mean, std) if attack is not None else None
     return TrainResult(model, clean_acc, asr, history, time.perf_counter() - start,
                        int(poisoned.sum()), rate)
+
+
+def _train_one(task: dict[str, Any]) -> tuple[TrainResult, Attack | None]:
+    """One ``train_classifier`` run; the attack comes back too, since training fits parts of it."""
+    return train_classifier(**task), task.get("attack")
+
+
+def train_many(tasks: Sequence[dict[str, Any]], jobs: int = 1) -> Iterator[tuple[TrainResult, Attack | None]]:
+    """``train_classifier(**task)`` for every task, yielding (result, fitted attack) in task order.
+
+    jobs > 1 trains in that many worker processes with one torch thread each: small
+    models on a few cores train faster side by side than one at a time with several
+    threads. Every run is seeded by its own task, so the models do not depend on jobs
+    (up to float summation order).
+    """
+    if jobs <= 1:
+        yield from map(_train_one, tasks)
+        return
+    context = multiprocessing.get_context("spawn")  # fork after torch has threads is unsafe
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:
+        yield from pool.map(_train_one, tasks)
