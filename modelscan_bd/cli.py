@@ -219,6 +219,8 @@ def zoo() -> None:
 @click.option("--steps", type=click.IntRange(1, 100000), default=400, show_default=True,
               help="clip: training batches per model (400 is about a minute on one thread).")
 @click.option("--append", is_flag=True, help="clip: add models to an existing zoo (named s<seed>-...).")
+@click.option("--resume", is_flag=True, help="classifiers: keep the models an interrupted build of the same "
+              "plan saved or rejected in OUT, train the rest.")
 @click.option("--base-steps", type=click.IntRange(1, 10**6), default=3000, show_default=True,
               help="diffusion: training steps of the clean base.")
 @click.option("--finetune-steps", type=click.IntRange(1, 10**6), default=1000, show_default=True,
@@ -229,7 +231,7 @@ def zoo() -> None:
               help="classifiers: models trained side by side, one process and one torch thread each.")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, steps, append, base_steps, finetune_steps, sample_steps, jobs, quiet) -> None:
+              epochs, seed, steps, append, resume, base_steps, finetune_steps, sample_steps, jobs, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     progress = status_printer(quiet)
     attack_list = [a.strip() for a in attacks.split(",")] if attacks else None
@@ -267,7 +269,8 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 
         manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                              n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
-                             train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs)
+                             train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs,
+                             resume=resume)
     click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
 
 @cli.command()

@@ -387,19 +387,27 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
         c["weight_space"] = ws
     t = timer.step("weight_space", t)
 
-    spec = config.spec
+    # DARE merges are judged on their expectation (see MergeSpec.expected); the sampled
+    # merge is scanned too and can only add evidence.
+    spec = config.spec.expected()
 
-    def merged_state(keep: list[int]) -> dict[str, torch.Tensor]:
+    def merged_state(keep: list[int], spec=spec) -> dict[str, torch.Tensor]:
         return merge_state_dicts(base_state, [states[i] for i in keep], spec.subset(keep), seed=opt.seed)
 
-    def merge_scan(keep: list[int], name: str) -> dict[str, Any]:
+    def merge_scan(keep: list[int], name: str, spec=spec) -> dict[str, Any]:
         key = ("merge", bkey, spec.method, spec.normalize, spec.rescale, spec.lam,
                [[_identity(members[i]), spec.weights[i], spec.densities[i]] for i in keep])
-        return cached(key, lambda: with_state(base.adapter, merged_state(keep), name), name, variant=True)
+        return cached(key, lambda: with_state(base.adapter, merged_state(keep, spec), name), name, variant=True)
 
     everyone = list(range(len(members)))
-    merged = merge_scan(everyone, f"merge ({spec.method})")
+    merged = merge_scan(everyone, f"merge ({spec.method})" if spec is config.spec else
+                        f"expected merge ({config.spec.method} as {spec.method}, densities 1)")
     merged["usable"] = _usable(merged, base_acc, opt.min_relative_accuracy)
+    sampled = None
+    if spec is not config.spec:
+        sampled = merge_scan(everyone, f"merge ({config.spec.method}, seed {opt.seed})", config.spec)
+        sampled["usable"] = _usable(sampled, base_acc, opt.min_relative_accuracy)
+        merged["sampled_merge"] = sampled
     t = timer.step("merge", t)
     # The merge's recovered trigger, tested where it came from: a trigger that works on the
     # merge but not on the base was put there by the candidates (a natural adversarial patch
@@ -418,6 +426,7 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
                     "merge_specific": bool(specific)}
     merged["trigger_transfer"] = transfer
     flagged = merged["usable"] and (_level(merged) > 0 or bool(transfer and transfer["merge_specific"]))
+    flagged = flagged or bool(sampled and sampled["usable"] and _level(sampled) > 0)
     if len(members) > 1 and transfer is not None and (
             opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and flagged)):
         for i in everyone:
@@ -444,7 +453,7 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
             safe = {**merge_scan(keep, "merge without blocked candidates"),
                     "without": [config.candidates[i] for i in blocked]}
     timer.step("safe_merge", t)
-    merged_entry = {"method": spec.method, **merged, "safe_merge": safe}
+    merged_entry = {"method": config.spec.method, "judged_as": spec.method, **merged, "safe_merge": safe}
     findings = _findings(base, base_scan, candidates, merged_entry)
     report = {
         "schema_version": GATE_SCHEMA_VERSION,

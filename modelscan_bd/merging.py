@@ -59,6 +59,28 @@ class MergeSpec:
         return MergeSpec(self.method, [self.weights[i] for i in keep], [self.densities[i] for i in keep],
                          self.normalize, self.rescale, self.lam)
 
+    @property
+    def stochastic(self) -> bool:
+        return _SPEC[self.method][0] == "random"
+
+    def expected(self) -> "MergeSpec":
+        """The merge that DARE's random drops scatter around (itself for the other methods).
+
+        DARE's drop-and-rescale is unbiased, E[drop(tau) / density] = tau, so a dare_linear
+        merge is in expectation the task-arithmetic merge with the same weights (weights
+        times density without the rescale). For dare_ties the sign election is not linear;
+        TIES without trimming is the same mean-field view. The gate judges this merge, so
+        that a verdict does not hang on one random mask.
+        """
+        if not self.stochastic:
+            return self
+        rescale = _SPEC[self.method][3] if self.rescale is None else self.rescale
+        weights = [w if rescale else w * d for w, d in zip(self.weights, self.densities)]
+        if self.method == "dare_linear":
+            return MergeSpec("task_arithmetic", weights, [1.0] * len(weights), self.normalize, None, self.lam)
+        normalize = _SPEC[self.method][2] if self.normalize is None else self.normalize
+        return MergeSpec("ties", weights, [1.0] * len(weights), normalize, None, self.lam)
+
 
 def mergeable(tensor: Tensor) -> bool:
     return torch.is_floating_point(tensor)

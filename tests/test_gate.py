@@ -107,6 +107,20 @@ def test_gate_passes_clean_candidates_with_ties(merge_models, tmp_path, capsys):
     assert report["candidates"][0]["weight_space"]["status"] == "done"
 
 
+def test_gate_judges_a_dare_merge_on_its_expectation_and_scans_the_sampled_one(merge_models, tmp_path, capsys):
+    ids, clean = merge_models
+    out_dir = tmp_path / "dare"
+    code, out, err = run_cli(["gate", "--base", ids["base"], "--candidate", ids["clean0"], "--candidate",
+                              ids["clean1"], "--method", "dare_linear", "--density", "0.5", "--clean-data", clean,
+                              "--out", str(out_dir), "--format", "json,html", "--amplify", "", "--trim-density", "1",
+                              "--leave-one-out", "never", *FAST], capsys)
+    report = json.loads((out_dir / "gate.json").read_text())
+    merged = report["merged"]
+    assert (merged["method"], merged["judged_as"]) == ("dare_linear", "task_arithmetic"), merged
+    assert merged["sampled_merge"]["status"] in ("CLEAN", "SUSPICIOUS", "BACKDOORED", "INCOMPLETE")
+    assert "one random drop" in (out_dir / "gate.html").read_text() and code in (0, 1), err
+
+
 def test_gate_missing_model_is_an_error(merge_models, tmp_path, capsys):
     ids, clean = merge_models
     ids = {**ids, "ghost": "mergeorg/does-not-exist"}

@@ -63,6 +63,23 @@ def test_dare_drops_and_rescales_deterministically():
     assert set(a["w"].unique().tolist()) <= {0.0, 2.0}
 
 
+def test_dare_expectation_is_the_merge_its_random_drops_scatter_around():
+    g = torch.Generator().manual_seed(0)
+    base = {"w": torch.randn(400, generator=g)}
+    models = [{"w": base["w"] + torch.randn(400, generator=g)} for _ in range(3)]
+    spec = MergeSpec("dare_linear", [0.5, 0.3, 0.2], [0.5, 0.5, 0.8])
+    expected = spec.expected()
+    assert expected.method == "task_arithmetic" and expected.densities == [1.0] * 3 and not expected.stochastic
+    mean = torch.stack([merge_state_dicts(base, models, spec, seed=s)["w"] for s in range(1000)]).mean(0)
+    assert torch.allclose(mean, merge_state_dicts(base, models, expected)["w"], atol=0.1)
+    # Without the rescale the survivors keep their size, so the expectation shrinks by density.
+    plain = MergeSpec("dare_linear", [1.0], [0.25], rescale=False).expected()
+    assert plain.weights == [0.25]
+    ties = MergeSpec("dare_ties", [1.0, 1.0], [0.5, 0.5]).expected()
+    assert (ties.method, ties.densities, ties.normalize) == ("ties", [1.0, 1.0], False)
+    assert MergeSpec("ties", [1.0], [0.5]).expected() == MergeSpec("ties", [1.0], [0.5])
+
+
 def test_scaled_task_vector_and_compatibility_check():
     base, model = _sd(1, 1, 1), _sd(2, 1, 0)
     tau = task_vector(base, model)

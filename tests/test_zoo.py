@@ -310,6 +310,21 @@ def test_zoo_trains_side_by_side_with_the_same_models(tmp_path):
         assert truths[0]["params"] == truths[1]["params"] and truths[0]["attack_seed"] == truths[1]["attack_seed"]
 
 
+def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path):
+    tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
+    kw = dict(attacks=("badnets",), epochs=1, min_asr=0.0, max_acc_drop=1.0)
+    first = build_classifier_zoo(tiny, tmp_path, count_clean=1, count_backdoored=0, **kw)  # "interrupted"
+    weights = (tmp_path / "models" / "resnet-clean-000" / "model.safetensors").stat().st_mtime_ns
+    resumed = build_classifier_zoo(tiny, tmp_path, count_clean=2, count_backdoored=1, resume=True, **kw)
+    assert [m["name"] for m in resumed["models"]] == ["resnet-clean-000", "resnet-clean-001", "resnet-badnets-000"]
+    assert resumed["models"][0] == first["models"][0]
+    assert (tmp_path / "models" / "resnet-clean-000" / "model.safetensors").stat().st_mtime_ns == weights
+    fresh = build_classifier_zoo(tiny, tmp_path / "fresh", count_clean=2, count_backdoored=1, **kw)
+    assert resumed["models"][2]["target"] == fresh["models"][2]["target"]
+    with pytest.raises(ValueError, match="cannot resume"):
+        build_classifier_zoo(tiny, tmp_path, count_clean=1, count_backdoored=0, seed=5, resume=True, **kw)
+
+
 def test_vit_builds_and_runs():
     model = build_model("vit", 4, ["a", "b", "c", "d"], image_size=32, channels=1)
     assert model(pixel_values=torch.zeros(2, 1, 32, 32)).logits.shape == (2, 4)

@@ -58,7 +58,10 @@ def render_gate_console(report: dict[str, Any]) -> str:
             lines.append(f"      - {reason[:160]}")
     m = report["merged"]
     p = "n/a" if m["probability"] is None else f"{m['probability']:.2f}"
-    lines.append(f"merge ({m['method']}): {m['status']} (p={p})")
+    judged = "" if m["judged_as"] == m["method"] else f", judged on its expectation ({m['judged_as']})"
+    lines.append(f"merge ({m['method']}{judged}): {m['status']} (p={p})")
+    if m.get("sampled_merge"):
+        lines.append(f"merge ({m['method']}, one random drop): {m['sampled_merge']['status']}")
     if m.get("safe_merge"):
         s = m["safe_merge"]
         lines.append(f"merge without {', '.join(s['without'])}: {s['status']}")

@@ -29,7 +29,7 @@ SCAN_IMAGES = 500
 
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
-              progress: Callable[[str], None], jobs: int = 1) -> dict[str, Any]:
+              progress: Callable[[str], None], jobs: int = 1, resume: bool = False) -> dict[str, Any]:
     if data_name == "synthetic":
         dataset = synthetic_dataset(n_train=train_size, n_test=1000, seed=seed)
     else:
@@ -39,11 +39,13 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
-                                    progress=progress, jobs=jobs)
+                                    progress=progress, jobs=jobs, resume=resume)
     manifest["clean_data"] = CLEAN_DATA_FILE
     write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
     plans = [_hard_plan(dataset, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0], seed + 1000 + k, epochs)
              for k in range(n_hard)]
+    saved = {m["name"] for m in manifest["models"]}
+    plans = [plan for plan in plans if plan["name"] not in saved]  # resume: hard models saved earlier
     for plan, (result, _) in zip(plans, train_many([plan["task"] for plan in plans], jobs)):
         manifest["models"].append(_save_hard(dataset, out, plan, result, progress))
         write_json(out / MANIFEST_FILE, {**manifest, "complete": False})

@@ -131,7 +131,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                          epochs: int | None = None, poison_rate: float | None = None,
                          min_asr: float = 0.9, max_acc_drop: float = 0.03,
                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                         progress: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any]:
+                         progress: Callable[[str], None] | None = None, jobs: int = 1,
+                         resume: bool = False) -> dict[str, Any]:
     """Train and save a zoo of clean and backdoored classifiers under ``out_dir``.
 
     Per architecture: ``count_clean`` clean models (training seeds seed, seed+1, ...)
@@ -142,7 +143,9 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     is at most ``max_acc_drop`` below the twin's. Rejected models are listed with the
     reason and not saved. Writes ``manifest.json`` after every model (``"complete": false``
     until the end) and returns the final one. ``jobs`` > 1 trains that many models at a
-    time in worker processes (see ``train_many``).
+    time in worker processes (see ``train_many``). ``resume`` keeps what an interrupted
+    build of the same dataset and seed in ``out_dir`` already saved or rejected (by name;
+    the plan is drawn in the same order, so a name means the same model).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,30 +176,38 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                        "truth_dir": f"truth/{name}"})
         checkpoint()
 
+    # resume: models an earlier, interrupted build of the same plan saved or rejected are kept, not retrained.
+    earlier = _earlier_manifest(out, dataset.name, seed) if resume else {"models": [], "rejected": []}
+    models.extend(earlier["models"])
+    rejected.extend(earlier["rejected"])
+    done = {e["name"]: e for e in earlier["models"] + earlier["rejected"]}
     for arch in archs:
         # Plan every run first (targets and attack seeds drawn in a fixed order), then
         # train them all, clean twins first, so jobs can run side by side.
-        clean_seeds = [seed + k for k in range(count_clean)]
-        backdoored: list[tuple[int, Attack, int]] = []
+        clean_runs = [(f"{arch}-clean-{k:03d}", seed + k) for k in range(count_clean)]
+        backdoored: list[tuple[str, Attack, int]] = []
         for j in range(count_backdoored):
             target = int(rng.integers(dataset.num_classes))
             attack = attack_from_name(attacks[j % len(attacks)], target, dataset.num_classes, dataset.image_shape,
                                       seed=int(rng.integers(2**31)))
-            backdoored.append((j, attack, seed + j % max(count_clean, 1)))
-        unsaved_twins = sorted({run_seed for _, _, run_seed in backdoored} - set(clean_seeds))
-        tasks = [task(arch, None, s) for s in clean_seeds + unsaved_twins]
+            backdoored.append((f"{arch}-{attack.name}-{j:03d}", attack, seed + j % max(count_clean, 1)))
+        twin_acc = {run_seed: done[name]["clean_acc"] for name, run_seed in clean_runs if name in done}
+        clean_runs = [(name, run_seed) for name, run_seed in clean_runs if name not in done]
+        backdoored = [b for b in backdoored if b[0] not in done]
+        unsaved_twins = sorted({run_seed for *_, run_seed in backdoored} - set(twin_acc) - {s for _, s in clean_runs})
+        tasks = [task(arch, None, run_seed) for _, run_seed in clean_runs]
+        tasks += [task(arch, None, run_seed) for run_seed in unsaved_twins]
         tasks += [task(arch, attack, run_seed) for _, attack, run_seed in backdoored]
         results = train_many(tasks, jobs)
-        twins: dict[int, TrainResult] = {}
-        for k, run_seed in enumerate(clean_seeds + unsaved_twins):
-            twins[run_seed], _ = next(results)
-            if k < count_clean:
-                name = f"{arch}-clean-{k:03d}"
-                save(name, arch, None, twins[run_seed], run_seed)
-                say(f"{name}: clean acc {twins[run_seed].clean_acc:.3f}")
-        for (j, _, run_seed), (result, attack) in zip(backdoored, results):
-            name = f"{arch}-{attack.name}-{j:03d}"
-            reason = _rejection(result, twins[run_seed].clean_acc, min_asr, max_acc_drop)
+        for name, run_seed in clean_runs:
+            result, _ = next(results)
+            twin_acc[run_seed] = result.clean_acc
+            save(name, arch, None, result, run_seed)
+            say(f"{name}: clean acc {result.clean_acc:.3f}")
+        for run_seed in unsaved_twins:
+            twin_acc[run_seed] = next(results)[0].clean_acc
+        for (name, _, run_seed), (result, attack) in zip(backdoored, results):
+            reason = _rejection(result, twin_acc[run_seed], min_asr, max_acc_drop)
             if reason:
                 rejected.append({**_entry(name, arch, attack, result, run_seed), "reason": reason})
                 checkpoint()
@@ -210,6 +221,17 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                 "seconds": round(time.perf_counter() - started, 1)}
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
+
+
+def _earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
+    path = out / MANIFEST_FILE
+    if not path.exists():
+        return {"models": [], "rejected": []}
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if earlier.get("dataset") != dataset or earlier.get("seed") != seed:
+        raise ValueError(f"cannot resume {out}: it was built from {earlier.get('dataset')} with seed "
+                         f"{earlier.get('seed')}, not {dataset} with seed {seed}")
+    return {"models": list(earlier.get("models", [])), "rejected": list(earlier.get("rejected", []))}
 
 
 def _rejection(result: TrainResult, twin_acc: float, min_asr: float, max_acc_drop: float) -> str | None:
