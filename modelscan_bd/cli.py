@@ -46,6 +46,18 @@ def cli(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _read_prompts(path: str) -> list[str]:
+    """One prompt per non-empty line; the search compares prompts, so it needs two or more."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise click.UsageError(f"--prompts {path}: not a UTF-8 text file") from None
+    prompts = [" ".join(line.split()) for line in lines if line.strip()]
+    if len(prompts) < 2:
+        raise click.UsageError(f"--prompts {path}: needs at least two prompts, one per line (found {len(prompts)})")
+    return prompts
+
+
 @cli.command()
 @click.argument("source")
 @click.option("--clean-data", type=str, default=None,
@@ -65,9 +77,12 @@ def cli(threads: int | None) -> None:
               help="CLIP: comma-separated label set for the zero-shot view (default: CIFAR-10's classes).")
 @click.option("--reference", type=str, default=None,
               help="CLIP: a clean base/reference model (org/name or folder); the verdict is relative to it.")
+@click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text-to-image: a text file of clean prompts, one per line, that the trigger search inserts "
+                   "candidate words into (default: built-in captions).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, detectors, calibration, labels, reference,
-         quiet) -> None:
+         prompts_file, quiet) -> None:
     """Scan SOURCE: org/name[@revision], hf://org/name@rev, or a local folder."""
     from .reports import render_console, write_reports
     from .scan import ScanConfig
@@ -82,6 +97,8 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
                         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
     if config.labels is not None and len(config.labels) < 2:
         raise click.UsageError("--labels needs at least two comma-separated labels")
+    if prompts_file:
+        config.prompts = _read_prompts(prompts_file)
     progress = status_printer(quiet or out == "-")
     if quiet or out == "-":  # read by huggingface_hub when it is imported, which happens later
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"

@@ -42,6 +42,7 @@ class ScanConfig:
     calibration: str | None = None
     labels: list[str] | None = None  # CLIP: the zero-shot label set (default: CIFAR-10's classes)
     reference: str | None = None  # CLIP: a base/reference model the verdict is relative to
+    prompts: list[str] | None = None  # text-to-image: clean prompts the trigger search inserts candidates into
 
 
 @dataclass

@@ -45,7 +45,8 @@ def scan_generative(adapter, snapshot, family, findings, config, timer, progress
         calibration = load_calibration(config.calibration, family=name)
     except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
         calibration = None
-    context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={})
+    context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={},
+                          prompts=config.prompts)
     run_detectors(registry.select(name, config.budget, config.detectors), adapter, context, findings, timer)
     incomplete = incomplete_reasons(findings)
     if detector not in context.results:

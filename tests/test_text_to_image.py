@@ -71,6 +71,23 @@ def test_scan_tiny_t2i_through_cli(tiny_t2i_scan):
     assert "attention_with_trigger" in (folder / "report.html").read_text()
 
 
+def test_scan_with_the_users_prompt_set(tiny_t2i, tmp_path, capsys):
+    """--prompts: the search inserts candidates into the user's prompts; their words are not candidates."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a neat photo of digit seven\n\n  the number two  \n", encoding="utf-8")
+    out = tmp_path / "r"
+    code, _, err = run_cli(["scan", str(tiny_t2i), "--budget", "fast", "--prompts", str(prompts), "--out", str(out),
+                            "--format", "json", "--quiet"], capsys)
+    report = json.loads((out / "report.json").read_text())
+    ev = next(f for f in report["findings"] if f["detector"] == "t2i-assimilation")["evidence"]
+    assert (ev["prompt_set"], ev["prompts"]) == ("user", 2), ev
+    assert not {"seven", "neat", "two"} & {r["candidate"] for r in ev["ranking"]}
+    assert code in (0, 1), err
+    prompts.write_text("only one prompt\n", encoding="utf-8")
+    code, _, err = run_cli(["scan", str(tiny_t2i), "--prompts", str(prompts), "--out", str(out)], capsys)
+    assert code == 4 and "at least two prompts" in err
+
+
 def test_scan_is_deterministic(tiny_t2i, tiny_t2i_scan):
     """Same model, config and seed: the same features and suspected trigger (local folder vs hub id)."""
     from modelscan_bd.scan import ScanConfig, scan

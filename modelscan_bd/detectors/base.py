@@ -71,6 +71,7 @@ class ScanContext:
     exposure: Any = None
     results: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[str], None] = lambda msg: None
+    prompts: list[str] | None = None  # text-to-image: the user's clean prompt set (None: the built-in one)
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A seeded generator: same model, config and seed give the same verdict."""

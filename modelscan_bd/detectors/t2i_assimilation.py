@@ -132,9 +132,12 @@ def robust_z(x: torch.Tensor) -> torch.Tensor:
 class AssimilationProbe:
     """Runs the probing trajectories and reduces the captured maps to per-sample statistics."""
 
-    def __init__(self, adapter, settings: AssimilationSettings, g: torch.Generator):
+    def __init__(self, adapter, settings: AssimilationSettings, g: torch.Generator,
+                 prompts: list[str] | None = None):
         self.a, self.s = adapter, settings
-        self.prompts = list(PROMPTS[:settings.prompts])
+        # A user's prompt set is used whole (its size is their cost choice); the built-in one
+        # is cut to the budget's count.
+        self.prompts = list(prompts) if prompts else list(PROMPTS[:settings.prompts])
         c, h, w = adapter.latent_shape
         self.noise = torch.randn(len(self.prompts), c, h, w, generator=g)  # one fixed noise per prompt
         self.store: list[torch.Tensor] = []
@@ -204,7 +207,7 @@ class T2IAssimilationDetector(Detector):
 
         s = SETTINGS[context.budget]
         g = context.generator(salt=17)
-        probe = AssimilationProbe(adapter, s, g)
+        probe = AssimilationProbe(adapter, s, g, context.prompts)
         old = adapter.unet.attn_processors
         procs = {name: (_CaptureCrossAttention(probe.store) if name.endswith("attn2.processor")
                         else diffusers.models.attention_processor.AttnProcessor()) for name in old}
@@ -220,7 +223,7 @@ class T2IAssimilationDetector(Detector):
         prompts, n = probe.prompts, len(probe.prompts)
         base_ftt, base_lat, base_maps = probe.run(prompts, probe.noise)
         d0, s0 = float(base_ftt.mean()), probe.spread(base_lat)
-        cands = candidates(adapter.tokenizer, s.max_candidates, {w for p in PROMPTS for w in p.split()})
+        cands = candidates(adapter.tokenizer, s.max_candidates, {w for p in [*PROMPTS, *prompts] for w in p.split()})
         context.progress(f"t2i-assimilation: {len(cands)} candidate triggers x {n} prompts x {s.steps} steps")
         per_batch = max(1, s.batch // n)
         assim, collapse = torch.empty(len(cands)), torch.empty(len(cands))
@@ -245,7 +248,8 @@ class T2IAssimilationDetector(Detector):
                    # two-sided: on our tiny zoo a trigger makes the maps MORE distinct (z far below 0)
                    "assimilation_abs_z": float(za.abs().max()),
                    "assimilation_top": cands[top_a], "collapse_top": cands[top_c], "trigger": cands[best],
-                   "candidates": len(cands), "prompts": n, "steps": s.steps, "ranking": ranking,
+                   "candidates": len(cands), "prompts": n, "prompt_set": "user" if context.prompts else "built-in",
+                   "steps": s.steps, "ranking": ranking,
                    "clean_ftt": round(d0, 5), "clean_spread": round(s0, 5)}
         artifacts = self._pictures(adapter, probe, cands[best], base_maps)
         message = (f"Most suspicious caption trigger {cands[best]!r}: assimilation z {summary['assimilation_z']:.1f} "
