@@ -176,6 +176,7 @@ def test_zoo_build_diffusion_cli(tmp_path, capsys):
     assert code == 0, stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["family"] == "diffusion" and manifest["dataset"] == "synthetic"
+    assert "complete" not in manifest  # checkpoints during the build say complete: false; the last write does not
     every = manifest["models"] + manifest["rejected"]
     assert {m["backdoored"] for m in every} == {True, False}
     for m in manifest["models"]:

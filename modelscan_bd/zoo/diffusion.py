@@ -320,6 +320,12 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
     for j in range(n_backdoored):
         attack = ZOO_ATTACKS[j % len(ZOO_ATTACKS)]
         plan.append((f"ddpm-{attack.name}-{attack.trigger}-{attack.target}-{j:03d}", attack, seed + 101 + j))
+    header = {"family": "diffusion", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
+              "base_steps": base_steps, "finetune_steps": finetune_steps, "sample_steps": sample_steps}
+
+    def checkpoint() -> None:  # an interrupted build still leaves a zoo that bench can read
+        write_json(out / MANIFEST_FILE, {**header, "models": models, "rejected": rejected, "complete": False})
+
     for name, attack, run_seed in plan:
         done = _already_built(out, name)
         if done is not None:  # resume an interrupted build: the saved model and its truth stand
@@ -347,6 +353,7 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
             rejected.append({**entry, "reason": f"attack success {asr:.2f} below 0.5 or clean noise fires it "
                                                 f"({false_fire:.2f})"})
             progress(f"{name}: rejected (ASR {asr:.2f}, clean fire {false_fire:.2f})")
+            checkpoint()
             continue
         save_diffusers_repo(unet, out / "models" / name)
         truth = {"backdoored": attack is not None, "arch": "unet2d-tiny", "dataset": source, "seed": run_seed,
@@ -354,10 +361,9 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
                  "finetune_steps": run_steps, **(attack.ground_truth() if attack else {"attack": None})}
         save_ground_truth(truth, out / "truth" / name)
         models.append(entry)
+        checkpoint()
         progress(f"{name}: {'ASR %.2f' % asr if attack else 'clean'} ({seconds:.0f}s)")
-    manifest = {"family": "diffusion", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
-                "base_steps": base_steps, "finetune_steps": finetune_steps, "sample_steps": sample_steps,
-                "models": models, "rejected": rejected, "seconds": round(time.perf_counter() - started, 1)}
+    manifest = {**header, "models": models, "rejected": rejected, "seconds": round(time.perf_counter() - started, 1)}
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 

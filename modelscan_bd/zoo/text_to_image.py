@@ -382,6 +382,12 @@ def build_t2i_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_backdoored
         a = ZOO_ATTACKS[j % len(ZOO_ATTACKS)]
         plan.append((f"t2i-{a.name}-{j:03d}", a, seed + 101 + j))
     models, rejected = [], []
+    header = {"family": "text-to-image", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
+              "base_steps": base_steps, "finetune_steps": finetune_steps}
+
+    def checkpoint() -> None:  # an interrupted build still leaves a zoo that bench can read
+        write_json(out / MANIFEST_FILE, {**header, "models": models, "rejected": rejected, "complete": False})
+
     for name, attack, run_seed in plan:
         if (out / "models" / name / "model_index.json").exists() and (out / "truth" / name / "groundtruth.json").exists():
             t = json.loads((out / "truth" / name / "groundtruth.json").read_text())
@@ -410,14 +416,14 @@ def build_t2i_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_backdoored
         if attack is not None and (asr < 0.5 or clean_fire > 0.2):
             rejected.append({**_entry(name, truth), "reason": f"ASR {asr:.2f} < 0.5 or clean fire {clean_fire:.2f}"})
             progress(f"{name}: rejected (ASR {asr:.2f}, clean fire {clean_fire:.2f})")
+            checkpoint()
             continue
         save_pipeline(p, out / "models" / name)
         save_ground_truth(truth, out / "truth" / name)
         models.append(_entry(name, truth))
+        checkpoint()
         progress(f"{name}: {'ASR %.2f (clean %.2f)' % (asr, clean_fire) if attack else 'clean'} ({seconds:.0f}s)")
-    manifest = {"family": "text-to-image", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
-                "base_steps": base_steps, "finetune_steps": finetune_steps, "models": models, "rejected": rejected,
-                "seconds": round(time.perf_counter() - started, 1)}
+    manifest = {**header, "models": models, "rejected": rejected, "seconds": round(time.perf_counter() - started, 1)}
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
