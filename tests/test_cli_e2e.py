@@ -34,7 +34,7 @@ def test_clean_twin_is_not_flagged(tiny_models, clean_npz, tmp_path, capsys):
     code, stdout, _ = _scan("testorg/tiny-clean", tmp_path, clean_npz, capsys)
     report = json.loads((tmp_path / "report.json").read_text())
     validate_report(report)
-    assert report["verdict"]["status"] == "CLEAN", report["verdict"]
+    assert report["verdict"]["status"] == "CLEAN", json.dumps(report["verdict"])
     assert code == 0
 
 
