@@ -63,6 +63,16 @@ class MergeSpec:
     def stochastic(self) -> bool:
         return _SPEC[self.method][0] == "random"
 
+    @property
+    def normalizes(self) -> bool:
+        """``normalize`` as the merge applies it (the method's default when unset)."""
+        return _SPEC[self.method][2] if self.normalize is None else self.normalize
+
+    @property
+    def rescales(self) -> bool:
+        """``rescale`` as the merge applies it (the method's default when unset)."""
+        return _SPEC[self.method][3] if self.rescale is None else self.rescale
+
     def expected(self) -> "MergeSpec":
         """The merge that DARE's random drops scatter around (itself for the other methods).
 
@@ -74,12 +84,10 @@ class MergeSpec:
         """
         if not self.stochastic:
             return self
-        rescale = _SPEC[self.method][3] if self.rescale is None else self.rescale
-        weights = [w if rescale else w * d for w, d in zip(self.weights, self.densities)]
+        weights = [w if self.rescales else w * d for w, d in zip(self.weights, self.densities)]
         if self.method == "dare_linear":
             return MergeSpec("task_arithmetic", weights, [1.0] * len(weights), self.normalize, None, self.lam)
-        normalize = _SPEC[self.method][2] if self.normalize is None else self.normalize
-        return MergeSpec("ties", weights, [1.0] * len(weights), normalize, None, self.lam)
+        return MergeSpec("ties", weights, [1.0] * len(weights), self.normalizes, None, self.lam)
 
 
 def mergeable(tensor: Tensor) -> bool:
@@ -136,9 +144,8 @@ def elect_sign_mask(deltas: Tensor) -> Tensor:
 
 def merge_tensors(base: Tensor, taus: list[Tensor], spec: MergeSpec, generator: torch.Generator) -> Tensor:
     """One tensor of the merged model from the base tensor and the candidates' task vectors."""
-    sparsify, consensus, default_norm, default_rescale = _SPEC[spec.method]
-    normalize = default_norm if spec.normalize is None else spec.normalize
-    rescale = default_rescale if spec.rescale is None else spec.rescale
+    sparsify, consensus, _, _ = _SPEC[spec.method]
+    normalize, rescale = spec.normalizes, spec.rescales
     if not taus:
         return base.clone()
     parts = []

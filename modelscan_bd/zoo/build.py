@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
 from .save import (DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, groundtruth_record, save_hub_repo,
-                   write_json)
+                   write_json, write_partial_manifest)
 from .train import DEFAULT_EPOCHS, TrainResult, train_many
 
 HARD_KINDS = ("spurious", "imbalanced", "long")
@@ -41,14 +41,14 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
                                     progress=progress, jobs=jobs, resume=resume)
     manifest["clean_data"] = CLEAN_DATA_FILE
-    write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
+    write_partial_manifest(out, manifest)
     plans = [_hard_plan(dataset, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0], seed + 1000 + k, epochs)
              for k in range(n_hard)]
     saved = {m["name"] for m in manifest["models"]}
     plans = [plan for plan in plans if plan["name"] not in saved]  # resume: hard models saved earlier
     for plan, (result, _) in zip(plans, train_many([plan["task"] for plan in plans], jobs)):
         manifest["models"].append(_save_hard(dataset, out, plan, result, progress))
-        write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
+        write_partial_manifest(out, manifest)
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from safetensors.torch import load_file, save_file
 
-from .save import MANIFEST_FILE, write_json, save_ground_truth
+from .save import MANIFEST_FILE, save_ground_truth, write_json, write_partial_manifest
 
 IMAGE_SIZE = 16
 T_STEPS = 1000
@@ -323,8 +323,8 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
     header = {"family": "diffusion", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
               "base_steps": base_steps, "finetune_steps": finetune_steps, "sample_steps": sample_steps}
 
-    def checkpoint() -> None:  # an interrupted build still leaves a zoo that bench can read
-        write_json(out / MANIFEST_FILE, {**header, "models": models, "rejected": rejected, "complete": False})
+    def checkpoint() -> None:
+        write_partial_manifest(out, {**header, "models": models, "rejected": rejected})
 
     for name, attack, run_seed in plan:
         done = _already_built(out, name)

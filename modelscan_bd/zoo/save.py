@@ -39,6 +39,12 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_partial_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """The manifest of a build still running (``"complete": false``), written after every
+    model, so an interrupted build still leaves a zoo that ``bench`` can read."""
+    write_json(out / MANIFEST_FILE, {**manifest, "complete": False})
+
+
 def _write_png(path: Path, array: np.ndarray) -> None:
     """HxW or CxHxW floats in [0, 1] as an 8-bit grey or RGB PNG."""
     pixels = np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0)
@@ -163,10 +169,9 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                 "seed": run_seed, "mean": mean, "std": std}
 
     def checkpoint() -> None:
-        # Written after every model, so an interrupted build still leaves a usable zoo.
-        write_json(out / MANIFEST_FILE, {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
-                                          "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models,
-                                          "rejected": rejected, "complete": False})
+        write_partial_manifest(out, {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
+                                     "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models,
+                                     "rejected": rejected})
 
     def save(name: str, arch: str, attack: Attack | None, result: TrainResult, run_seed: int) -> None:
         truth = groundtruth_record(result, attack, arch=arch, dataset=dataset.name, seed=run_seed)

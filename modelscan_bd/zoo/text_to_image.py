@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .diffusion import load_images, target_image
-from .save import MANIFEST_FILE, write_json, save_ground_truth
+from .save import MANIFEST_FILE, save_ground_truth, write_json, write_partial_manifest
 
 IMAGE_SIZE = 16
 LATENT_SIZE = 8
@@ -385,8 +385,8 @@ def build_t2i_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_backdoored
     header = {"family": "text-to-image", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
               "base_steps": base_steps, "finetune_steps": finetune_steps}
 
-    def checkpoint() -> None:  # an interrupted build still leaves a zoo that bench can read
-        write_json(out / MANIFEST_FILE, {**header, "models": models, "rejected": rejected, "complete": False})
+    def checkpoint() -> None:
+        write_partial_manifest(out, {**header, "models": models, "rejected": rejected})
 
     for name, attack, run_seed in plan:
         if (out / "models" / name / "model_index.json").exists() and (out / "truth" / name / "groundtruth.json").exists():
