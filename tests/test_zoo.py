@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from modelscan_bd.data import ImageDataset, data_dir, load_dataset, synthetic_dataset
-from modelscan_bd.errors import InputError
+from conftest import run_cli
+from modelscan_bd.errors import InputError, UsageError
 from modelscan_bd.zoo.architectures import build_model
 from modelscan_bd.zoo.attacks import ATTACKS, attack_from_name
 from modelscan_bd.zoo.save import build_classifier_zoo, groundtruth_record, load_attack, save_hub_repo
@@ -310,7 +311,7 @@ def test_zoo_trains_side_by_side_with_the_same_models(tmp_path):
         assert truths[0]["params"] == truths[1]["params"] and truths[0]["attack_seed"] == truths[1]["attack_seed"]
 
 
-def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path):
+def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path, capsys):
     tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
     kw = dict(attacks=("badnets",), epochs=1, min_asr=0.0, max_acc_drop=1.0)
     first = build_classifier_zoo(tiny, tmp_path, count_clean=1, count_backdoored=0, **kw)  # "interrupted"
@@ -321,8 +322,13 @@ def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path):
     assert (tmp_path / "models" / "resnet-clean-000" / "model.safetensors").stat().st_mtime_ns == weights
     fresh = build_classifier_zoo(tiny, tmp_path / "fresh", count_clean=2, count_backdoored=1, **kw)
     assert resumed["models"][2]["target"] == fresh["models"][2]["target"]
-    with pytest.raises(ValueError, match="cannot resume"):
+    with pytest.raises(UsageError, match="cannot resume"):
         build_classifier_zoo(tiny, tmp_path, count_clean=1, count_backdoored=0, seed=5, resume=True, **kw)
+    code, _, err = run_cli(["zoo", "build", "classifiers", "--data", "synthetic", "--out", str(tmp_path),
+                            "--clean", "1", "--backdoored", "0", "--train-size", "200", "--epochs", "1",
+                            "--seed", "5", "--resume", "--quiet"], capsys)
+    assert code == 4 and err.count("\n") == 1 and "cannot resume" in err
+    assert not (tmp_path / "clean-data.npz").exists()  # a refused resume leaves OUT as it was
 
 
 def test_vit_builds_and_runs():

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
 from .save import (DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, groundtruth_record, save_hub_repo,
-                   write_json, write_partial_manifest)
+                   earlier_manifest, write_json, write_partial_manifest)
 from .train import DEFAULT_EPOCHS, TrainResult, train_many
 
 HARD_KINDS = ("spurious", "imbalanced", "long")
@@ -35,6 +35,8 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     else:
         dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
     progress(f"{dataset.name}: {len(dataset.train_y)} training, {len(dataset.test_y)} test images")
+    if resume:  # refuse before anything in OUT is overwritten
+        earlier_manifest(out, dataset.name, seed)
     out.mkdir(parents=True, exist_ok=True)  # clean data first, so a partial zoo can already be benchmarked
     np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from ..data import ImageDataset
+from ..errors import UsageError
 from .attacks import Attack, attack_from_name
 from .train import TrainResult, train_many
 
@@ -182,7 +183,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         checkpoint()
 
     # resume: models an earlier, interrupted build of the same plan saved or rejected are kept, not retrained.
-    earlier = _earlier_manifest(out, dataset.name, seed) if resume else {"models": [], "rejected": []}
+    earlier = earlier_manifest(out, dataset.name, seed) if resume else {"models": [], "rejected": []}
     models.extend(earlier["models"])
     rejected.extend(earlier["rejected"])
     done = {e["name"]: e for e in earlier["models"] + earlier["rejected"]}
@@ -228,13 +229,14 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     return manifest
 
 
-def _earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
+def earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
+    """What an interrupted build in ``out`` saved and rejected; refuses another dataset or seed."""
     path = out / MANIFEST_FILE
     if not path.exists():
         return {"models": [], "rejected": []}
     earlier = json.loads(path.read_text(encoding="utf-8"))
     if earlier.get("dataset") != dataset or earlier.get("seed") != seed:
-        raise ValueError(f"cannot resume {out}: it was built from {earlier.get('dataset')} with seed "
+        raise UsageError(f"cannot resume {out}: it was built from {earlier.get('dataset')} with seed "
                          f"{earlier.get('seed')}, not {dataset} with seed {seed}")
     return {"models": list(earlier.get("models", [])), "rejected": list(earlier.get("rejected", []))}
 
