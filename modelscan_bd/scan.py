@@ -120,7 +120,7 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
     from .cleandata import load_clean_data
 
     t = time.perf_counter()
-    calibration = load_calibration(config.calibration)
+    calibration = load_calibration(config.calibration, budget=config.budget)
     if clean is None and config.clean_data:
         progress(f"loading clean data from {config.clean_data}")
         clean = load_clean_data(config.clean_data, adapter, budget=config.clean_budget, seed=config.seed)

@@ -32,17 +32,27 @@ class Calibration:
     backdoored_threshold: float
     suspicious_threshold: float
     detectors: dict[str, dict[str, float]]
+    # The scan budget whose scans it was fitted on (None: not recorded). The detectors'
+    # statistics shift with the budget (more exposure runs concentrate the collapse), so a
+    # family ships one file per budget where it can (see ``load_calibration``).
+    budget: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"version": self.version, "provisional": self.provisional, "description": self.description}
+        out = {"version": self.version, "provisional": self.provisional, "description": self.description}
+        return {**out, "budget": self.budget} if self.budget else out
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2) + "\n"
 
 
-def load_calibration(path: str | Path | None = None, family: str = "classifier") -> Calibration:
+def load_calibration(path: str | Path | None = None, family: str = "classifier",
+                     budget: str | None = None) -> Calibration:
+    """A calibration file, or the shipped one of ``family``: ``{family}-{budget}.json`` when the
+    package has one fitted at that budget, else ``{family}.json`` (fitted at the default budget)."""
     if path is None:
-        text = resources.files("modelscan_bd").joinpath("calibration", f"{family}.json").read_text()
+        folder = resources.files("modelscan_bd").joinpath("calibration")
+        per_budget = folder.joinpath(f"{family}-{budget}.json")
+        text = (per_budget if budget and per_budget.is_file() else folder.joinpath(f"{family}.json")).read_text()
     else:
         text = Path(path).read_text()
     return Calibration(**json.loads(text))

@@ -225,3 +225,16 @@ def test_exposure_consensus_runner_up_is_another_label():
 
     cons = ExposureResult("done", runs=[run(7, 0.3), run(7, 0.9), run(8, 0.9), run(8, 0.95)]).consensus()
     assert cons["label"] == 8 and cons["runner_up"] == 7 and cons["agreement"] == 0.5
+
+
+def test_shipped_classifier_calibration_per_budget():
+    """Each budget gets the calibration fitted on scans at that budget; a budget without its own
+    file falls back to the default one (fitted at `standard`, the scanner's default)."""
+    from modelscan_bd.verdict import load_calibration
+
+    assert load_calibration(budget="fast").budget == "fast"
+    assert load_calibration(budget="standard").budget == "standard"
+    assert load_calibration().version == load_calibration(budget="thorough").version == \
+        load_calibration(budget="standard").version
+    assert load_calibration(budget="fast").version != load_calibration().version
+    assert load_calibration(budget="fast").describe()["budget"] == "fast"
