@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
+from .errors import UsageError
 from .verdict import FEATURES, Calibration, fit_calibration, load_calibration, probability
 
 RESULTS_FILE = "results.json"
@@ -85,8 +87,10 @@ def _true_mask(zoo: Path, entry: dict) -> np.ndarray | None:
 
 
 def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
-             progress: Callable[[str], None] = lambda m: None) -> list[dict[str, Any]]:
-    """Scan every model in the zoo's manifest; one record per model."""
+             progress: Callable[[str], None] = lambda m: None,
+             known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Scan every model in the zoo's manifest; one record per model, in manifest order.
+    ``known``: records of an earlier run by model name, reused instead of scanning again."""
     from .baselines import ebyd_variance, neural_cleanse
     from .scan import ScanConfig, scan
 
@@ -94,6 +98,9 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
     clean_data = str(zoo / "clean-data.npz")
     records = []
     for i, entry in enumerate(manifest["models"]):
+        if known and entry["name"] in known:
+            records.append(known[entry["name"]])
+            continue
         progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
         truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
         entry = {**entry, "truth": truth}
@@ -132,9 +139,11 @@ def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[i
     return fit, held
 
 
-def calibrate(records: list[dict], version: str, description: str) -> Calibration:
-    return fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
-                           version=version, description=description, detectors=load_calibration().detectors)
+def calibrate(records: list[dict], version: str, description: str, budget: str | None = None) -> Calibration:
+    cal = fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
+                          version=version, description=description, detectors=load_calibration().detectors)
+    cal.budget = budget
+    return cal
 
 
 def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
@@ -192,15 +201,24 @@ def manifest_hash(zoo: Path) -> str:
     return hashlib.sha256((zoo / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
-def provenance(zoo: Path, command: str) -> dict[str, Any]:
+def provenance(zoo: Path, command: str, budget: str | None = None, seed: int | None = None) -> dict[str, Any]:
     import os
 
     import torch
 
-    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-            "torch_threads": torch.get_num_threads(), "modelscan_bd": __version__,
-            "zoo": str(zoo), "zoo_manifest_sha256": manifest_hash(zoo)}
+    out = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+           "torch_threads": torch.get_num_threads(), "modelscan_bd": __version__,
+           "zoo": str(zoo), "zoo_manifest_sha256": manifest_hash(zoo)}
+    return {**out, "budget": budget, "seed": seed} if budget else out
+
+
+def records_budget(prov: dict[str, Any]) -> str:
+    """The scan budget of an earlier run's records (runs before it was recorded: from its command)."""
+    if prov.get("budget"):
+        return prov["budget"]
+    found = re.search(r"--budget[ =](\w+)", prov.get("command") or "")
+    return found.group(1) if found else "standard"  # the bench command's default
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -209,8 +227,11 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Benchmark: {Path(p['zoo']).name}", "",
              f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']})",
              f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+             *([f"- scan budget: {p['budget']}, seed {p['seed']}"] if p.get("budget") else []),
              *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "
                 f"{p['records_from']['date']}"] if p.get("records_from") else []),
+             *([f"- scanned in this run (added to the zoo since): {', '.join(p['records_from']['scanned_here'])}"]
+               if (p.get("records_from") or {}).get("scanned_here") else []),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
              "| method | AUROC | TPR@5%FPR | TPR | FPR | target acc | s/model |", "|---|---|---|---|---|---|---|",
@@ -262,23 +283,39 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                    holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                                    calibration_out=calibration_out, from_results=from_results, command=command,
                                    progress=progress)
-    records, scanned_by = load_or_scan(from_results, lambda: scan_zoo(zoo, budget, seed, baselines, progress))
+    records, scanned_by = classifier_records(zoo, budget, seed, baselines, from_results, progress)
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
         if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
             raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = calibrate_records(fit, zoo)
+        cal = calibrate_records(fit, zoo, budget)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
         split_desc = (f"held-out split: {len(held)} models (training seeds {holdout_seeds} and attack families "
                       f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others")
     else:
-        cal = load_calibration()
+        cal = load_calibration(budget=budget)
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,
-                         to_markdown)
+                         to_markdown, budget=budget, seed=seed)
+
+
+def classifier_records(zoo: Path, budget: str, seed: int, baselines: bool, from_results: str | None,
+                       progress: Callable[[str], None]) -> tuple[list[dict], dict | None]:
+    """Per-model records: an earlier run's for the models it scanned (at the same budget), and
+    fresh scans for models added to the zoo since (a zoo extended with ``zoo build --resume``)."""
+    if not from_results:
+        return scan_zoo(zoo, budget, seed, baselines, progress), None
+    earlier, scanned_by = load_or_scan(from_results, list)
+    if records_budget(scanned_by) != budget:
+        raise UsageError(f"--from-results {from_results} was scanned at budget {records_budget(scanned_by)}, "
+                         f"not {budget}: pass --budget {records_budget(scanned_by)} or scan again")
+    known = {r["name"]: r for r in earlier}
+    records = scan_zoo(zoo, budget, seed, baselines, progress, known=known)
+    scanned_by = {**scanned_by, "scanned_here": [r["name"] for r in records if r["name"] not in known]}
+    return records, scanned_by
 
 
 def load_or_scan(from_results: str | None, scan: Callable[[], list[dict]]) -> tuple[list[dict], dict | None]:
@@ -291,16 +328,18 @@ def load_or_scan(from_results: str | None, scan: Callable[[], list[dict]]) -> tu
 
 def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, calibration: dict | None,
                   split: str, metrics_: dict, records: list[dict],
-                  markdown: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+                  markdown: Callable[[dict[str, Any]], str], budget: str | None = None,
+                  seed: int | None = None) -> dict[str, Any]:
     """Assemble a benchmark result (any family) and write results.json and results.md atomically.
 
     scanned_by: the earlier run whose per-model records (timings included) were reused.
     """
     from .reports.atomic import atomic_write_text
 
-    prov = provenance(zoo, command)
+    prov = provenance(zoo, command, budget, seed)
     if scanned_by:
-        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads")}
+        prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads",
+                                                           "scanned_here") if k in scanned_by}
     result = {"provenance": prov, "calibration": calibration, "split": split, "metrics": metrics_,
               "records": records}
     result["markdown"] = markdown(result)
@@ -310,10 +349,11 @@ def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, c
     return result
 
 
-def calibrate_records(fit: list[dict], zoo: Path) -> Calibration:
+def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None) -> Calibration:
     version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
     return calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
-                                   f"({sum(r['backdoored'] for r in fit)} backdoored)")
+                                   f"({sum(r['backdoored'] for r in fit)} backdoored)"
+                                   + (f" scanned at budget {budget}" if budget else ""), budget)
 
 
 def _json_default(obj):

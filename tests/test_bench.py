@@ -73,13 +73,32 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     badnets = [r for r in result["records"] if r["attack"] == "badnets"]
     assert all(r["trigger_iou"] is not None for r in badnets)
 
+    assert result["provenance"]["budget"] == "fast"
+
+    # Records of another budget are never mixed into a fit: one-line usage error.
+    code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b1", "--from-results", out / "results.json",
+                               "--calibrate", "--quiet"], capsys)
+    assert code == 4 and "budget fast" in stderr and not (tmp_path / "b1").exists()
+
+    # A model added to the zoo since the earlier run (here: dropped from its records) is scanned;
+    # the others' records are reused as they are.
+    earlier = json.loads((out / "results.json").read_text())
+    dropped = earlier["records"].pop(0)
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(earlier))
     cal = tmp_path / "cal.json"
-    code, stdout, _ = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", "--from-results", out / "results.json",
-                               "--calibrate", "--holdout-seeds", "1", "--calibration-out", cal, "--quiet"], capsys)
+    code, stdout, _ = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", "--from-results", partial, "--budget",
+                               "fast", "--calibrate", "--holdout-seeds", "1", "--calibration-out", cal, "--quiet"],
+                              capsys)
     assert code == 0
     fitted = json.loads(cal.read_text())
     assert fitted["provisional"] is False and len(fitted["weights"]) == len(fitted["features"])
+    assert fitted["budget"] == "fast"
     evaluated = json.loads((tmp_path / "b2" / "results.json").read_text())
     assert "held-out" in evaluated["split"]
+    assert evaluated["provenance"]["records_from"]["scanned_here"] == [dropped["name"]]
+    assert [r["name"] for r in evaluated["records"]] == [r["name"] for r in result["records"]]
+    assert evaluated["records"][1:] == earlier["records"]
+    assert evaluated["records"][0]["features"].keys() == dropped["features"].keys()
     # hard clean models are always in the evaluated split, never fitted on
     assert evaluated["metrics"]["hard_clean_fpr"] is not None
