@@ -140,10 +140,9 @@ def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[i
 
 
 def calibrate(records: list[dict], version: str, description: str, budget: str | None = None) -> Calibration:
-    cal = fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
-                          version=version, description=description, detectors=load_calibration().detectors)
-    cal.budget = budget
-    return cal
+    return fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
+                           version=version, description=description, detectors=load_calibration().detectors,
+                           budget=budget)
 
 
 def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
@@ -309,9 +308,10 @@ def classifier_records(zoo: Path, budget: str, seed: int, baselines: bool, from_
     if not from_results:
         return scan_zoo(zoo, budget, seed, baselines, progress), None
     earlier, scanned_by = load_or_scan(from_results, list)
-    if records_budget(scanned_by) != budget:
-        raise UsageError(f"--from-results {from_results} was scanned at budget {records_budget(scanned_by)}, "
-                         f"not {budget}: pass --budget {records_budget(scanned_by)} or scan again")
+    scanned_at = records_budget(scanned_by)
+    if scanned_at != budget:
+        raise UsageError(f"--from-results {from_results} was scanned at budget {scanned_at}, "
+                         f"not {budget}: pass --budget {scanned_at} or scan again")
     known = {r["name"]: r for r in earlier}
     records = scan_zoo(zoo, budget, seed, baselines, progress, known=known)
     scanned_by = {**scanned_by, "scanned_here": [r["name"] for r in records if r["name"] not in known]}

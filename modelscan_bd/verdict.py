@@ -173,7 +173,7 @@ def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str
 
 def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], features, *, version: str,
                     description: str, detectors: dict[str, Any] | None = None, max_fpr: float = 0.05,
-                    max_threshold: float = 0.9) -> Calibration:
+                    max_threshold: float = 0.9, budget: str | None = None) -> Calibration:
     """Fit the logistic combiner and set its thresholds, the same way for every family.
 
     BACKDOORED: the lowest probability that keeps the fitting split's FPR at or below
@@ -183,7 +183,8 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
     mean, scale, weights, bias, fill = fit_logistic(rows, labels, features)
     cal = Calibration(version=version, provisional=False, description=description, features=list(features),
                       mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
-                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors=detectors or {})
+                      backdoored_threshold=0.5, suspicious_threshold=0.25, detectors=detectors or {},
+                      budget=budget)
     clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
     if clean:
         k = int(math.floor((1 - max_fpr) * len(clean)))
