@@ -249,10 +249,20 @@ def zoo() -> None:
               help="diffusion: sampling steps when measuring attack success.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="classifiers: models trained side by side, one process and one torch thread each.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="classifiers: where the models train (cuda: forward and backward passes on the GPU).")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, steps, append, resume, base_steps, finetune_steps, sample_steps, jobs, quiet) -> None:
+              epochs, seed, steps, append, resume, base_steps, finetune_steps, sample_steps, jobs, device,
+              quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
+    if device == "cuda":
+        import torch
+
+        if family != "classifiers":
+            raise click.UsageError("--device cuda trains classifier zoos only")
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: torch sees no CUDA GPU on this machine")
     progress = status_printer(quiet)
     attack_list = [a.strip() for a in attacks.split(",")] if attacks else None
     if count is not None:
@@ -290,7 +300,7 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
         manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                              n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
                              train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs,
-                             resume=resume)
+                             resume=resume, device=device)
     click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
 
 @cli.command()

@@ -255,6 +255,7 @@ def test_saved_repo_reloads_with_identical_logits(tmp_path, badnets_model, image
     gt = json.loads((truth_dir / "groundtruth.json").read_text())
     assert gt["attack"] == "badnets" and gt["target"] == TARGET and gt["backdoored"] is True
     assert gt["trigger_mask"] == "trigger_mask.png" and gt["clean_acc"] == result.clean_acc
+    assert gt["trained_on"] == "cpu"
 
     model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(repo))
     model.load_state_dict(load_file(str(repo / "model.safetensors")))
@@ -329,6 +330,13 @@ def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path, capsys):
                             "--seed", "5", "--resume", "--quiet"], capsys)
     assert code == 4 and err.count("\n") == 1 and "cannot resume" in err
     assert not (tmp_path / "clean-data.npz").exists()  # a refused resume leaves OUT as it was
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_zoo_build_on_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys):
+    code, _, err = run_cli(["zoo", "build", "classifiers", "--data", "synthetic", "--out", str(tmp_path / "z"),
+                            "--device", "cuda", "--quiet"], capsys)
+    assert code == 4 and err.count("\n") == 1 and "no CUDA GPU" in err and not (tmp_path / "z").exists()
 
 
 def test_vit_builds_and_runs():

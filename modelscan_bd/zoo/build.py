@@ -29,7 +29,8 @@ SCAN_IMAGES = 500
 
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
-              progress: Callable[[str], None], jobs: int = 1, resume: bool = False) -> dict[str, Any]:
+              progress: Callable[[str], None], jobs: int = 1, resume: bool = False,
+              device: str = "cpu") -> dict[str, Any]:
     if data_name == "synthetic":
         dataset = synthetic_dataset(n_train=train_size, n_test=1000, seed=seed)
     else:
@@ -41,10 +42,10 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
-                                    progress=progress, jobs=jobs, resume=resume)
+                                    progress=progress, jobs=jobs, resume=resume, device=device)
     manifest["clean_data"] = CLEAN_DATA_FILE
     write_partial_manifest(out, manifest)
-    plans = [_hard_plan(dataset, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0], seed + 1000 + k, epochs)
+    plans = [_hard_plan(dataset, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0], seed + 1000 + k, epochs, device)
              for k in range(n_hard)]
     saved = {m["name"] for m in manifest["models"]}
     plans = [plan for plan in plans if plan["name"] not in saved]  # resume: hard models saved earlier
@@ -55,7 +56,8 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     return manifest
 
 
-def _hard_plan(dataset: ImageDataset, kind: str, k: int, arch: str, seed: int, epochs: int | None) -> dict[str, Any]:
+def _hard_plan(dataset: ImageDataset, kind: str, k: int, arch: str, seed: int, epochs: int | None,
+               device: str) -> dict[str, Any]:
     """The training run of one hard clean model, and what makes it hard."""
     rng = np.random.default_rng(seed)
     data, run_epochs, detail = dataset, epochs or DEFAULT_EPOCHS[arch], {}
@@ -69,7 +71,8 @@ def _hard_plan(dataset: ImageDataset, kind: str, k: int, arch: str, seed: int, e
     else:
         run_epochs *= 2
     return {"name": f"{arch}-hard-{kind}-{k:03d}", "kind": kind, "arch": arch, "seed": seed, "detail": detail,
-            "task": {"arch": arch, "dataset": data, "attack": None, "epochs": run_epochs, "seed": seed}}
+            "task": {"arch": arch, "dataset": data, "attack": None, "epochs": run_epochs, "seed": seed,
+                     "device": device}}
 
 
 def _save_hard(dataset: ImageDataset, out: Path, plan: dict[str, Any], result: TrainResult,

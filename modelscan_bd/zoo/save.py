@@ -104,7 +104,7 @@ def groundtruth_record(result: TrainResult, attack: Attack | None, *, arch: str,
     record: dict[str, Any] = {"backdoored": attack is not None, "arch": arch, "dataset": dataset,
                               "seed": seed, "clean_acc": result.clean_acc, "asr": result.asr,
                               "poison_rate": result.poison_rate, "poison_count": result.poison_count,
-                              "train_seconds": result.seconds}
+                              "train_seconds": result.seconds, "trained_on": result.device}
     if attack is None:
         return {**record, "attack": None, "type": None, "target": None}
     state = attack.state_tensors()
@@ -139,7 +139,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                          min_asr: float = 0.9, max_acc_drop: float = 0.03,
                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                          progress: Callable[[str], None] | None = None, jobs: int = 1,
-                         resume: bool = False) -> dict[str, Any]:
+                         resume: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Train and save a zoo of clean and backdoored classifiers under ``out_dir``.
 
     Per architecture: ``count_clean`` clean models (training seeds seed, seed+1, ...)
@@ -152,7 +152,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     until the end) and returns the final one. ``jobs`` > 1 trains that many models at a
     time in worker processes (see ``train_many``). ``resume`` keeps what an interrupted
     build of the same dataset and seed in ``out_dir`` already saved or rejected (by name;
-    the plan is drawn in the same order, so a name means the same model).
+    the plan is drawn in the same order, so a name means the same model). ``device``
+    is where the classifiers train (see ``train_classifier``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
 
     def task(arch: str, attack: Attack | None, run_seed: int) -> dict[str, Any]:
         return {"arch": arch, "dataset": dataset, "attack": attack, "poison_rate": poison_rate, "epochs": epochs,
-                "seed": run_seed, "mean": mean, "std": std}
+                "seed": run_seed, "mean": mean, "std": std, "device": device}
 
     def checkpoint() -> None:
         write_partial_manifest(out, {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,

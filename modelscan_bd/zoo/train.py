@@ -1,10 +1,16 @@
-"""Train clean and backdoored image classifiers, deterministically, on CPU.
+"""Train clean and backdoored image classifiers, deterministically, on CPU (or a GPU).
 
 Inputs are [0, 1] pixels normalised with mean/std inside the loop (the saved
 preprocessor config carries the same values). Poisoned samples are chosen once from
 the seed; each batch is augmented (small random translations, flips where they keep
 the label) first and poisoned after, so augmentation never moves a trigger away from
 where the test-time trigger puts it.
+
+``device="cuda"`` moves only the classifier's forward and backward passes to the GPU:
+data, poisoning and attack parts stay on CPU (autograd crosses devices for attacks with
+learnt parts), and the trained model comes back on CPU. GPU sums differ from CPU ones,
+so a model trained there is a different (equally valid) zoo member; the ground truth
+records where it was trained.
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ class TrainResult:
     seconds: float = 0.0
     poison_count: int = 0
     poison_rate: float = 0.0
+    device: str = "cpu"  # where it was trained
 
 
 def _normaliser(mean: Sequence[float], std: Sequence[float]) -> Callable[[Tensor], Tensor]:
@@ -127,9 +134,9 @@ def _batch(x: Tensor, y: Tensor, poisoned: Tensor, attack: Attack | None,
 
 
 def _train_surrogate(arch: str, dataset: ImageDataset, seed: int, mean: Sequence[float],
-                     std: Sequence[float], progress: Progress | None) -> Callable[[Tensor], Tensor]:
+                     std: Sequence[float], progress: Progress | None, device: str) -> Callable[[Tensor], Tensor]:
     result = train_classifier(arch, dataset, None, epochs=SURROGATE_EPOCHS, seed=seed + 1, mean=mean, std=std,
-                              progress=(lambda msg: progress(f"surrogate {msg}")) if progress else None)
+                              device=device, progress=(lambda msg: progress(f"surrogate {msg}")) if progress else None)
     return pixel_logits(result.model, mean, std)
 
 
@@ -137,7 +144,7 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
                      poison_rate: float | None = None, epochs: int | None = None, batch_size: int = 128,
                      lr: float = 2e-3, seed: int = 0, mean: Sequence[float] | None = None,
                      std: Sequence[float] | None = None, augment: bool = True,
-                     progress: Progress | None = None) -> TrainResult:
+                     progress: Progress | None = None, device: str = "cpu") -> TrainResult:
     """Train a ``build_model(arch)`` classifier on ``dataset``, backdoored by ``attack``.
 
     poison_rate: share of the whole training set to poison (default: the attack's own,
@@ -158,12 +165,13 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
         rate = poison_rate if poison_rate is not None else attack.default_poison_rate
         attack.fit(x, generator)
         chosen = choose_poison(attack, y, rate, generator)
-        surrogate = _train_surrogate(arch, dataset, seed, mean, std, progress) if attack.needs_surrogate else None
+        surrogate = (_train_surrogate(arch, dataset, seed, mean, std, progress, device)
+                     if attack.needs_surrogate else None)
         x[chosen] = attack.prepare_poison(x[chosen], y[chosen], surrogate)
         poisoned[chosen] = True
 
     torch.manual_seed(seed)  # the model's initial weights
-    model = build_model(arch, dataset.num_classes, dataset.classes, height, channels)
+    model = build_model(arch, dataset.num_classes, dataset.classes, height, channels).to(device)
     groups: list[dict[str, Any]] = [{"params": model.parameters()}, *(attack.param_groups() if attack else [])]
     optimizer = torch.optim.Adam(groups, lr=lr)
     steps_per_epoch = -(-len(y) // batch_size)
@@ -180,11 +188,12 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
             idx = order[i:i + batch_size]
             bx = _augment(x[idx], flip, generator) if augment else x[idx]
             bx, by = _batch(bx, y[idx], poisoned[idx], attack, generator)
-            logits = model(pixel_values=normalise(bx)).logits
+            by = by.to(device)
+            logits = model(pixel_values=normalise(bx).to(device)).logits
             loss = F.cross_entropy(logits, by)
             extra = attack.regularizer(x[idx], generator) if attack is not None else None
             optimizer.zero_grad()
-            (loss if extra is None else loss + extra).backward()
+            (loss if extra is None else loss + extra.to(device)).backward()
             optimizer.step()
             schedule.step()
             total_loss += float(loss.detach()) * len(by)
@@ -196,13 +205,13 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
             progress(f"{arch} epoch {epoch + 1}/{epochs}: loss {total_loss / seen:.3f}, "
                      f"train acc {correct / seen:.3f}")
 
-    model.eval()
+    model.to("cpu").eval()
     test_x = dataset.to_tensor(dataset.test_x)
     test_y = torch.from_numpy(dataset.test_y)
     clean_acc = evaluate(model, test_x, test_y, mean, std)
     asr = attack_success_rate(model, attack, test_x, test_y, mean, std) if attack is not None else None
     return TrainResult(model, clean_acc, asr, history, time.perf_counter() - start,
-                       int(poisoned.sum()), rate)
+                       int(poisoned.sum()), rate, str(device))
 
 
 def _train_one(task: dict[str, Any]) -> tuple[TrainResult, Attack | None]:
