@@ -220,17 +220,21 @@ def records_budget(prov: dict[str, Any]) -> str:
     return found.group(1) if found else "standard"  # the bench command's default
 
 
+def provenance_lines(p: dict[str, Any], machine_note: str = "") -> list[str]:
+    """The Markdown lines saying where, when, how and at which budget a benchmark ran (every family)."""
+    return [f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}{machine_note})",
+            f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
+            *([f"- scan budget: {p['budget']}, seed {p['seed']}"] if p.get("budget") else []),
+            *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "
+               f"{p['records_from']['date']}"] if p.get("records_from") else []),
+            *([f"- scanned in this run (added to the zoo since): {', '.join(p['records_from']['scanned_here'])}"]
+              if (p.get("records_from") or {}).get("scanned_here") else [])]
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
     f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    lines = [f"# Benchmark: {Path(p['zoo']).name}", "",
-             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']})",
-             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
-             *([f"- scan budget: {p['budget']}, seed {p['seed']}"] if p.get("budget") else []),
-             *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "
-                f"{p['records_from']['date']}"] if p.get("records_from") else []),
-             *([f"- scanned in this run (added to the zoo since): {', '.join(p['records_from']['scanned_here'])}"]
-               if (p.get("records_from") or {}).get("scanned_here") else []),
+    lines = [f"# Benchmark: {Path(p['zoo']).name}", "", *provenance_lines(p),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
              "| method | AUROC | TPR@5%FPR | TPR | FPR | target acc | s/model |", "|---|---|---|---|---|---|---|",
@@ -307,29 +311,34 @@ def classifier_records(zoo: Path, budget: str, seed: int, baselines: bool, from_
     fresh scans for models added to the zoo since (a zoo extended with ``zoo build --resume``)."""
     if not from_results:
         return scan_zoo(zoo, budget, seed, baselines, progress), None
-    earlier, scanned_by = load_or_scan(from_results, list)
-    scanned_at = records_budget(scanned_by)
-    if scanned_at != budget:
-        raise UsageError(f"--from-results {from_results} was scanned at budget {scanned_at}, "
-                         f"not {budget}: pass --budget {scanned_at} or scan again")
+    earlier, scanned_by = load_or_scan(from_results, list, budget)
     known = {r["name"]: r for r in earlier}
     records = scan_zoo(zoo, budget, seed, baselines, progress, known=known)
     scanned_by = {**scanned_by, "scanned_here": [r["name"] for r in records if r["name"] not in known]}
     return records, scanned_by
 
 
-def load_or_scan(from_results: str | None, scan: Callable[[], list[dict]]) -> tuple[list[dict], dict | None]:
-    """The per-model records of an earlier run (and its provenance), or a fresh scan of the zoo."""
-    if from_results:
-        earlier = json.loads(Path(from_results).read_text())
-        return earlier["records"], earlier["provenance"]
-    return scan(), None
+def load_or_scan(from_results: str | None, scan: Callable[[], list[dict]],
+                 budget: str) -> tuple[list[dict], dict | None]:
+    """The per-model records of an earlier run (and its provenance), or a fresh scan of the zoo.
+
+    Records scanned at another budget are refused (a usage error, before anything is
+    written): their features come from another exposure and would be judged by the wrong
+    calibration. Every family's benchmark comes through here.
+    """
+    if not from_results:
+        return scan(), None
+    earlier = json.loads(Path(from_results).read_text())
+    scanned_at = records_budget(earlier["provenance"])
+    if scanned_at != budget:
+        raise UsageError(f"--from-results {from_results} was scanned at budget {scanned_at}, "
+                         f"not {budget}: pass --budget {scanned_at} or scan again")
+    return earlier["records"], earlier["provenance"]
 
 
 def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, calibration: dict | None,
                   split: str, metrics_: dict, records: list[dict],
-                  markdown: Callable[[dict[str, Any]], str], budget: str | None = None,
-                  seed: int | None = None) -> dict[str, Any]:
+                  markdown: Callable[[dict[str, Any]], str], *, budget: str, seed: int) -> dict[str, Any]:
     """Assemble a benchmark result (any family) and write results.json and results.md atomically.
 
     scanned_by: the earlier run whose per-model records (timings included) were reused.

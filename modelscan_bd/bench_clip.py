@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import _mean, _rate, auroc, load_or_scan, log_loss, manifest_hash, tpr_at_fpr, write_results
+from .bench import (_mean, _rate, auroc, load_or_scan, log_loss, manifest_hash, provenance_lines, tpr_at_fpr,
+                    write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_calibration, load_calibration, probability
@@ -161,11 +162,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
     f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     pd, h, nh = m["plain_decree"], m["hard_clean"], m["without_hard"]
-    lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "",
-             f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
-             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
-             *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "
-                f"{p['records_from']['date']}"] if p.get("records_from") else []),
+    lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "", *provenance_lines(p, "; shared machine"),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
              "| method | AUROC | TPR@5%FPR | TPR | FPR | target-concept acc | s/model |", "|---|---|---|---|---|---|---|",
@@ -192,7 +189,7 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
                    progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
-    records, scanned_by = load_or_scan(from_results, lambda: scan_clip_zoo(zoo, budget, seed, progress))
+    records, scanned_by = load_or_scan(from_results, lambda: scan_clip_zoo(zoo, budget, seed, progress), budget)
     if calibrate_split:
         from .zoo.clip import ATTACKS
 
@@ -215,4 +212,4 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,
-                         to_markdown)
+                         to_markdown, budget=budget, seed=seed)

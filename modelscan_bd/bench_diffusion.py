@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .bench import _mean, _rate, auroc, log_loss, tpr_at_fpr, write_results
+from .bench import _mean, _rate, auroc, load_or_scan, log_loss, provenance_lines, tpr_at_fpr, write_results
 from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
@@ -180,11 +180,7 @@ def detection_metrics(records: list[dict], cal: Calibration | None) -> tuple[lis
 def header_lines(result: dict[str, Any], title: str) -> list[str]:
     """The provenance lines at the top of the diffusion and text-to-image results files."""
     p, cal = result["provenance"], result["calibration"]
-    return [f"# {title}: {Path(p['zoo']).name}", "",
-            f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}; shared machine)",
-            f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
-            *([f"- per-model records from: `{p['records_from']['command']}` on {p['records_from']['date']}"]
-              if p.get("records_from") else []),
+    return [f"# {title}: {Path(p['zoo']).name}", "", *provenance_lines(p, "; shared machine"),
             f"- calibration: {cal['version'] if cal else 'none'} ({cal['description'] if cal else 'not fitted'})",
             f"- evaluated on: {result['split']}", ""]
 
@@ -269,16 +265,16 @@ def to_markdown(result: dict[str, Any]) -> str:
 def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
                         holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
                         from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
-    from .bench import load_or_scan
     from .scan_diffusion import FEATURES
 
     del holdout_seeds  # every diffusion zoo model has its own seed; the split alternates instead
-    records, scanned_by = load_or_scan(from_results, lambda: scan_diffusion_zoo(zoo, budget, seed, baselines, progress))
+    records, scanned_by = load_or_scan(from_results, lambda: scan_diffusion_zoo(zoo, budget, seed, baselines, progress),
+                                       budget)
     attacks = {r["attack"] for r in records}
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
     cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="diffusion", features=FEATURES,
                                                        holdout_attacks=held_attacks, calibrate=calibrate,
                                                        calibration_out=calibration_out)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
-                         metrics(evaluated, cal), records, to_markdown)
+                         metrics(evaluated, cal), records, to_markdown, budget=budget, seed=seed)
 

@@ -117,11 +117,11 @@ def run_t2i_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate: bo
                   progress: Callable[[str], None]) -> dict[str, Any]:
     from .scan_text_to_image import FEATURES
 
-    records, scanned_by = load_or_scan(from_results, lambda: scan_t2i_zoo(zoo, budget, seed, progress))
+    records, scanned_by = load_or_scan(from_results, lambda: scan_t2i_zoo(zoo, budget, seed, progress), budget)
     attacks = {r["attack"] for r in records}
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
     cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="text-to-image", features=FEATURES,
                                                        holdout_attacks=held_attacks, calibrate=calibrate,
                                                        calibration_out=calibration_out)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
-                         metrics(evaluated, cal), records, to_markdown)
+                         metrics(evaluated, cal), records, to_markdown, budget=budget, seed=seed)

@@ -227,3 +227,25 @@ def test_clip_bench_calibrates_on_one_split_and_reports_on_the_other():
     assert "plain DECREE" in to_markdown({"provenance": {"zoo": "z", "date": "d", "machine": "m", "torch_threads": 1,
                                                          "command": "c", "zoo_manifest_sha256": "h"},
                                           "calibration": cal.describe(), "split": "s", "metrics": m})
+
+
+def test_clip_bench_reuses_records_only_from_the_same_budget(tmp_path, capsys):
+    """Every family's --from-results refuses records of another budget (a usage error,
+    nothing written) and records the budget and seed in its provenance."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "manifest.json").write_text(json.dumps({"family": "clip", "models": []}))
+    recs = [_record(f"c{i}", "clean", False, i, 0.05 + 0.01 * i, None, 0.3, 0.2 + 0.05 * i) for i in range(3)]
+    recs += [_record(f"p{j}", "patch", True, 100 + j, 0.02, None, 0.8, 2.0 + 0.1 * j, target=j, suspected=j)
+             for j in range(3)]
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"provenance": {"date": "d", "command": "modelscan-bd bench zoo --budget fast",
+                                                  "machine": "m", "torch_threads": 1}, "records": recs}))
+    code, _, stderr = run_cli(["bench", zoo, "--from-results", earlier, "--out", tmp_path / "b1", "--quiet"], capsys)
+    assert code == 4 and "scanned at budget fast" in stderr and not (tmp_path / "b1").exists()
+    code, stdout, _ = run_cli(["bench", zoo, "--from-results", earlier, "--budget", "fast", "--out", tmp_path / "b2",
+                               "--quiet"], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "b2" / "results.json").read_text())
+    assert result["provenance"]["budget"] == "fast" and result["provenance"]["seed"] == 0
+    assert result["metrics"]["models"] == 6 and "scan budget: fast, seed 0" in stdout
