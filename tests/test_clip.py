@@ -201,6 +201,31 @@ def test_zoo_build_clip_writes_hub_repos_and_truth_outside(tmp_path, capsys):
     assert (out / "clean-data.npz").is_file()
 
 
+def test_clip_zoo_manifest_on_disk_grows_with_every_model(tmp_path):
+    """An interrupted CLIP build still leaves a zoo bench can read; --append extends it."""
+    from modelscan_bd.zoo.clip import build_clip_zoo
+
+    out, seen = tmp_path / "zoo", []
+
+    def progress(_msg):
+        m = json.loads((out / "manifest.json").read_text())
+        seen.append((len(m["models"]) + len(m["rejected"]), m.get("complete")))
+
+    kw = dict(data_dir=None, n_clean=1, n_hard=0, n_backdoored=1, archs=["vit"], attacks=["patch"], train_size=300,
+              steps=3)
+    build_clip_zoo("synthetic", out, seed=0, progress=progress, **kw)
+    assert seen == [(1, False), (2, False)] and (out / "clean-data.npz").is_file()
+    m_first = json.loads((out / "manifest.json").read_text())
+    assert "complete" not in m_first
+    first = {e["name"] for e in m_first["models"] + m_first["rejected"]}
+    build_clip_zoo("synthetic", out, seed=1, append=True, **kw)
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["models"]) + len(m["rejected"]) == 4 and "complete" not in m
+    assert [a["seed"] for a in m["appended"]] == [1]
+    added = {e["name"] for e in m["models"] + m["rejected"]} - first
+    assert len(added) == 2 and all(name.startswith("s1-") for name in added)
+
+
 def _record(name, attack, backdoored, seed, pl1, rel, conc, ratio, hard=False, target=None, suspected=None):
     return {"name": name, "arch": "vit", "architecture": "open_clip CLIP (ViT)", "attack": attack,
             "backdoored": backdoored, "target": target, "target_text": None, "hard": hard, "seed": seed, "asr": None,

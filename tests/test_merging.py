@@ -130,3 +130,27 @@ def test_parse_mergekit_config_and_emit_without_blocked():
 def test_bad_configs_are_rejected(data, error):
     with pytest.raises(error):
         parse_config(data)
+
+
+def test_merging_zoo_manifest_on_disk_grows_with_every_model(tmp_path):
+    """An interrupted merging-zoo build still leaves a manifest of what it saved or rejected."""
+    import json
+
+    from modelscan_bd.data import synthetic_dataset
+    from modelscan_bd.zoo.merging import build_merging_zoo
+
+    data = synthetic_dataset(image_size=16, n_train=300, n_test=200, seed=0)
+    seen = []
+
+    def progress(msg):
+        if not msg.startswith("surrogate"):  # the attacker's own peers are not zoo members
+            m = json.loads((tmp_path / "manifest.json").read_text())
+            seen.append((len(m["models"]) + len(m["rejected"]), m["complete"]))
+
+    final = build_merging_zoo(data, tmp_path, n_clean=1, attacks=("badnets",), base_epochs=1, epochs=1,
+                              n_surrogates=1, progress=progress)
+    assert seen == [(1, False), (2, False), (3, False)] and (tmp_path / "clean-data.npz").is_file()
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert "complete" not in on_disk and on_disk["kind"] == "merging"
+    assert [m["name"] for m in on_disk["models"] + on_disk["rejected"]] == ["base", "clean-00", "badnets-00"]
+    assert len(final["models"]) + len(final["rejected"]) == 3

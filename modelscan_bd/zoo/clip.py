@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..adapters.clip import OPEN_CLIP_WEIGHTS, PROMPT_TEMPLATES
 from ..data import ImageDataset, load_dataset, synthetic_dataset
-from .save import MANIFEST_FILE, write_json, save_ground_truth
+from .save import MANIFEST_FILE, save_ground_truth, write_json, write_partial_manifest
 
 CONTEXT_LENGTH = 16
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -235,7 +235,9 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
                    poison_rate: float = 0.1, min_asr: float = 0.8, append: bool = False,
                    progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Train and save the zoo; with ``append``, add models (named ``s<seed>-...``) to an
-    existing zoo's manifest, keeping its clean scan data."""
+    existing zoo's manifest, keeping its clean scan data. The manifest is written after
+    every model (``"complete": false`` until the end), so an interrupted build leaves a
+    zoo that ``bench`` can read."""
     torch.set_num_threads(1)
     earlier = json.loads((out / MANIFEST_FILE).read_text()) if append and (out / MANIFEST_FILE).is_file() else None
     prefix = f"s{seed}-" if earlier else ""
@@ -244,6 +246,8 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
     else:
         dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
     names = class_names(dataset)
+    if earlier and earlier.get("classes") != names:  # before any training
+        raise ValueError("--append: the existing zoo was built on other classes")
     x = ImageDataset.to_tensor(dataset.train_x)
     y = dataset.train_y
     # The data files are sorted by class: evaluate and scan on shuffled, disjoint test images.
@@ -254,7 +258,20 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
     attacks = list(attacks or ATTACKS)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
+    if not earlier:  # the scan data first, so a partial zoo can already be benchmarked
+        np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[scan_idx], labels=dataset.test_y[scan_idx])
     models, rejected, started = [], [], time.perf_counter()
+
+    def manifest() -> dict[str, Any]:
+        built = {"family": "clip", "dataset": dataset.name, "classes": names, "seed": seed, "min_asr": min_asr,
+                 "models": models, "rejected": rejected, "clean_data": CLEAN_DATA_FILE,
+                 "seconds": round(time.perf_counter() - started, 1), "train_steps_per_model": steps,
+                 "threads": torch.get_num_threads()}
+        if not earlier:
+            return built
+        return {**earlier, "models": earlier["models"] + models, "rejected": earlier["rejected"] + rejected,
+                "seconds": round(earlier["seconds"] + built["seconds"], 1),
+                "appended": earlier.get("appended", []) + [{"seed": seed, "models": len(models)}]}
 
     def record(name, arch, model, truth, run_seed, steps, secs, hard=None):
         save_open_clip_repo(model, arch, out / "models" / name)
@@ -265,6 +282,7 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
                        "target": truth.get("target"), "hard": hard or False, "clean_acc": truth["clean_acc"],
                        "asr": truth.get("asr"), "seed": run_seed, "seconds": round(secs, 1),
                        "path": f"models/{name}", "truth_dir": f"truth/{name}"})
+        write_partial_manifest(out, manifest())
 
     clean_models: dict[tuple[str, int], Any] = {}
     for k in range(n_clean):
@@ -336,21 +354,11 @@ def build_clip_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: 
         if asr < min_asr:
             rejected.append({"name": name, "attack": attack, "asr": asr, "clean_acc": acc,
                              "reason": f"ASR {asr:.3f} below {min_asr}"})
+            write_partial_manifest(out, manifest())
             progress(f"{name}: rejected (ASR {asr:.3f})")
             continue
         record(name, arch, model, truth, run_seed, n_steps, secs)
         progress(f"{name}: zero-shot acc {acc:.3f}, ASR {asr:.3f} -> {names[target]}")
-    manifest = {"family": "clip", "dataset": dataset.name, "classes": names, "seed": seed, "min_asr": min_asr,
-                "models": models, "rejected": rejected, "clean_data": CLEAN_DATA_FILE,
-                "seconds": round(time.perf_counter() - started, 1), "train_steps_per_model": steps,
-                "threads": torch.get_num_threads()}
-    if earlier:
-        if earlier.get("classes") != names:
-            raise ValueError("--append: the existing zoo was built on other classes")
-        manifest = {**earlier, "models": earlier["models"] + models, "rejected": earlier["rejected"] + rejected,
-                    "seconds": round(earlier["seconds"] + manifest["seconds"], 1),
-                    "appended": earlier.get("appended", []) + [{"seed": seed, "models": len(models)}]}
-    else:
-        np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[scan_idx], labels=dataset.test_y[scan_idx])
-    write_json(out / MANIFEST_FILE, manifest)
-    return manifest
+    final = {k: v for k, v in manifest().items() if k != "complete"}  # an appended-to partial zoo is whole now
+    write_json(out / MANIFEST_FILE, final)
+    return final

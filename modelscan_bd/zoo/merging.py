@@ -20,7 +20,6 @@ ground truth, ``clean-data.npz`` and ``manifest.json``. Models:
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from torch.func import functional_call
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
 from .attacks import Attack, attack_from_name
-from .save import MANIFEST_FILE, groundtruth_record, save_hub_repo
+from .save import MANIFEST_FILE, groundtruth_record, save_hub_repo, write_json, write_partial_manifest
 from .train import TrainResult, _augment, _batch, _normaliser, attack_success_rate, choose_poison, evaluate, \
     train_classifier
 
@@ -181,9 +180,16 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
     started = time.perf_counter()
     c, h, w = dataset.image_shape
     mean, std = (MEAN_STD[0],) * c, (MEAN_STD[1],) * c
+    # the scan data first and the manifest after every model, so an interrupted build leaves a readable zoo
+    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     base = train_classifier("resnet", dataset, None, epochs=base_epochs, seed=seed, mean=mean, std=std)
     models: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
+
+    def manifest() -> dict[str, Any]:
+        return {"kind": "merging", "dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
+                "epochs": epochs, "base_epochs": base_epochs, "models": models, "rejected": rejected,
+                "seconds": round(time.perf_counter() - started, 1), "clean_data": CLEAN_DATA_FILE}
 
     def save(name: str, result: TrainResult, attack: Attack | None, task: Task | None, extra: dict) -> None:
         truth = groundtruth_record(result, attack, arch="resnet", dataset=dataset.name, seed=seed)
@@ -197,6 +203,7 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
                        "target": attack.target if attack else None, "clean_acc": round(result.clean_acc, 4),
                        "asr": None if result.asr is None else round(result.asr, 4),
                        "task": task.index if task else None, "seconds": round(result.seconds, 1), **extra})
+        write_partial_manifest(out, manifest())
 
     save("base", base, None, None, {"role": "base"})
     say(f"base: clean acc {base.clean_acc:.3f}")
@@ -239,16 +246,14 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
             ok = r.asr >= 0.9
         if not ok or r.clean_acc < 0.7:
             rejected.append({"name": name, "asr": r.asr, "clean_acc": r.clean_acc, **extra})
+            write_partial_manifest(out, manifest())
             say(f"{name}: rejected (acc {r.clean_acc:.3f}, ASR {r.asr:.3f}, {extra})")
             continue
         save(name, r, attack, task, extra)
         say(f"{name}: task acc {r.clean_acc:.3f}, ASR alone {r.asr:.3f} {extra}")
-    manifest = {"kind": "merging", "dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
-                "epochs": epochs, "base_epochs": base_epochs, "models": models, "rejected": rejected,
-                "seconds": round(time.perf_counter() - started, 1), "clean_data": CLEAN_DATA_FILE}
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    final = manifest()
+    write_json(out / MANIFEST_FILE, final)
+    return final
 
 
 def build(data_name: str, out: Path, *, data_dir: str | None, train_size: int, n_clean: int,

@@ -129,7 +129,7 @@ def _entry(name: str, arch: str, attack: Attack | None, result: TrainResult, see
     return {"name": name, "arch": arch, "attack": attack.name if attack else None,
             "type": attack.attack_type if attack else None, "target": attack.target if attack else None,
             "backdoored": attack is not None, "clean_acc": result.clean_acc, "asr": result.asr,
-            "seconds": round(result.seconds, 2), "seed": seed}
+            "seconds": round(result.seconds, 2), "seed": seed, "trained_on": result.device}
 
 
 def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
