@@ -220,9 +220,10 @@ def records_budget(prov: dict[str, Any]) -> str:
     return found.group(1) if found else "standard"  # the bench command's default
 
 
-def provenance_lines(p: dict[str, Any], machine_note: str = "") -> list[str]:
-    """The Markdown lines saying where, when, how and at which budget a benchmark ran (every family)."""
-    return [f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']}{machine_note})",
+def provenance_lines(p: dict[str, Any]) -> list[str]:
+    """The Markdown lines saying where, when, how and at which budget a benchmark ran (every family).
+    Whether the machine was shared is not known here; the notes beside the results say so."""
+    return [f"- date: {p['date']}", f"- machine: {p['machine']} (torch threads: {p['torch_threads']})",
             f"- command: `{p['command']}`", f"- zoo manifest sha256: `{p['zoo_manifest_sha256']}`",
             *([f"- scan budget: {p['budget']}, seed {p['seed']}"] if p.get("budget") else []),
             *([f"- per-model records (scans, timings) from: `{p['records_from']['command']}` on "

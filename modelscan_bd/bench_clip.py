@@ -103,13 +103,13 @@ def with_relative(records: list[dict], refs: dict) -> list[dict]:
     return out
 
 
-def calibrate(fit: list[dict], version: str, description: str) -> Calibration:
+def calibrate(fit: list[dict], version: str, description: str, budget: str | None = None) -> Calibration:
     refs = decree_references([r for r in fit if not r["backdoored"] and not r["hard"]])
     fit = with_relative(fit, refs)
-    shipped = load_calibration(family="clip").detectors
+    shipped = load_calibration(family="clip", budget=budget).detectors
     detectors = {**shipped, "decree": {**shipped.get("decree", {}), "decree_references": refs}}
     return fit_calibration([r["features"] for r in fit], [int(r["backdoored"]) for r in fit], CLIP_FEATURES,
-                           version=version, description=description, detectors=detectors)
+                           version=version, description=description, detectors=detectors, budget=budget)
 
 
 def _block(records: list[dict], probs: list[float], cal: Calibration) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
     f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     pd, h, nh = m["plain_decree"], m["hard_clean"], m["without_hard"]
-    lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "", *provenance_lines(p, "; shared machine"),
+    lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "", *provenance_lines(p),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
              "| method | AUROC | TPR@5%FPR | TPR | FPR | target-concept acc | s/model |", "|---|---|---|---|---|---|---|",
@@ -200,7 +200,8 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
             raise ValueError("the fitting split needs both clean and backdoored models")
         version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
         cal = calibrate(fit, version, f"fitted on {len(fit)} models of CLIP zoo {zoo.name} "
-                                      f"({sum(r['backdoored'] for r in fit)} backdoored)")
+                                      f"({sum(r['backdoored'] for r in fit)} backdoored) scanned at budget {budget}",
+                        budget)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
@@ -208,7 +209,7 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
                       f"{holdout_attacks} and all hard clean models never used in fitting); fitted on "
                       f"{len(fit)}: {', '.join(r['name'] for r in fit)}")
     else:
-        cal = load_calibration(family="clip")
+        cal = load_calibration(family="clip", budget=budget)
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,

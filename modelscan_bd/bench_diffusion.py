@@ -123,8 +123,8 @@ def split_diffusion(records: list[dict], holdout_attacks: list[str]) -> tuple[li
 
 
 def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, features: tuple[str, ...],
-                          holdout_attacks: list[str], calibrate: bool,
-                          calibration_out: str | None) -> tuple[Calibration | None, list[dict], str]:
+                          holdout_attacks: list[str], calibrate: bool, calibration_out: str | None,
+                          budget: str) -> tuple[Calibration | None, list[dict], str]:
     """Fit on the alternating split (``split_diffusion``) or load the shipped calibration; mark
     every record's split, probability and verdict. Returns (calibration, evaluated records,
     split description). Shared by the diffusion and text-to-image benches."""
@@ -142,7 +142,7 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
         cal = fit_calibration([r["features"] for r in fit], labels, features,
                               version=f"{family}-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
                               description=f"fitted on {len(fit)} models of {family} zoo {zoo.name} "
-                                          f"({sum(labels)} backdoored)")
+                                          f"({sum(labels)} backdoored) scanned at budget {budget}", budget=budget)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         for r in records:
@@ -152,7 +152,7 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
                       f"plus alternate models of the others); fitted on {len(fit)} others")
     else:
         try:
-            cal = load_calibration(family=family)
+            cal = load_calibration(family=family, budget=budget)
         except FileNotFoundError:
             cal = None
         evaluated = records
@@ -180,7 +180,7 @@ def detection_metrics(records: list[dict], cal: Calibration | None) -> tuple[lis
 def header_lines(result: dict[str, Any], title: str) -> list[str]:
     """The provenance lines at the top of the diffusion and text-to-image results files."""
     p, cal = result["provenance"], result["calibration"]
-    return [f"# {title}: {Path(p['zoo']).name}", "", *provenance_lines(p, "; shared machine"),
+    return [f"# {title}: {Path(p['zoo']).name}", "", *provenance_lines(p),
             f"- calibration: {cal['version'] if cal else 'none'} ({cal['description'] if cal else 'not fitted'})",
             f"- evaluated on: {result['split']}", ""]
 
@@ -274,7 +274,7 @@ def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselin
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
     cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="diffusion", features=FEATURES,
                                                        holdout_attacks=held_attacks, calibrate=calibrate,
-                                                       calibration_out=calibration_out)
+                                                       calibration_out=calibration_out, budget=budget)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
                          metrics(evaluated, cal), records, to_markdown, budget=budget, seed=seed)
 

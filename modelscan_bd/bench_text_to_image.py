@@ -122,6 +122,6 @@ def run_t2i_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate: bo
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
     cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="text-to-image", features=FEATURES,
                                                        holdout_attacks=held_attacks, calibrate=calibrate,
-                                                       calibration_out=calibration_out)
+                                                       calibration_out=calibration_out, budget=budget)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
                          metrics(evaluated, cal), records, to_markdown, budget=budget, seed=seed)

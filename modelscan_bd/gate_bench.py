@@ -259,7 +259,7 @@ def _mean(xs: list) -> float | None:
 def to_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
     lines = ["# Merge gate benchmark", "",
-             f"- date: {p['date']}", f"- command: `{p['command']}`", f"- machine: {p['machine']} (shared machine)",
+             f"- date: {p['date']}", f"- command: `{p['command']}`", f"- machine: {p['machine']}",
              f"- torch threads: {p['torch_threads']}; scan budget {p['budget']}, {p['clean_budget']} clean images",
              f"- zoo manifest sha256: {p['zoo_manifest_sha256']}; {result['zoo']['clean_candidates']} clean and "
              f"{result['zoo']['backdoored_candidates']} backdoored candidates ({result['zoo']['rejected']} rejected)",

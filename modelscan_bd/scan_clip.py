@@ -77,7 +77,7 @@ def scan_clip_adapter(adapter: ClipAdapter, snapshot, family, findings, config, 
         adapter.labels = list(labels)
         adapter._zero_shot = None
     t = time.perf_counter()
-    calibration = load_calibration(config.calibration, family="clip")
+    calibration = load_calibration(config.calibration, family="clip", budget=config.budget)
     zero_shot = adapter.zero_shot()
     if clean is None and config.clean_data:
         progress(f"loading clean data from {config.clean_data}")

@@ -42,7 +42,7 @@ def scan_generative(adapter, snapshot, family, findings, config, timer, progress
     from .scan import ScanOutcome, build_report, incomplete_reasons, run_detectors
 
     try:
-        calibration = load_calibration(config.calibration, family=name)
+        calibration = load_calibration(config.calibration, family=name, budget=config.budget)
     except FileNotFoundError:  # only before the first `bench --calibrate` has shipped one
         calibration = None
     context = ScanContext(seed=config.seed, budget=config.budget, progress=progress, results={},

@@ -238,3 +238,5 @@ def test_shipped_classifier_calibration_per_budget():
         load_calibration(budget="standard").version
     assert load_calibration(budget="fast").version != load_calibration().version
     assert load_calibration(budget="fast").describe()["budget"] == "fast"
+    t2i = {b: load_calibration(family="text-to-image", budget=b) for b in ("fast", "standard", "thorough")}
+    assert t2i["fast"].budget == "fast" and t2i["standard"].budget == t2i["thorough"].budget == "standard"
