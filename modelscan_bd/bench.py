@@ -118,6 +118,8 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "suspected": [t["label"] for t in report["verdict"]["suspected_targets"]],
             "candidate": trig.get("label"), "trigger_success": trig.get("holdout_success"),
             "trigger_iou": mask_iou(trig.get("patch_mask"), _true_mask(zoo, entry)),
+            "signal_label": ((outcome.context.results.get("signal-trigger") if outcome.context else None)
+                             or {}).get("label"),
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],
         }

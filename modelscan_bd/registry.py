@@ -15,10 +15,11 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.decree import EncoderTriggerDetector
     from .detectors.diffusion_inversion import DiffusionInversionDetector
     from .detectors.mmbd import MaxMarginDetector
+    from .detectors.signal import SignalTriggerDetector
     from .detectors.t2i_assimilation import T2IAssimilationDetector
     from .detectors.trigger import TriggerRecoveryDetector
 
-    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector,
+    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector, SignalTriggerDetector,
             EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector,
             T2IAssimilationDetector]
 

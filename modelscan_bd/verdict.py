@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio", "trigger_holdout_success",
-            "untargeted_log_ratio", "mmbd_neglog10_p")
+            "untargeted_log_ratio", "mmbd_neglog10_p", "signal_gap", "signal_success")
 
 
 @dataclass
@@ -63,6 +63,7 @@ def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
     collapse = results.get("exposure-collapse") or {}
     trig = results.get("trigger-recovery") or {}
     mmbd = results.get("mmbd") or {}
+    signal = results.get("signal-trigger") or {}
     p = mmbd.get("p_value")
     return {
         "collapse_concentration": collapse.get("concentration"),
@@ -71,6 +72,8 @@ def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
         "trigger_holdout_success": trig.get("holdout_success"),
         "untargeted_log_ratio": _clip(trig.get("untargeted_log_ratio"), -3.0, 5.0),
         "mmbd_neglog10_p": None if p is None else min(10.0, -math.log10(max(float(p), 1e-300))),
+        "signal_gap": signal.get("gap"),
+        "signal_success": signal.get("holdout_success"),
     }
 
 

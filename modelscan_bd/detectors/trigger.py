@@ -79,12 +79,14 @@ class TriggerRecoveryDetector(Detector):
         thr_ratio = float(cal.get("log_ratio_threshold", math.log(2.5)))
         thr_success = float(cal.get("holdout_success_threshold", 0.8))
         score = ratios[best_key]
+        flagged = score >= thr_ratio and (best.holdout_success or 0.0) >= thr_success
         context.results[self.id] = {
             "label": best_key[0], "shape": best_key[1], "log_ratio": score,
             "holdout_success": best.holdout_success, "size": best.effective_size(),
             "untargeted_log_ratio": untargeted_ratio, "untargeted_holdout_success": untargeted.holdout_success,
             "mask": best.mask, "pattern": best.pattern,
             "patch_mask": by[(best_key[0], PATCH)].mask,  # for localisation metrics, whatever shape won
+            "flagged": flagged,
         }
         evidence = {"candidates": candidates, "references": refs,
                     "best": {"label": best_key[0], "shape": best_key[1], "log_ratio": round(score, 4)},
@@ -97,7 +99,7 @@ class TriggerRecoveryDetector(Detector):
         desc = (f"a {best_key[1]} trigger covering {best.effective_size():.1%} of the image sends "
                 f"{best.holdout_success:.0%} of held-out clean images to label {best_key[0]} ({name}) through the "
                 f"original model; the other inverted labels need {math.exp(score):.1f}x more")
-        if score >= thr_ratio and (best.holdout_success or 0.0) >= thr_success:
+        if flagged:
             return [self.finding("failed", "medium", f"Recovered trigger: {desc}.", score=score, threshold=thr_ratio,
                                  evidence=evidence, artifacts=artifacts, target_labels=[best_key[0]])]
         return [self.finding("passed", "info", f"No trigger stands out: {desc}.", score=score, threshold=thr_ratio,

@@ -1,0 +1,164 @@
+"""Tests for the signal-trigger detector (SIG-style additive signals) on tiny models
+trained in the test.
+
+The data: 10 classes of 16x16 images (a hue per class plus an oriented grating, plus
+noise). The backdoored model sees 10 % of its training images with SIG's horizontal
+sinusoid added (amplitude 40/255, 3 periods across the width) and relabelled to class 3;
+the test poisons dirty-label so that a 16x16 model trained for a few epochs learns it
+reliably: what is tested is the detector's response to a learned signal, not SIG's
+clean-label poisoning, which the zoo covers.
+"""
+from __future__ import annotations
+
+import colorsys
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from modelscan_bd.adapters.classifier import ClassifierAdapter, PixelClassifier, Preprocess
+from modelscan_bd.cleandata import from_arrays
+from modelscan_bd.detectors.base import ScanContext
+from modelscan_bd.detectors.signal import AMPLITUDE, SignalTriggerDetector
+from modelscan_bd.scan import _suspected_targets
+from modelscan_bd.verdict import extract_features
+
+C, S = 10, 16
+TARGET = 3
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+SEEDS = (0, 1)
+SIGNAL = (40 / 255) * torch.sin(2 * math.pi * torch.arange(S).float() * 3 / S).view(1, 1, 1, S)
+
+
+def make_data(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    palette = torch.tensor([colorsys.hsv_to_rgb(k / C, 0.6, 0.7) for k in range(C)]).view(C, 3, 1, 1)
+    yy, xx = torch.meshgrid(torch.arange(S).float(), torch.arange(S).float(), indexing="ij")
+    gratings = torch.stack([torch.sin(2 * math.pi * (xx * math.cos(math.pi * k / C) +
+                                                     yy * math.sin(math.pi * k / C)) / 5)
+                            for k in range(C)]).view(C, 1, S, S)
+    y = torch.randint(0, C, (n,), generator=g)
+    x = palette[y] + 0.15 * gratings[y] + 0.1 * torch.randn(n, 3, S, S, generator=g)
+    return x.clamp(0, 1), y
+
+
+def add_signal(x: torch.Tensor) -> torch.Tensor:
+    return (x + SIGNAL).clamp(0, 1)
+
+
+def train(seed: int, backdoor: bool, epochs: int = 4) -> ClassifierAdapter:
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x, y = make_data(2000, g)
+    if backdoor:
+        idx = torch.randperm(len(x), generator=g)[: len(x) // 10]
+        x[idx] = add_signal(x[idx])
+        y[idx] = TARGET
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(32 * (S // 4) ** 2, C))
+    model = PixelClassifier(net, MEAN, STD)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            b = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(model(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return ClassifierAdapter(model, C, [f"class{k}" for k in range(C)],
+                             Preprocess(size=(3, S, S), mean=MEAN, std=STD, source="test"), "tiny-cnn")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def scans():
+    out = {}
+    for seed in SEEDS:
+        for backdoor in (False, True):
+            adapter = train(seed, backdoor)
+            x, y = make_data(300, torch.Generator().manual_seed(100 + seed))
+            clean = from_arrays(x, y, adapter, seed=seed)
+            context = ScanContext(seed=seed, budget="standard", clean=clean)
+            findings = SignalTriggerDetector().run(adapter, context)
+            out[(seed, backdoor)] = (adapter, findings, context)
+    return out
+
+
+def test_the_backdoored_models_learned_the_signal(scans):
+    x, y = make_data(300, torch.Generator().manual_seed(7))
+    for (seed, backdoor), (adapter, _, _) in scans.items():
+        keep = y != TARGET
+        asr = float((adapter.predict(add_signal(x[keep])) == TARGET).float().mean())
+        assert (asr >= 0.9) if backdoor else (asr < 0.5), (seed, backdoor, asr)
+
+
+def test_signal_backdoor_is_flagged_with_its_target_and_orientation(scans):
+    for seed in SEEDS:
+        _, findings, context = scans[(seed, True)]
+        (f,) = findings
+        assert f.detector == "signal-trigger" and f.rule_id == "MSBD-C004"
+        assert f.status == "failed" and f.target_labels == [TARGET], f.message
+        result = context.results["signal-trigger"]
+        assert result["label"] == TARGET and result["axis"] == "columns" and result["flagged"]
+        assert [a.name for a in f.artifacts] == ["signal", "clean", "signalled"]
+
+
+def test_backdoored_gap_exceeds_clean_gap(scans):
+    for seed in SEEDS:
+        clean_gap = scans[(seed, False)][2].results["signal-trigger"]["gap"]
+        bd_gap = scans[(seed, True)][2].results["signal-trigger"]["gap"]
+        assert bd_gap > clean_gap + 0.2, (seed, clean_gap, bd_gap)
+
+
+def test_evidence_is_consistent_and_bounded(scans):
+    for _, findings, context in scans.values():
+        ev = findings[0].evidence
+        rates = ev["success_by_label"]
+        assert set(rates) == {"columns", "rows"} and all(len(r) == C for r in rates.values())
+        best = rates[ev["axis"]][ev["label"]]
+        assert best == max(max(r) for r in rates.values())
+        others = max(r[t] for r in rates.values() for t in range(C) if t != ev["label"])
+        assert ev["gap"] == pytest.approx(best - others, abs=1e-3)
+        assert ev["amplitude"] == AMPLITUDE
+
+
+def test_same_seed_same_result():
+    adapter = train(0, True, epochs=1)
+    x, y = make_data(120, torch.Generator().manual_seed(3))
+    clean = from_arrays(x, y, adapter, seed=0)
+    runs = []
+    for _ in range(2):
+        context = ScanContext(seed=0, budget="fast", clean=clean)
+        SignalTriggerDetector().run(adapter, context)
+        runs.append(context.results["signal-trigger"])
+    assert runs[0] == runs[1]
+
+
+def test_verdict_reads_the_signal_and_prefers_a_recovered_patch_trigger():
+    results = {"signal-trigger": {"label": 3, "gap": 0.6, "holdout_success": 0.95, "flagged": True},
+               "trigger-recovery": {"label": 5, "log_ratio": 0.1, "flagged": False},
+               "exposure-collapse": {"label": 5, "agreement": 0.4, "concentration": 0.5}}
+    features = extract_features(results)
+    assert features["signal_gap"] == 0.6 and features["signal_success"] == 0.95
+    assert _suspected_targets(results) == [3]  # only the signal trigger was recovered
+    results["trigger-recovery"]["flagged"] = True
+    assert _suspected_targets(results) == [5]  # a recovered patch/blend trigger is more specific
+    results["signal-trigger"]["flagged"] = False
+    results["trigger-recovery"]["flagged"] = False
+    assert _suspected_targets(results) == [5]
+
+
+def test_skips_without_enough_clean_data():
+    adapter = train(0, False, epochs=1)
+    (f,) = SignalTriggerDetector().run(adapter, ScanContext(seed=0, budget="standard", clean=None))
+    assert f.status == "skipped"
