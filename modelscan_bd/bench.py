@@ -159,7 +159,7 @@ def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
         "tpr": _rate([f for f, y in zip(flagged, labels) if y]),
     }
     a2o = [r for r in records if r["backdoored"] and r["type"] in ("all-to-one", "clean-label", "source-specific")]
-    out["target_accuracy"] = _rate([r["suspected"][:1] == [r["target"]] or r.get("candidate") == r["target"] for r in a2o])
+    out["target_accuracy"] = _rate([reported_target(r, cal) == r["target"] for r in a2o])
     out["per_attack"] = {}
     for attack in sorted({r["attack"] for r in records}):
         rs = [(p, f, r) for p, f, r in zip(probs, flagged, records) if r["attack"] == attack]
@@ -187,6 +187,21 @@ def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
                                                    if r["backdoored"] and r["target"] is not None]),
                          "seconds_per_model": _mean([r[base]["seconds"] for r in rs])}
     return out
+
+
+def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
+    """The target a scan reports, rebuilt from its record as ``scan._suspected_targets`` picks
+    it (the signal trigger's label when only it was recovered, else the trigger-recovery
+    label), so that the record does not depend on the calibration it was scanned with."""
+    f = record["features"]
+    sig, trig = cal.detectors.get("signal", {}), cal.detectors.get("trigger", {})
+    signal_found = (f.get("signal_gap") or 0.0) >= sig.get("gap_threshold", 0.3) and \
+        (f.get("signal_success") or 0.0) >= sig.get("success_threshold", 0.8)
+    trigger_found = (f.get("trigger_log_ratio") or 0.0) >= trig.get("log_ratio_threshold", 1.0) and \
+        (f.get("trigger_holdout_success") or 0.0) >= trig.get("holdout_success_threshold", 0.8)
+    if signal_found and not trigger_found and record.get("signal_label") is not None:
+        return record["signal_label"]
+    return record.get("candidate") if record.get("candidate") is not None else (record["suspected"] or [None])[0]
 
 
 def _rate(xs: list[bool]) -> float | None:

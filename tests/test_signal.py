@@ -162,3 +162,21 @@ def test_skips_without_enough_clean_data():
     adapter = train(0, False, epochs=1)
     (f,) = SignalTriggerDetector().run(adapter, ScanContext(seed=0, budget="standard", clean=None))
     assert f.status == "skipped"
+
+
+def test_bench_rebuilds_the_reported_target_from_a_record():
+    from modelscan_bd.bench import reported_target
+    from modelscan_bd.verdict import load_calibration
+
+    cal = load_calibration(budget="standard")
+    sig = cal.detectors["signal"]
+    record = {"features": {"signal_gap": sig["gap_threshold"] + 0.1, "signal_success": sig["success_threshold"] + 0.1,
+                           "trigger_log_ratio": 0.0, "trigger_holdout_success": 0.9},
+              "signal_label": 3, "candidate": 5, "suspected": []}
+    assert reported_target(record, cal) == 3
+    record["features"]["trigger_log_ratio"] = cal.detectors["trigger"]["log_ratio_threshold"] + 0.5
+    assert reported_target(record, cal) == 5
+    record["features"]["signal_gap"] = 0.0
+    record["features"]["trigger_log_ratio"] = 0.0
+    assert reported_target(record, cal) == 5
+    assert reported_target({"features": {}, "candidate": None, "suspected": [7]}, cal) == 7
