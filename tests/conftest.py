@@ -101,3 +101,15 @@ def copy_repo(src: Path, dst: Path) -> Path:
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: a second buys nothing, and on a shared
+    2-core machine OpenMP threads spin-waiting behind other jobs slowed such files ~5x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

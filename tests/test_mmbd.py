@@ -14,7 +14,6 @@ at p >= 0.05 only 10/20 - so "clean passes" is not asserted.
 """
 from __future__ import annotations
 
-import colorsys
 import json
 import math
 
@@ -26,27 +25,10 @@ from torch import nn
 from modelscan_bd.adapters.classifier import ClassifierAdapter, PixelClassifier, Preprocess
 from modelscan_bd.detectors.base import ScanContext
 from modelscan_bd.detectors.mmbd import MaxMarginDetector, gamma_order_test
+from tiny_gratings import C, MEAN, STD, make_data, train_poisoned
 
-C, S = 10, 16
 TARGET = 3
-MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 SEEDS = (0, 1, 2)
-
-
-def _class_patterns() -> tuple[torch.Tensor, torch.Tensor]:
-    palette = torch.tensor([colorsys.hsv_to_rgb(k / C, 0.6, 0.7) for k in range(C)])
-    yy, xx = torch.meshgrid(torch.arange(S).float(), torch.arange(S).float(), indexing="ij")
-    gratings = torch.stack([
-        torch.sin(2 * math.pi * (xx * math.cos(math.pi * k / C) + yy * math.sin(math.pi * k / C)) / 5)
-        for k in range(C)])
-    return palette.view(C, 3, 1, 1), gratings.view(C, 1, S, S)
-
-
-def make_data(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    palette, gratings = _class_patterns()
-    y = torch.randint(0, C, (n,), generator=g)
-    x = palette[y] + 0.15 * gratings[y] + 0.1 * torch.randn(n, 3, S, S, generator=g)
-    return x.clamp(0, 1), y
 
 
 def stamp(x: torch.Tensor) -> torch.Tensor:
@@ -55,43 +37,11 @@ def stamp(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def tiny_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(32 * (S // 4) ** 2, C))
-
-
 def train(seed: int, backdoor: bool, epochs: int = 4) -> ClassifierAdapter:
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    x, y = make_data(2000, g)
-    if backdoor:
-        idx = torch.randperm(len(x), generator=g)[: len(x) // 10]
-        x[idx] = stamp(x[idx])
-        y[idx] = TARGET
-    model = PixelClassifier(tiny_cnn(), MEAN, STD)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            b = perm[i:i + 64]
-            loss = nn.functional.cross_entropy(model(x[b]), y[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    return ClassifierAdapter(model, C, [f"class{k}" for k in range(C)],
-                             Preprocess(size=(3, S, S), mean=MEAN, std=STD, source="test"), "tiny-cnn")
+    return train_poisoned(seed, stamp if backdoor else None, TARGET, epochs)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: a second thread buys nothing, and on a shared 2-core
-    machine OpenMP threads spin-waiting behind other jobs made this file ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
