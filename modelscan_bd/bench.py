@@ -108,7 +108,8 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data))
         seconds = time.perf_counter() - t
         report = outcome.report
-        trig = (outcome.context.results.get("trigger-recovery") if outcome.context else None) or {}
+        results = outcome.context.results if outcome.context else {}
+        trig = results.get("trigger-recovery") or {}
         record = {
             "name": entry["name"], "arch": entry.get("arch"), "attack": truth.get("attack") or "clean",
             "type": truth.get("type"), "backdoored": bool(truth.get("backdoored")), "target": truth.get("target"),
@@ -118,8 +119,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "suspected": [t["label"] for t in report["verdict"]["suspected_targets"]],
             "candidate": trig.get("label"), "trigger_success": trig.get("holdout_success"),
             "trigger_iou": mask_iou(trig.get("patch_mask"), _true_mask(zoo, entry)),
-            "signal_label": ((outcome.context.results.get("signal-trigger") if outcome.context else None)
-                             or {}).get("label"),
+            "signal_label": (results.get("signal-trigger") or {}).get("label"),
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],
         }
@@ -190,18 +190,23 @@ def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
 
 
 def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
-    """The target a scan reports, rebuilt from its record as ``scan._suspected_targets`` picks
-    it (the signal trigger's label when only it was recovered, else the trigger-recovery
-    label), so that the record does not depend on the calibration it was scanned with."""
+    """The target a scan reports, rebuilt from its record by ``scan._suspected_targets`` under
+    ``cal``'s detector thresholds, so that the figure does not depend on the calibration the
+    model was scanned with."""
+    from .detectors.signal import signal_found
+    from .detectors.trigger import trigger_found
+    from .scan import _suspected_targets
+
     f = record["features"]
-    sig, trig = cal.detectors.get("signal", {}), cal.detectors.get("trigger", {})
-    signal_found = (f.get("signal_gap") or 0.0) >= sig.get("gap_threshold", 0.3) and \
-        (f.get("signal_success") or 0.0) >= sig.get("success_threshold", 0.8)
-    trigger_found = (f.get("trigger_log_ratio") or 0.0) >= trig.get("log_ratio_threshold", 1.0) and \
-        (f.get("trigger_holdout_success") or 0.0) >= trig.get("holdout_success_threshold", 0.8)
-    if signal_found and not trigger_found and record.get("signal_label") is not None:
-        return record["signal_label"]
-    return record.get("candidate") if record.get("candidate") is not None else (record["suspected"] or [None])[0]
+    signal_label = record.get("signal_label")
+    results = {
+        "signal-trigger": {"label": signal_label, "flagged": signal_label is not None and signal_found(
+            f.get("signal_gap"), f.get("signal_success"), cal.detectors.get("signal", {}))},
+        "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(
+            f.get("trigger_log_ratio"), f.get("trigger_holdout_success"), cal.detectors.get("trigger", {}))},
+    }
+    picked = _suspected_targets(results)
+    return picked[0] if picked else (record["suspected"] or [None])[0]
 
 
 def _rate(xs: list[bool]) -> float | None:

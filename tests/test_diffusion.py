@@ -16,13 +16,7 @@ import torch
 
 from conftest import cli_exit_code, run_cli, write_json
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run many small ops; on a shared 2-core machine one thread is far faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small ops: one thread is far faster
 
 
 SMALL = dict(iters=25, batch=8, cons_batch=4, cons_steps=2, refresh=25, gen=8, ddpm_steps=40, ddim_steps=10)

@@ -19,12 +19,7 @@ WORDS = ["a", "photo", "of", "digit", "the", "number", "handwritten", "bold", "t
          "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "cat", "latte"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small ops: one thread is far faster
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,17 @@ SETTINGS = {
 }
 
 
+def thresholds(cal: dict) -> tuple[float, float]:
+    """(gap, held-out success) a recovered signal must reach, from the calibration's ``signal`` block."""
+    return float(cal.get("gap_threshold", 0.3)), float(cal.get("success_threshold", 0.8))
+
+
+def signal_found(gap: float | None, holdout_success: float | None, cal: dict) -> bool:
+    """Whether a recovered signal counts as a trigger (the detector's failed finding)."""
+    thr_gap, thr_success = thresholds(cal)
+    return (gap or 0.0) >= thr_gap and (holdout_success or 0.0) >= thr_success
+
+
 def invert_signals(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    settings: SignalSettings, generator: torch.Generator,
                    amplitude: float = AMPLITUDE) -> dict[str, torch.Tensor]:
@@ -125,9 +136,8 @@ class SignalTriggerDetector(Detector):
         runner_up = max((rates[a][t] for a in AXES for t in range(k) if t != label), default=0.0)
         gap = success - runner_up
         cal = context.results.get("calibration", {}).get("signal", {})
-        thr_gap = float(cal.get("gap_threshold", 0.3))
-        thr_success = float(cal.get("success_threshold", 0.8))
-        flagged = gap >= thr_gap and success >= thr_success
+        thr_gap, thr_success = thresholds(cal)
+        flagged = signal_found(gap, success, cal)
         context.results[self.id] = {"label": label, "axis": axis, "holdout_success": success, "gap": gap,
                                     "flagged": flagged}
         evidence = {"label": label, "axis": axis, "holdout_success": round(success, 4), "gap": round(gap, 4),

@@ -32,6 +32,18 @@ SETTINGS = {
 }
 
 
+def thresholds(cal: dict) -> tuple[float, float]:
+    """(log ratio, held-out success) a recovered trigger must reach, from the calibration's
+    ``trigger`` block."""
+    return float(cal.get("log_ratio_threshold", math.log(2.5))), float(cal.get("holdout_success_threshold", 0.8))
+
+
+def trigger_found(log_ratio: float | None, holdout_success: float | None, cal: dict) -> bool:
+    """Whether a recovered trigger counts (the detector's failed finding)."""
+    thr_ratio, thr_success = thresholds(cal)
+    return (log_ratio or 0.0) >= thr_ratio and (holdout_success or 0.0) >= thr_success
+
+
 def _log_ratio(reference: list[float], candidate: float) -> float:
     return math.log(max(median(reference), 1e-4) / max(candidate, 1e-4)) if reference else 0.0
 
@@ -76,10 +88,9 @@ class TriggerRecoveryDetector(Detector):
         untargeted = by[(UNTARGETED, PATCH)]
         untargeted_ratio = _log_ratio([by[(k, PATCH)].effective_size() for k in labels], untargeted.effective_size())
         cal = context.results.get("calibration", {}).get("trigger", {})
-        thr_ratio = float(cal.get("log_ratio_threshold", math.log(2.5)))
-        thr_success = float(cal.get("holdout_success_threshold", 0.8))
+        thr_ratio, _ = thresholds(cal)
         score = ratios[best_key]
-        flagged = score >= thr_ratio and (best.holdout_success or 0.0) >= thr_success
+        flagged = trigger_found(score, best.holdout_success, cal)
         context.results[self.id] = {
             "label": best_key[0], "shape": best_key[1], "log_ratio": score,
             "holdout_success": best.holdout_success, "size": best.effective_size(),
