@@ -20,7 +20,7 @@ import platform
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -94,14 +94,9 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
     from .baselines import ebyd_variance, neural_cleanse
     from .scan import ScanConfig, scan
 
-    manifest = json.loads((zoo / "manifest.json").read_text())
     clean_data = str(zoo / "clean-data.npz")
-    records = []
-    for i, entry in enumerate(manifest["models"]):
-        if known and entry["name"] in known:
-            records.append(known[entry["name"]])
-            continue
-        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+    records: list[dict[str, Any]] = []
+    for entry in entries_to_scan(zoo, records, known, progress):
         truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
         entry = {**entry, "truth": truth}
         t = time.perf_counter()
@@ -129,6 +124,20 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
                 record[name].pop("sizes", None)
         records.append(record)
     return records
+
+
+def entries_to_scan(zoo: Path, records: list[dict], known: dict[str, dict] | None,
+                    progress: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+    """The zoo manifest's entries, in order, that still need a scan. Models with a record in
+    ``known`` (an earlier run's, by name) are not scanned again: their record goes straight
+    into ``records``, so the records stay in manifest order. Every family's zoo scan loops here."""
+    models = json.loads((zoo / "manifest.json").read_text())["models"]
+    for i, entry in enumerate(models):
+        if known and entry["name"] in known:
+            records.append(known[entry["name"]])
+            continue
+        progress(f"[{i + 1}/{len(models)}] {entry['name']}")
+        yield entry
 
 
 def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[int]) -> tuple[list, list]:
@@ -309,7 +318,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                    holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                                    calibration_out=calibration_out, from_results=from_results, command=command,
                                    progress=progress)
-    records, scanned_by = classifier_records(zoo, budget, seed, baselines, from_results, progress)
+    records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
+                                                                           known=known), budget)
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
         if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
@@ -328,35 +338,27 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                          to_markdown, budget=budget, seed=seed)
 
 
-def classifier_records(zoo: Path, budget: str, seed: int, baselines: bool, from_results: str | None,
-                       progress: Callable[[str], None]) -> tuple[list[dict], dict | None]:
-    """Per-model records: an earlier run's for the models it scanned (at the same budget), and
-    fresh scans for models added to the zoo since (a zoo extended with ``zoo build --resume``)."""
-    if not from_results:
-        return scan_zoo(zoo, budget, seed, baselines, progress), None
-    earlier, scanned_by = load_or_scan(from_results, list, budget)
-    known = {r["name"]: r for r in earlier}
-    records = scan_zoo(zoo, budget, seed, baselines, progress, known=known)
-    scanned_by = {**scanned_by, "scanned_here": [r["name"] for r in records if r["name"] not in known]}
-    return records, scanned_by
-
-
-def load_or_scan(from_results: str | None, scan: Callable[[], list[dict]],
+def load_or_scan(from_results: str | None, scan: Callable[[dict[str, dict] | None], list[dict]],
                  budget: str) -> tuple[list[dict], dict | None]:
-    """The per-model records of an earlier run (and its provenance), or a fresh scan of the zoo.
+    """Per-model records: a fresh scan of the zoo, or with ``from_results`` an earlier run's
+    records for the models it scanned and fresh scans for models added to the zoo since (a zoo
+    extended with ``zoo build``'s larger counts). ``scan(known)`` scans the zoo's models
+    that are not in ``known``.
 
     Records scanned at another budget are refused (a usage error, before anything is
     written): their features come from another exposure and would be judged by the wrong
     calibration. Every family's benchmark comes through here.
     """
     if not from_results:
-        return scan(), None
+        return scan(None), None
     earlier = json.loads(Path(from_results).read_text())
     scanned_at = records_budget(earlier["provenance"])
     if scanned_at != budget:
         raise UsageError(f"--from-results {from_results} was scanned at budget {scanned_at}, "
                          f"not {budget}: pass --budget {scanned_at} or scan again")
-    return earlier["records"], earlier["provenance"]
+    known = {r["name"]: r for r in earlier["records"]}
+    records = scan(known)
+    return records, {**earlier["provenance"], "scanned_here": [r["name"] for r in records if r["name"] not in known]}
 
 
 def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, calibration: dict | None,

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import (_mean, _rate, auroc, load_or_scan, log_loss, manifest_hash, provenance_lines, tpr_at_fpr,
+from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, manifest_hash, provenance_lines, tpr_at_fpr,
                     write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
@@ -32,15 +32,16 @@ from .verdict import Calibration, fit_calibration, load_calibration, probability
 DEFAULT_HOLDOUT_ATTACKS = ("blended",)
 
 
-def scan_clip_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def scan_clip_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], None],
+                  known: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """One record per model, in manifest order (``known``: earlier records reused by name)."""
     from .scan import ScanConfig, scan
     from .scan_clip import clip_features, suspected_concept
 
     manifest = json.loads((zoo / "manifest.json").read_text())
     clean_data = str(zoo / manifest.get("clean_data", "clean-data.npz"))
-    records = []
-    for i, entry in enumerate(manifest["models"]):
-        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+    records: list[dict[str, Any]] = []
+    for entry in entries_to_scan(zoo, records, known, progress):
         truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data,
@@ -189,7 +190,8 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
                    progress: Callable[[str], None]) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
-    records, scanned_by = load_or_scan(from_results, lambda: scan_clip_zoo(zoo, budget, seed, progress), budget)
+    records, scanned_by = load_or_scan(from_results, lambda known: scan_clip_zoo(zoo, budget, seed, progress, known),
+                                       budget)
     if calibrate_split:
         from .zoo.clip import ATTACKS
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .bench import _mean, _rate, auroc, load_or_scan, log_loss, provenance_lines, tpr_at_fpr, write_results
+from .bench import _mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, provenance_lines, tpr_at_fpr, write_results
 from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
@@ -60,19 +60,18 @@ def inverted_success(adapter, delta: torch.Tensor, truth: dict, seed: int, n: in
     return float((target_mse(out, torch.tensor(truth["target_image"])) < SUCCESS_MSE).float().mean())
 
 
-def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
-                       progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool, progress: Callable[[str], None],
+                       known: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """One record per model, in manifest order (``known``: earlier records reused by name)."""
     from .baselines_diffusion import elijah
     from .detectors.diffusion_inversion import SETTINGS
     from .scan import ScanConfig, scan
 
     torch.set_num_threads(1)
-    manifest = json.loads((zoo / "manifest.json").read_text())
     s = SETTINGS[budget]
     steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps}
-    records = []
-    for i, entry in enumerate(manifest["models"]):
-        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+    records: list[dict[str, Any]] = []
+    for entry in entries_to_scan(zoo, records, known, progress):
         truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed))
@@ -268,7 +267,8 @@ def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselin
     from .scan_diffusion import FEATURES
 
     del holdout_seeds  # every diffusion zoo model has its own seed; the split alternates instead
-    records, scanned_by = load_or_scan(from_results, lambda: scan_diffusion_zoo(zoo, budget, seed, baselines, progress),
+    records, scanned_by = load_or_scan(from_results,
+                                       lambda known: scan_diffusion_zoo(zoo, budget, seed, baselines, progress, known),
                                        budget)
     attacks = {r["attack"] for r in records}
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]

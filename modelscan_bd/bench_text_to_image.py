@@ -19,21 +19,21 @@ from typing import Any, Callable
 
 import torch
 
-from .bench import _mean, _rate, auroc, load_or_scan, write_results
+from .bench import _mean, _rate, auroc, entries_to_scan, load_or_scan, write_results
 from .bench_diffusion import calibrate_alternating, detection_metrics, header_lines
 from .verdict import Calibration
 
 HOLDOUT_ATTACK = "rickroll"
 
 
-def scan_t2i_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def scan_t2i_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], None],
+                 known: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """One record per model, in manifest order (``known``: earlier records reused by name)."""
     from .scan import ScanConfig, scan
 
     torch.set_num_threads(1)
-    manifest = json.loads((zoo / "manifest.json").read_text())
-    records = []
-    for i, entry in enumerate(manifest["models"]):
-        progress(f"[{i + 1}/{len(manifest['models'])}] {entry['name']}")
+    records: list[dict[str, Any]] = []
+    for entry in entries_to_scan(zoo, records, known, progress):
         truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed))
@@ -117,7 +117,8 @@ def run_t2i_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate: bo
                   progress: Callable[[str], None]) -> dict[str, Any]:
     from .scan_text_to_image import FEATURES
 
-    records, scanned_by = load_or_scan(from_results, lambda: scan_t2i_zoo(zoo, budget, seed, progress), budget)
+    records, scanned_by = load_or_scan(from_results, lambda known: scan_t2i_zoo(zoo, budget, seed, progress, known),
+                                       budget)
     attacks = {r["attack"] for r in records}
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
     cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="text-to-image", features=FEATURES,

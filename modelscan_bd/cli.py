@@ -317,7 +317,8 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 @click.option("--calibration-out", type=click.Path(dir_okay=False), default=None,
               help="With --calibrate: where to write the calibration file.")
 @click.option("--from-results", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Reuse the per-model records of an earlier run instead of scanning again.")
+              help="Reuse the per-model records of an earlier run (same budget) and scan only the models "
+                   "added to the zoo since.")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
           from_results, quiet) -> None:

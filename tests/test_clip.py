@@ -259,10 +259,12 @@ def test_clip_bench_reuses_records_only_from_the_same_budget(tmp_path, capsys):
     nothing written) and records the budget and seed in its provenance."""
     zoo = tmp_path / "zoo"
     zoo.mkdir()
-    (zoo / "manifest.json").write_text(json.dumps({"family": "clip", "models": []}))
     recs = [_record(f"c{i}", "clean", False, i, 0.05 + 0.01 * i, None, 0.3, 0.2 + 0.05 * i) for i in range(3)]
     recs += [_record(f"p{j}", "patch", True, 100 + j, 0.02, None, 0.8, 2.0 + 0.1 * j, target=j, suspected=j)
              for j in range(3)]
+    # every model of the manifest has an earlier record, so nothing is scanned (the folders do not exist)
+    (zoo / "manifest.json").write_text(json.dumps({"family": "clip", "models": [
+        {"name": r["name"], "path": f"models/{r['name']}", "truth_dir": f"truth/{r['name']}"} for r in recs]}))
     earlier = tmp_path / "earlier.json"
     earlier.write_text(json.dumps({"provenance": {"date": "d", "command": "modelscan-bd bench zoo --budget fast",
                                                   "machine": "m", "torch_threads": 1}, "records": recs}))
@@ -274,3 +276,4 @@ def test_clip_bench_reuses_records_only_from_the_same_budget(tmp_path, capsys):
     result = json.loads((tmp_path / "b2" / "results.json").read_text())
     assert result["provenance"]["budget"] == "fast" and result["provenance"]["seed"] == 0
     assert result["metrics"]["models"] == 6 and "scan budget: fast, seed 0" in stdout
+    assert result["provenance"]["records_from"]["scanned_here"] == []

@@ -183,6 +183,32 @@ def test_zoo_build_diffusion_cli(tmp_path, capsys):
         assert truth["finetune_steps"] == m["finetune_steps"] == 5  # clean-000 and baddiffusion: 1x budget
 
 
+def test_bench_from_results_scans_only_the_models_added_since(tmp_path, capsys):
+    """A diffusion zoo extended after a benchmark (larger counts, same seed): ``bench
+    --from-results`` reuses the earlier records and scans only the new model, in manifest order."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    zoo = tmp_path / "zoo"
+    build = ["zoo", "build", "diffusion", "--out", zoo, "--data-dir", empty, "--backdoored", "0", "--base-steps", "5",
+             "--finetune-steps", "5", "--train-size", "200", "--sample-steps", "5", "--quiet"]
+    assert run_cli([*build, "--clean", "1"], capsys)[0] == 0
+    bench = ["bench", zoo, "--budget", "fast", "--no-baselines", "--quiet"]
+    assert run_cli([*bench, "--out", tmp_path / "b1"], capsys)[0] == 0
+    first = json.loads((tmp_path / "b1" / "results.json").read_text())
+    assert [r["name"] for r in first["records"]] == ["ddpm-clean-000"]
+
+    assert run_cli([*build, "--clean", "2"], capsys)[0] == 0  # keeps clean-000, trains clean-001
+    code, _, _ = run_cli([*bench, "--out", tmp_path / "b2", "--from-results", tmp_path / "b1" / "results.json"],
+                         capsys)
+    assert code == 0
+    second = json.loads((tmp_path / "b2" / "results.json").read_text())
+    assert [r["name"] for r in second["records"]] == ["ddpm-clean-000", "ddpm-clean-001"]
+    assert second["records"][0]["features"] == first["records"][0]["features"]
+    assert second["records"][0]["seconds"] == first["records"][0]["seconds"]  # reused, not scanned again
+    assert second["provenance"]["records_from"]["scanned_here"] == ["ddpm-clean-001"]
+    assert second["records"][1]["features"].keys() == first["records"][0]["features"].keys()
+
+
 def test_candidates_include_full_image_starts():
     """Full-image starts (for blend triggers such as TrojDiff's) are among the scan's
     candidates besides the patches, and are the same on every call (deterministic scans)."""
