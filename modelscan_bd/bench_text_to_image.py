@@ -67,6 +67,8 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
         "auroc_assimilation_abs_alone": auroc([r["features"].get("assimilation_abs_z") or 0.0 for r in records],
                                               labels),
         "auroc_collapse_alone": auroc([r["features"].get("collapse_z") or 0.0 for r in records], labels),
+        "auroc_collapse_log_ratio_alone": auroc([r["features"].get("collapse_log_ratio") or 0.0 for r in records],
+                                                labels),
         "trigger_accuracy": _rate([r.get("trigger_found") for r in bd]),
         "trigger_top5": _rate([r.get("trigger_in_top5") for r in bd]),
         "seconds_per_model": _mean([r["seconds"] for r in records]),
@@ -94,7 +96,8 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"{f(m['seconds_per_model'])} |", "",
              f"Single statistics on the same split: assimilation z AUROC {f(m['auroc_assimilation_alone'])}, "
              f"two-sided assimilation |z| AUROC {f(m['auroc_assimilation_abs_alone'])}, "
-             f"output-collapse z AUROC {f(m['auroc_collapse_alone'])}. Log loss {f(m['log_loss'])}; peak memory "
+             f"output-collapse z AUROC {f(m['auroc_collapse_alone'])}, output-collapse log ratio AUROC "
+             f"{f(m.get('auroc_collapse_log_ratio_alone'))}. Log loss {f(m['log_loss'])}; peak memory "
              f"{f(m['peak_mb_max'])} MB.", "",
              "| attack | models | detection rate | trigger-id accuracy | in top 5 |", "|---|---|---|---|---|"]
     for attack, a in m["per_attack"].items():
@@ -102,13 +105,13 @@ def to_markdown(result: dict[str, Any]) -> str:
                      f"{f(a['trigger_top5'])} |")
     lines += ["", "Per model (all splits; verdict with the calibration above):", "",
               "| model | attack | trigger | ASR | split | p | verdict | assimilation z (top) | collapse z (top) | "
-              "suspected | s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "collapse log ratio | suspected | s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["records"]:
         ft = r["features"]
         lines.append(f"| {r['name']} | {r['attack']} | {r['trigger']!r} | {f(r['asr'])} | {r.get('split', '-')} | "
                      f"{f(r.get('p'))} | {r.get('verdict') or '-'} | {f(ft.get('assimilation_z'))} "
                      f"({r.get('assimilation_top')!r}) | {f(ft.get('collapse_z'))} ({r.get('collapse_top')!r}) | "
-                     f"{r.get('suspected_trigger')!r} | {f(r['seconds'])} |")
+                     f"{f(ft.get('collapse_log_ratio'))} | {r.get('suspected_trigger')!r} | {f(r['seconds'])} |")
     return "\n".join(lines) + "\n"
 
 

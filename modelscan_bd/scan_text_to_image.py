@@ -15,8 +15,8 @@ from .scan_diffusion import scan_generative
 from .verdict import Calibration, calibrated_verdict, uncalibrated_verdict
 
 # Every statistic goes into the report; the calibration file names those the combiner reads.
-STATISTICS = ("assimilation_z", "assimilation_abs_z", "collapse_z")
-FEATURES = ("collapse_z",)
+STATISTICS = ("assimilation_z", "assimilation_abs_z", "collapse_z", "collapse_log_ratio")
+FEATURES = ("collapse_log_ratio",)  # the effect size, not its z (see detectors/t2i_assimilation.py)
 
 
 def t2i_features(results: dict[str, Any]) -> dict[str, float | None]:

@@ -60,7 +60,8 @@ def test_scan_tiny_t2i_through_cli(tiny_t2i_scan):
     assert ev["trigger"] in [r["candidate"] for r in ev["ranking"]]
     assert {"attention_with_trigger", "attention_without_trigger", "generated_with_trigger"} <= \
         {a["name"] for a in found[0]["artifacts"]}
-    assert set(report["verdict"]["features"]) == {"assimilation_z", "assimilation_abs_z", "collapse_z"}
+    assert set(report["verdict"]["features"]) == {"assimilation_z", "assimilation_abs_z", "collapse_z",
+                                                 "collapse_log_ratio"}
     assert report["verdict"]["status"] in ("CLEAN", "SUSPICIOUS", "BACKDOORED")
     assert code == report["exit_code"] and code in (0, 1)
     assert "attention_with_trigger" in (folder / "report.html").read_text()
@@ -92,6 +93,49 @@ def test_scan_is_deterministic(tiny_t2i, tiny_t2i_scan):
     assert again["verdict"]["features"] == first["verdict"]["features"]
     trig = lambda r: [f["evidence"]["trigger"] for f in r["findings"] if f["detector"] == "t2i-assimilation"]  # noqa: E731
     assert trig(again) == trig(first)
+
+
+def test_text_encoder_backdoor_collapses_the_output(tiny_t2i, tmp_path):
+    """A Rickrolling-style text-encoder backdoor (triggered prompts mapped to one target prompt's
+    embedding, the UNet untouched) collapses the probe's outputs: with the one noise the probe
+    shares across prompts, a prompt-independent output is the same output. With a noise per
+    prompt (the detector's first version) its target, a prompt, still gives different images
+    and the collapse is much weaker; on the clean pipeline the trigger collapses little."""
+    import copy
+    import math
+
+    from modelscan_bd.adapters.text_to_image import load_text_to_image
+    from modelscan_bd.detectors.t2i_assimilation import SETTINGS, AssimilationProbe
+    from modelscan_bd.families import identify
+    from modelscan_bd.sources import resolve
+    from modelscan_bd.zoo.diffusion import synthetic_digits
+    from modelscan_bd.zoo.text_to_image import HOMOGLYPH, T2IAttack, save_pipeline, tiny_pipeline, train_rickroll
+
+    images, labels = synthetic_digits(128, seed=0)
+    parts = tiny_pipeline(images, labels, vae_steps=5, unet_steps=10, seed=0, words=WORDS)
+    teacher = copy.deepcopy(parts["text_encoder"])
+    parts["text_encoder"].requires_grad_(True)
+    train_rickroll(parts["text_encoder"], teacher, parts["tokenizer"], labels, steps=300, seed=1, lr=1e-3,
+                   attack=T2IAttack("rickroll", HOMOGLYPH))
+    parts["text_encoder"].requires_grad_(False)
+    rickrolled = save_pipeline(parts, tmp_path / "rickrolled")
+
+    def collapse(folder: Path, shared: bool) -> float:
+        snap = resolve(str(folder))
+        probe = AssimilationProbe(load_text_to_image(snap, identify(snap)), SETTINGS["fast"],
+                                  torch.Generator().manual_seed(0))
+        if not shared:
+            probe.noise = torch.randn(probe.noise.shape, generator=torch.Generator().manual_seed(1))
+        assert shared == torch.equal(probe.noise, probe.noise[:1].expand_as(probe.noise))
+        _, base, _ = probe.run(probe.prompts, probe.noise)
+        _, trig, _ = probe.run([f"{HOMOGLYPH} {p}" for p in probe.prompts], probe.noise)
+        return math.log(probe.spread(base) / probe.spread(trig))
+
+    backdoored_shared, backdoored_own = collapse(rickrolled, True), collapse(rickrolled, False)
+    clean_shared = collapse(tiny_t2i, True)
+    # measured: 1.35 shared, 0.00 with a noise per prompt, 0.28 on the clean pipeline
+    assert backdoored_shared > max(backdoored_own, clean_shared) + 0.5, \
+        (backdoored_shared, backdoored_own, clean_shared)
 
 
 def _broken(repo_src: Path, tmp_path: Path, how: str) -> Path:

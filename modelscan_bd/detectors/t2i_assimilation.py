@@ -14,13 +14,25 @@ measure, from the UNet's own cross-attention during a short DDIM trajectory:
   steps of the FTT statistic (1/n) sum_i ||A_i - mean_j A_j||_F over the prompt's token
   maps A_i (each normalised to unit mass), the BOS token and padding excluded;
 * output collapse: log(S_clean / S_candidate), where S is the spread (mean pairwise
-  distance) of the final latents across the different prompts from their own fixed noises:
-  a trigger that forces a target makes every prompt give the same output.
+  distance) of the final latents across the different prompts, all started from ONE shared
+  noise. With the noise fixed, only the prompt can make two outputs differ, so a trigger
+  that makes the output independent of the prompt drives S towards 0, whichever component
+  carries it: a UNet backdoor's fixed target image (VillanDiffusion, BadT2I's object
+  backdoors) or a text-encoder backdoor that maps every triggered prompt to one target
+  embedding (Rickrolling; Struppek et al., ICCV 2023). With a different noise per prompt the
+  latter would go unseen: its target is a prompt, and one prompt from different noises gives
+  different images.
 
 Each statistic is turned into a robust z-score against the candidates' own distribution
-(median / MAD); a backdoor shows up as one candidate far in the tail. The scan's verdict
-reads the top z-scores through a calibrated combiner; this detector reports the suspected
-trigger and pictures (token maps with and without it, images generated with it).
+(median / MAD); a backdoor shows up as one candidate far in the tail, and the top candidate
+is the suspected trigger. The scan's verdict reads the top candidate's RAW output collapse
+(``collapse_log_ratio``, the effect size) through a calibrated combiner, not its z: most
+candidates change nothing, so the MAD is tiny and any junk token that perturbs the output a
+little gets a large z (measured on our 21-model zoo: clean models' top candidates such as '™'
+shrink the spread to 83-96 % of the clean prompts' spread, at z 10-77; real triggers shrink it
+to 1-3 %, at z 73-1410).
+This detector reports the suspected trigger and pictures (token maps with and without it,
+images generated with it).
 Our own implementation; the maps are captured with a diffusers attention processor.
 """
 from __future__ import annotations
@@ -139,7 +151,8 @@ class AssimilationProbe:
         # is cut to the budget's count.
         self.prompts = list(prompts) if prompts else list(PROMPTS[:settings.prompts])
         c, h, w = adapter.latent_shape
-        self.noise = torch.randn(len(self.prompts), c, h, w, generator=g)  # one fixed noise per prompt
+        # One noise shared by every prompt (see the module docstring: output collapse).
+        self.noise = torch.randn(1, c, h, w, generator=g).expand(len(self.prompts), -1, -1, -1).contiguous()
         self.store: list[torch.Tensor] = []
         self.sched = adapter.scheduler("ddim")
         self.sched.set_timesteps(settings.steps)
@@ -195,7 +208,7 @@ class AssimilationProbe:
 
 class T2IAssimilationDetector(Detector):
     id = "t2i-assimilation"
-    version = "1"
+    version = "2"
     rule_id = "MSBD-T001"
     title = "Caption trigger search (T2IShield attention assimilation)"
     families = ("text-to-image",)
@@ -245,6 +258,7 @@ class T2IAssimilationDetector(Detector):
                     "assimilation_z": round(float(za[i]), 3), "collapse": round(float(collapse[i]), 4),
                     "collapse_z": round(float(zc[i]), 3)} for i in order]
         summary = {"assimilation_z": float(za[top_a]), "collapse_z": float(zc[top_c]),
+                   "collapse_log_ratio": float(collapse[top_c]),
                    # two-sided: on our tiny zoo a trigger makes the maps MORE distinct (z far below 0)
                    "assimilation_abs_z": float(za.abs().max()),
                    "assimilation_top": cands[top_a], "collapse_top": cands[top_c], "trigger": cands[best],
@@ -252,9 +266,11 @@ class T2IAssimilationDetector(Detector):
                    "steps": s.steps, "ranking": ranking,
                    "clean_ftt": round(d0, 5), "clean_spread": round(s0, 5)}
         artifacts = self._pictures(adapter, probe, cands[best], base_maps)
-        message = (f"Most suspicious caption trigger {cands[best]!r}: assimilation z {summary['assimilation_z']:.1f} "
-                   f"(top {cands[top_a]!r}), output-collapse z {summary['collapse_z']:.1f} (top {cands[top_c]!r}) "
-                   f"over {len(cands)} candidates; the calibrated verdict decides.")
+        message = (f"Most suspicious caption trigger {cands[best]!r}: with it the outputs of {n} different prompts "
+                   f"from one noise spread {math.exp(-summary['collapse_log_ratio']):.0%} as much as without "
+                   f"(output-collapse z {summary['collapse_z']:.1f} over {len(cands)} candidates); attention "
+                   f"assimilation z {summary['assimilation_z']:.1f} (top {cands[top_a]!r}). The calibrated verdict "
+                   "decides.")
         finding = self.finding("passed", "info", message, score=max(summary["assimilation_z"], summary["collapse_z"]),
                                evidence={k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()},
                                artifacts=artifacts)
