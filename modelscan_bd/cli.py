@@ -47,14 +47,16 @@ def cli(threads: int | None) -> None:
 
 
 def _read_prompts(path: str) -> list[str]:
-    """One prompt per non-empty line; the search compares prompts, so it needs two or more."""
+    """One prompt per non-empty line, repeats dropped; the search compares the outputs of
+    different prompts (from one shared noise), so it needs two or more different ones."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise click.UsageError(f"--prompts {path}: not a UTF-8 text file") from None
-    prompts = [" ".join(line.split()) for line in lines if line.strip()]
+    prompts = list(dict.fromkeys(" ".join(line.split()) for line in lines if line.strip()))
     if len(prompts) < 2:
-        raise click.UsageError(f"--prompts {path}: needs at least two prompts, one per line (found {len(prompts)})")
+        raise click.UsageError(f"--prompts {path}: needs at least two different prompts, one per line "
+                               f"(found {len(prompts)})")
     return prompts
 
 

@@ -79,9 +79,10 @@ def test_scan_with_the_users_prompt_set(tiny_t2i, tmp_path, capsys):
     assert (ev["prompt_set"], ev["prompts"]) == ("user", 2), ev
     assert not {"seven", "neat", "two"} & {r["candidate"] for r in ev["ranking"]}
     assert code in (0, 1), err
-    prompts.write_text("only one prompt\n", encoding="utf-8")
-    code, _, err = run_cli(["scan", str(tiny_t2i), "--prompts", str(prompts), "--out", str(out)], capsys)
-    assert code == 4 and "at least two prompts" in err
+    for text in ("only one prompt\n", "the same prompt\n  the  same prompt\n"):  # repeats count once
+        prompts.write_text(text, encoding="utf-8")
+        code, _, err = run_cli(["scan", str(tiny_t2i), "--prompts", str(prompts), "--out", str(out)], capsys)
+        assert code == 4 and "at least two different prompts" in err and "(found 1)" in err
 
 
 def test_scan_is_deterministic(tiny_t2i, tiny_t2i_scan):

@@ -149,7 +149,9 @@ class AssimilationProbe:
         self.a, self.s = adapter, settings
         # A user's prompt set is used whole (its size is their cost choice); the built-in one
         # is cut to the budget's count.
-        self.prompts = list(prompts) if prompts else list(PROMPTS[:settings.prompts])
+        # Repeats dropped: from the shared noise two equal prompts give equal outputs, which
+        # would read as collapse.
+        self.prompts = list(dict.fromkeys(prompts)) if prompts else list(PROMPTS[:settings.prompts])
         c, h, w = adapter.latent_shape
         # One noise shared by every prompt (see the module docstring: output collapse).
         self.noise = torch.randn(1, c, h, w, generator=g).expand(len(self.prompts), -1, -1, -1).contiguous()
@@ -235,7 +237,7 @@ class T2IAssimilationDetector(Detector):
     def _search(self, adapter, probe: AssimilationProbe, s: AssimilationSettings, context: ScanContext):
         prompts, n = probe.prompts, len(probe.prompts)
         base_ftt, base_lat, base_maps = probe.run(prompts, probe.noise)
-        d0, s0 = float(base_ftt.mean()), probe.spread(base_lat)
+        d0, s0 = float(base_ftt.mean()), max(probe.spread(base_lat), 1e-12)  # > 0: a model may ignore prompts
         cands = candidates(adapter.tokenizer, s.max_candidates, {w for p in [*PROMPTS, *prompts] for w in p.split()})
         context.progress(f"t2i-assimilation: {len(cands)} candidate triggers x {n} prompts x {s.steps} steps")
         per_batch = max(1, s.batch // n)
