@@ -60,6 +60,7 @@ def test_scan_tiny_t2i_through_cli(tiny_t2i_scan):
     ev = found[0]["evidence"]
     assert ev["candidates"] >= 2 + 20  # words outside the prompt set ("cat", "latte", sub-words) + homoglyphs
     assert ev["trigger"] in [r["candidate"] for r in ev["ranking"]]
+    assert ev["near_tied"][0] == ev["trigger"]
     assert {"attention_with_trigger", "attention_without_trigger", "generated_with_trigger"} <= \
         {a["name"] for a in found[0]["artifacts"]}
     assert set(report["verdict"]["features"]) == {"assimilation_z", "assimilation_abs_z", "collapse_z",
@@ -201,6 +202,16 @@ def test_ftt_statistic_and_robust_z():
     x = torch.cat([torch.randn(200, generator=g) * 0.1, torch.tensor([2.0])])
     z = robust_z(x)
     assert int(z.argmax()) == 200 and float(z[200]) > 10 and float(z[:200].abs().max()) < 5
+
+
+def test_near_tied_candidates_follow_the_top_one():
+    """Candidates within NEAR_TIE of the top collapse are listed after it, strongest first."""
+    from modelscan_bd.detectors.t2i_assimilation import near_tied
+
+    cands = ["cat", "\u00fc", "\u00f6", "\u2122", "dog"]
+    assert near_tied(cands, torch.tensor([0.1, 4.0, 4.4, 3.4, 0.05])) == ["\u00f6", "\u00fc"]
+    assert near_tied(cands, torch.tensor([0.1, 3.6, 4.4, 3.6, 0.05])) == ["\u00f6", "\u00fc", "\u2122"]
+    assert near_tied(cands, torch.tensor([-0.1, -0.2, -0.3, -0.4, -0.5])) == ["cat"]  # nothing collapses
 
 
 def test_candidates_are_decoded_words_and_homoglyphs():

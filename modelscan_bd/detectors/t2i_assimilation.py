@@ -135,6 +135,22 @@ def candidates(tokenizer, cap: int, exclude: set[str] = frozenset()) -> list[str
     return words + [h for h in HOMOGLYPHS if h not in words]
 
 
+# Candidates whose output collapse reaches this share of the top one's are reported beside it:
+# a text-encoder backdoor distilled on one character often fires on its byte-level siblings
+# (measured: a Rickrolling 'ö' model collapsed as much on 'ü', which shares its UTF-8 lead byte).
+NEAR_TIE = 0.8
+NEAR_TIE_MAX = 8
+# Only a collapse that at least halves the clean prompts' spread is worth a word in the message.
+STRONG_COLLAPSE = math.log(2.0)
+
+
+def near_tied(cands: list[str], collapse: torch.Tensor) -> list[str]:
+    """The top candidate by output collapse, then the others within NEAR_TIE of it (by collapse)."""
+    order = torch.argsort(collapse, descending=True, stable=True)[:NEAR_TIE_MAX].tolist()
+    top = float(collapse[order[0]])
+    return [cands[order[0]]] + [cands[i] for i in order[1:] if top > 0 and float(collapse[i]) >= NEAR_TIE * top]
+
+
 def robust_z(x: torch.Tensor) -> torch.Tensor:
     med = x.median()
     mad = (x - med).abs().median() * 1.4826
@@ -265,7 +281,7 @@ class T2IAssimilationDetector(Detector):
                    "assimilation_abs_z": float(za.abs().max()),
                    "assimilation_top": cands[top_a], "collapse_top": cands[top_c], "trigger": cands[best],
                    "candidates": len(cands), "prompts": n, "prompt_set": "user" if context.prompts else "built-in",
-                   "steps": s.steps, "ranking": ranking,
+                   "steps": s.steps, "ranking": ranking, "near_tied": near_tied(cands, collapse),
                    "clean_ftt": round(d0, 5), "clean_spread": round(s0, 5)}
         artifacts = self._pictures(adapter, probe, cands[best], base_maps)
         message = (f"Most suspicious caption trigger {cands[best]!r}: with it the outputs of {n} different prompts "
@@ -273,6 +289,10 @@ class T2IAssimilationDetector(Detector):
                    f"(output-collapse z {summary['collapse_z']:.1f} over {len(cands)} candidates); attention "
                    f"assimilation z {summary['assimilation_z']:.1f} (top {cands[top_a]!r}). The calibrated verdict "
                    "decides.")
+        others = summary["near_tied"][1:]
+        if others and summary["collapse_log_ratio"] >= STRONG_COLLAPSE:
+            message += (f" {len(others)} other candidate(s) collapse the outputs nearly as much "
+                        f"({', '.join(repr(c) for c in others)}): the trigger may be any of them.")
         finding = self.finding("passed", "info", message, score=max(summary["assimilation_z"], summary["collapse_z"]),
                                evidence={k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()},
                                artifacts=artifacts)
