@@ -45,8 +45,10 @@ def _scan_json(args, capsys, out: Path) -> tuple[int, dict]:
 def tiny_ddpm_scan(tiny_ddpm, tmp_path_factory):
     """One CLI scan of the published tiny DDPM (fast budget, seed 3): (exit code, report, folder)."""
     out = tmp_path_factory.mktemp("scan") / "r"
-    code = cli_exit_code(["scan", "testorg/tiny-ddpm", "--budget", "fast", "--seed", "3", "--out", out,
-                          "--format", "json,html", "--quiet"])
+    # --threads 1, like the determinism test's rescan under the module's one-thread fixture
+    # (session fixtures start first; another thread count may round differently)
+    code = cli_exit_code(["--threads", "1", "scan", "testorg/tiny-ddpm", "--budget", "fast", "--seed", "3",
+                          "--out", out, "--format", "json,html", "--quiet"])
     return code, json.loads((out / "report.json").read_text()), out
 
 
