@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, manifest_hash, provenance_lines, tpr_at_fpr,
-                    write_results)
+from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, manifest_hash, provenance_lines,
+                    tpr_at_fpr, write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_calibration, load_calibration, probability

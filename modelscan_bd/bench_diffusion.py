@@ -20,7 +20,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .bench import _mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, provenance_lines, tpr_at_fpr, write_results
+from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, provenance_lines, tpr_at_fpr,
+                    write_results)
 from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
