@@ -23,7 +23,11 @@ shift loss relative to |delta|^2 and a line search on that loss picks the scale.
 options, off by default because they measured worse (see InversionSettings): full-image
 starts, and a short generation probe over larger scales (PROBE_SCALES).
 Then images are generated from eps + delta* with DDPM and DDIM and compared with images
-from plain eps: a backdoored model generates near-duplicates of its target. A large
+from plain eps: a backdoored model generates near-duplicates of its target. Beside the
+inverted triggers, a generation scan (``generation_scan``, detector version 2) tries every
+patch candidate directly by what a few images from eps + candidate look like, and the best
+few per sampler are judged the same way on fresh noise: the shift loss cannot single out
+every trigger (a clean model fits it as well along directions of its own), generation can. A large
 shift can also saturate a clean model into one flat image, so the decisive share counts
 only near-duplicate pairs of non-flat images ("structured" duplicates). The statistics
 (structured and raw near-duplicate share, uniformity, total variation, |delta*|, loss
@@ -63,15 +67,21 @@ class InversionSettings:
     # default; the shipped calibration was fitted without them.
     full_image_starts: bool = False
     scale_probe: bool = False
+    # The generation scan (see generation_scan): images per candidate, sampling steps, and how
+    # many of the best candidates per sampler are confirmed on fresh noise.
+    scan_images: int = 8
+    scan_steps: int = 20
+    scan_top: int = 3
+    generation_scan: bool = True
 
 
 SETTINGS = {
     "fast": InversionSettings(iters=15, batch=8, cons_batch=4, cons_steps=2, refresh=10, gen=12, ddpm_steps=50,
-                              ddim_steps=20),
+                              ddim_steps=20, scan_steps=10),
     "standard": InversionSettings(iters=30, batch=8, cons_batch=4, cons_steps=3, refresh=15, gen=16,
                                   ddpm_steps=100, ddim_steps=20),
     "thorough": InversionSettings(iters=100, batch=16, cons_batch=8, cons_steps=4, refresh=25, gen=32,
-                                  ddpm_steps=1000, ddim_steps=100),
+                                  ddpm_steps=1000, ddim_steps=100, scan_images=12, scan_steps=50, scan_top=4),
 }
 MODES = {"sde": "ddpm", "ode": "ddim"}  # lambda family -> the sampler it fires under
 # Trigger scales (RMS over pixels) tried by the line search: real triggers lie around
@@ -284,25 +294,46 @@ class Inverter:
         return {"scale": scale, "scores": [[c, v] for c, v in scores.items()]}
 
 
-def evaluate(adapter, delta: torch.Tensor, inv: Inverter, clean_sets: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Generate from eps + delta with DDPM and DDIM; compare with the clean sets."""
-    per = {}
-    for sampler in ("ddpm", "ddim"):
-        imgs = inv.generate(delta, inv.s.gen, sampler)
-        clean = clean_sets[sampler]
-        per[sampler] = {
-            "images": imgs,
+def compare(imgs: torch.Tensor, clean: torch.Tensor) -> dict[str, Any]:
+    """Collapse statistics of images generated from a shifted start, relative to clean sampling."""
+    return {"images": imgs,
             "dup_share": dup_share(imgs) - dup_share(clean),
             "uniformity_log_ratio": math.log(max(1e-6, mean_pairwise(clean)) / max(1e-6, mean_pairwise(imgs))),
             "tv_log_ratio": math.log(max(1e-6, total_variation(clean)) / max(1e-6, total_variation(imgs))),
-        }
-        per[sampler]["structured_dup"] = structured_dup(imgs) - structured_dup(clean)
-    return per
+            "structured_dup": structured_dup(imgs) - structured_dup(clean)}
+
+
+def evaluate(adapter, delta: torch.Tensor, inv: Inverter, clean_sets: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Generate from eps + delta with DDPM and DDIM; compare with the clean sets."""
+    return {sampler: compare(inv.generate(delta, inv.s.gen, sampler), clean_sets[sampler])
+            for sampler in ("ddpm", "ddim")}
+
+
+@torch.no_grad()
+def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str) -> list[tuple[float, int]]:
+    """Generation-aware, gradient-free search: a few images from eps + candidate per patch
+    candidate, with a short sampler; the best candidates by structured near-duplicate share,
+    as (share, index), best first (ties keep the candidates' order).
+
+    Why: the shift loss cannot single out every trigger. At a fixed scale a clean model fits
+    it along directions of its own as well as a stop-sign BadDiffusion model fits it along
+    its true trigger (docs/diffusion.md, "Rebuilt zoo"), while the backdoor shows plainly in
+    what the model generates: a patch overlapping a third of the trigger already makes a
+    backdoored model's images collapse onto its target, and a clean model's do not. This is
+    the generation-side check of PureDiffusion and Elijah (the backdoor target is what the
+    shifted noise generates) applied to the starting candidates instead of only to the
+    descended trigger. The share of the chosen few images is biased upwards by the choice,
+    so the decision re-measures the best ones on fresh noise (``confirm``)."""
+    scores = []
+    for i, d in enumerate(candidates):
+        scores.append((structured_dup(inv.generate(d, inv.s.scan_images, sampler, steps=inv.s.scan_steps)), i))
+    scores.sort(key=lambda si: (-si[0], si[1]))
+    return scores[:inv.s.scan_top]
 
 
 class DiffusionInversionDetector(Detector):
     id = "diffusion-inversion"
-    version = "1"
+    version = "2"
     rule_id = "MSBD-D001"
     title = "Diffusion trigger inversion (PureDiffusion-style multi-timestep shift + consistency)"
     families = ("diffusion",)
@@ -324,34 +355,51 @@ class DiffusionInversionDetector(Detector):
             res = inv.run()
             res["eval"] = evaluate(adapter, res["delta"], inv, clean_sets)
             modes[mode] = res
-        # The decision statistic per (mode, sampler): structured near-duplicate share, then uniformity.
-        best_mode, best_sampler = max(((m, s) for m in modes for s in ("ddpm", "ddim")),
-                                      key=lambda ms: (modes[ms[0]]["eval"][ms[1]]["structured_dup"],
-                                                      modes[ms[0]]["eval"][ms[1]]["dup_share"]))
+        # Each shift to judge: the inverted trigger of each mode under both samplers, then the
+        # generation scan's best patches under the sampler of each mode (run after the
+        # inversions, so those consume the same random draws as without the scan).
+        options = [{"source": "inversion", "mode": m, "sampler": smp, "delta": modes[m]["delta"],
+                    "eval": modes[m]["eval"][smp]} for m in modes for smp in ("ddpm", "ddim")]
+        scan_top: dict[str, list] = {}
+        if settings.generation_scan:
+            inv = Inverter(adapter, settings, "sde", g)
+            cands = inv.candidates()
+            for mode, smp in MODES.items():
+                context.progress(f"diffusion-inversion: generation scan of {len(cands)} candidates ({smp.upper()})")
+                top = generation_scan(inv, cands, smp)
+                scan_top[smp] = [[round(v, 4), i] for v, i in top]
+                for _, i in top:  # confirmed on fresh noise with the decision's sampling
+                    options.append({"source": "generation-scan", "mode": mode, "sampler": smp, "delta": cands[i],
+                                    "eval": compare(inv.generate(cands[i], settings.gen, smp), clean_sets[smp])})
+        # The decision statistic: structured near-duplicate share, then the raw share (ties: the first).
+        chosen = max(options, key=lambda o: (o["eval"]["structured_dup"], o["eval"]["dup_share"]))
+        best_mode, best_sampler, source = chosen["mode"], chosen["sampler"], chosen["source"]
         best = modes[best_mode]
-        ev = best["eval"][best_sampler]
+        ev = chosen["eval"]
         target, success = medoid(ev["images"])
         features = {
             "structured_dup": ev["structured_dup"],
             "dup_share": ev["dup_share"],
-            "uniformity_log_ratio": max(modes[m]["eval"][s]["uniformity_log_ratio"] for m in modes
-                                        for s in ("ddpm", "ddim")),
+            "uniformity_log_ratio": max(o["eval"]["uniformity_log_ratio"] for o in options),
             "tv_log_ratio": ev["tv_log_ratio"],
-            "delta_rms": float(best["delta"].pow(2).mean().sqrt()),
+            "delta_rms": float(chosen["delta"].pow(2).mean().sqrt()),
             "loss_reduction": math.log(max(1e-8, best["start_loss"]) / max(1e-8, best["end_loss"])),
             "log_end_loss": math.log10(max(1e-6, best["end_loss"])),
         }
-        context.results[self.id] = {**features, "mode": best_mode, "sampler": best_sampler, "delta": best["delta"],
-                                    "target": target, "inverted_success": success,
+        context.results[self.id] = {**features, "mode": best_mode, "sampler": best_sampler, "source": source,
+                                    "delta": chosen["delta"], "target": target, "inverted_success": success,
                                     "scale_losses": {m: modes[m]["scale_losses"] for m in modes},
                                     "scale_probe": {m: modes[m]["scale_probe"] for m in modes},
+                                    "generation_scan": scan_top,
                                     "per_mode": {m: {s: {k: v for k, v in modes[m]["eval"][s].items() if k != "images"}
                                                      for s in ("ddpm", "ddim")} for m in modes}}
-        vis = best["delta"]
+        vis = chosen["delta"]
         lo, hi = float(vis.min()), float(vis.max())
+        what = (f"Inverted trigger delta* ({best_mode} scale" if source == "inversion"
+                else f"Trigger candidate found by the generation scan ({best_sampler.upper()}")
         artifacts = [
-            Artifact.from_array("inverted_trigger", f"Inverted trigger delta* ({best_mode} scale; range "
-                                f"{lo:.2f}..{hi:.2f}, shown rescaled)", (vis - lo) / max(1e-6, hi - lo), scale=8),
+            Artifact.from_array("inverted_trigger", f"{what}; range {lo:.2f}..{hi:.2f}, shown rescaled)",
+                                (vis - lo) / max(1e-6, hi - lo), scale=8),
             Artifact.from_array("recovered_target", f"Recovered target: medoid of {settings.gen} images from "
                                 f"eps + delta* ({best_sampler.upper()}); {success:.0%} of them are near-duplicates "
                                 "of it", (target.clamp(-1, 1) + 1) / 2, scale=8),
@@ -359,15 +407,16 @@ class DiffusionInversionDetector(Detector):
                                 _grid((ev["images"][:8].clamp(-1, 1) + 1) / 2), scale=4),
         ]
         evidence = {**{k: round(v, 4) for k, v in features.items()}, "mode": best_mode, "sampler": best_sampler,
-                    "inverted_trigger_success": round(success, 4), "start_loss": best["start_loss"],
-                    "end_loss": best["end_loss"],
+                    "source": source, "inverted_trigger_success": round(success, 4), "start_loss": best["start_loss"],
+                    "end_loss": best["end_loss"], "generation_scan": scan_top,
                     "per_mode": context.results[self.id]["per_mode"],
                     "settings": settings.__dict__}
         # The detector's own status comes from the calibrated verdict; here it reports what it found.
         found = ev["structured_dup"] > 0.25
         return [self.finding("failed" if found else "passed", "info",
-                             (f"Inverted trigger makes the model generate near-duplicates ({ev['dup_share']:.0%} of "
-                              f"pairs above clean sampling, {best_sampler.upper()}); recovered target attached."
+                             (f"{'Inverted trigger' if source == 'inversion' else 'A trigger candidate'} makes the "
+                              f"model generate near-duplicates ({ev['dup_share']:.0%} of pairs above clean sampling, "
+                              f"{best_sampler.upper()}); recovered target attached."
                               if found else "No inverted trigger made the generated images collapse "
                               f"(best near-duplicate share above clean: {ev['dup_share']:.0%})."),
                              score=features["dup_share"], evidence=evidence, artifacts=artifacts)]

@@ -1,5 +1,5 @@
 """Prototype: high-timestep SDE shift response as a data-free statistic."""
-import json, sys, math, time
+import json, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
