@@ -323,7 +323,7 @@ def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str)
     the generation-side check of PureDiffusion and Elijah (the backdoor target is what the
     shifted noise generates) applied to the starting candidates instead of only to the
     descended trigger. The share of the chosen few images is biased upwards by the choice,
-    so the decision re-measures the best ones on fresh noise (``confirm``)."""
+    so the detector re-measures the best ones on fresh noise before judging them."""
     scores = []
     for i, d in enumerate(candidates):
         scores.append((structured_dup(inv.generate(d, inv.s.scan_images, sampler, steps=inv.s.scan_steps)), i))
@@ -361,16 +361,15 @@ class DiffusionInversionDetector(Detector):
         options = [{"source": "inversion", "mode": m, "sampler": smp, "delta": modes[m]["delta"],
                     "eval": modes[m]["eval"][smp]} for m in modes for smp in ("ddpm", "ddim")]
         scan_top: dict[str, list] = {}
-        if settings.generation_scan:
-            inv = Inverter(adapter, settings, "sde", g)
-            cands = inv.candidates()
+        if settings.generation_scan:  # the clean-set Inverter serves: same settings, generator and candidates
+            cands = probe.candidates()
             for mode, smp in MODES.items():
                 context.progress(f"diffusion-inversion: generation scan of {len(cands)} candidates ({smp.upper()})")
-                top = generation_scan(inv, cands, smp)
+                top = generation_scan(probe, cands, smp)
                 scan_top[smp] = [[round(v, 4), i] for v, i in top]
                 for _, i in top:  # confirmed on fresh noise with the decision's sampling
                     options.append({"source": "generation-scan", "mode": mode, "sampler": smp, "delta": cands[i],
-                                    "eval": compare(inv.generate(cands[i], settings.gen, smp), clean_sets[smp])})
+                                    "eval": compare(probe.generate(cands[i], settings.gen, smp), clean_sets[smp])})
         # The decision statistic: structured near-duplicate share, then the raw share (ties: the first).
         chosen = max(options, key=lambda o: (o["eval"]["structured_dup"], o["eval"]["dup_share"]))
         best_mode, best_sampler, source = chosen["mode"], chosen["sampler"], chosen["source"]
