@@ -12,6 +12,7 @@ alternates between the splits. Numbers on the fitting split are never reported.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -143,6 +144,9 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
                               version=f"{family}-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
                               description=f"fitted on {len(fit)} models of {family} zoo {zoo.name} "
                                           f"({sum(labels)} backdoored) scanned at budget {budget}", budget=budget)
+        # Refits on the same zoo and day (e.g. after a detector change) must not share a version.
+        fitted = json.dumps([cal.mean, cal.scale, cal.weights, cal.bias], sort_keys=True)
+        cal.version += "-" + hashlib.sha256(fitted.encode()).hexdigest()[:6]
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         for r in records:
