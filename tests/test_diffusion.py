@@ -301,8 +301,74 @@ def test_detector_reports_where_its_trigger_came_from():
     finally:
         di.SETTINGS["fast"] = saved
     res = results["diffusion-inversion"]
-    assert res["source"] in ("inversion", "generation-scan") and finding.evidence["source"] == res["source"]
+    assert res["source"] in ("inversion", "generation-scan", "refined") and finding.evidence["source"] == res["source"]
     assert set(finding.evidence["generation_scan"]) == {"ddpm", "ddim"}
+    assert set(finding.evidence["refined"]) <= {"ddpm", "ddim"}  # only where a target already showed
+    assert all(set(v) == {"from", "before", "after"} for v in finding.evidence["refined"].values())
     assert all(len(v) == small.scan_top for v in finding.evidence["generation_scan"].values())
     assert res["structured_dup"] >= 0.5 and finding.status == "failed"
     assert float(target_mse(res["target"][None], target_image("hat"))) < 0.05
+
+
+def test_anchor_is_the_structured_image_with_most_near_duplicates():
+    from modelscan_bd.detectors.diffusion_inversion import anchor
+    from modelscan_bd.zoo.diffusion import synthetic_digits
+
+    digits, _ = synthetic_digits(6, seed=3)
+    assert anchor(digits) is None  # distinct images: no target shows
+    flat = torch.full((2, 1, 16, 16), -1.0)
+    assert anchor(torch.cat([digits, flat])) is None  # a pair of flat images is no target
+    with_pair = torch.cat([digits, digits[2:3] + 0.01, flat])
+    assert torch.equal(anchor(with_pair), digits[2])
+
+
+def test_refinement_lifts_a_partly_firing_trigger_and_cannot_steer_a_clean_model():
+    """Target-driven refinement: from a patch covering part of the planted box trigger, chains
+    pulled onto the target make fresh images collapse onto it more often; on the clean twin,
+    pulled onto one of its own images, fresh images do not collapse."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.detectors.diffusion_inversion import InversionSettings, Inverter, structured_dup
+    from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, trigger_image
+
+    imgs, _ = synthetic_digits(64, seed=6)
+    trig, target = trigger_image("box"), target_image("hat")
+    start = trig.clone()
+    start[..., :, 14:] = 0  # the box's left part only, weakened
+    start = 0.7 * start
+    settings = InversionSettings(**SMALL, scan_steps=10)
+    lifted = []
+    for seed in range(3):
+        inv = Inverter(analytic_adapter(imgs, trigger=trig, target=target), settings, "sde",
+                       torch.Generator().manual_seed(seed))
+        before = structured_dup(inv.generate(start, 16, "ddpm"))
+        delta = inv.refine(start, target, "ddpm")
+        assert delta is not None
+        after = structured_dup(inv.generate(delta, 16, "ddpm"))
+        assert after > before, (seed, before, after)
+        lifted.append(after)
+    assert sum(lifted) / len(lifted) >= 0.35, lifted
+    for seed in range(3):
+        inv = Inverter(analytic_adapter(imgs), settings, "sde", torch.Generator().manual_seed(seed))
+        own = inv.generate(start, 16, "ddpm")[0]
+        delta = inv.refine(start, own, "ddpm")
+        if delta is not None:
+            assert structured_dup(inv.generate(delta, 16, "ddpm")) <= 0.1
+
+
+def test_refits_on_the_same_zoo_get_their_own_calibration_version(tmp_path):
+    """Two fits on one zoo on one day (e.g. before and after a detector change) must be told
+    apart in reports: the version ends in a hash of the fitted parameters."""
+    from modelscan_bd.bench_diffusion import calibrate_alternating
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": []}))
+
+    def fit(shift: float) -> str:
+        records = [{"name": f"m{i}", "attack": "clean" if i % 2 else "baddiffusion", "backdoored": not i % 2,
+                    "features": {"structured_dup": (0.0 if i % 2 else 0.5 + shift) + 0.01 * i}} for i in range(8)]
+        cal, held, _ = calibrate_alternating(records, tmp_path, family="diffusion", features=("structured_dup",),
+                                             holdout_attacks=[], calibrate=True, calibration_out=None, budget="fast")
+        assert held and all(r["split"] in ("fit", "held-out") for r in records)
+        return cal.version
+
+    assert fit(0.0) == fit(0.0)  # deterministic
+    assert fit(0.0) != fit(0.2) and fit(0.0).startswith("diffusion-")
