@@ -111,15 +111,20 @@ FEATURES = ("structured_dup", "dup_share", "uniformity_log_ratio", "tv_log_ratio
 FLAT_STD = 0.1  # an image whose pixel std (in [0, 1]) is below this is flat (e.g. all background)
 
 
-def structured_dup(images: torch.Tensor) -> float:
-    """Share of distinct pairs that are near-duplicates of each other AND not flat: a large
-    shift can saturate any model into one flat image, while a backdoor target is an image
+def structured_pairs(images: torch.Tensor) -> torch.Tensor:
+    """N x N: which pairs of distinct images are near-duplicates of each other AND not flat: a
+    large shift can saturate any model into one flat image, while a backdoor target is an image
     with structure of its own."""
-    d = pairwise_mse(images)
+    solid = ((images.clamp(-1, 1) + 1) / 2).flatten(1).std(1) >= FLAT_STD
+    near = pairwise_mse(images) < DUP_MSE
+    return near & solid[:, None] & solid[None, :] & ~torch.eye(len(images), dtype=torch.bool)
+
+
+def structured_dup(images: torch.Tensor) -> float:
+    """Share of distinct pairs that are structured near-duplicates (see structured_pairs)."""
     n = len(images)
     iu = torch.triu_indices(n, n, 1)
-    solid = ((images.clamp(-1, 1) + 1) / 2).flatten(1).std(1) >= FLAT_STD
-    return float(((d[iu[0], iu[1]] < DUP_MSE) & solid[iu[0]] & solid[iu[1]]).float().mean())
+    return float(structured_pairs(images)[iu[0], iu[1]].float().mean())
 
 
 def shift_timesteps(T: int) -> list[int]:
@@ -155,11 +160,7 @@ def total_variation(images: torch.Tensor) -> float:
 def anchor(images: torch.Tensor) -> torch.Tensor | None:
     """The non-flat image with the most structured near-duplicates among ``images`` (the
     target a partly firing backdoor shows), or None when no such pair exists."""
-    d = pairwise_mse(images)
-    n = len(images)
-    solid = ((images.clamp(-1, 1) + 1) / 2).flatten(1).std(1) >= FLAT_STD
-    dup = (d < DUP_MSE) & solid[:, None] & solid[None, :] & ~torch.eye(n, dtype=torch.bool)
-    counts = dup.sum(1)
+    counts = structured_pairs(images).sum(1)
     return images[int(counts.argmax())] if int(counts.max()) > 0 else None
 
 
@@ -426,6 +427,9 @@ class DiffusionInversionDetector(Detector):
         # inversions, so those consume the same random draws as without the scan).
         options = [{"source": "inversion", "mode": m, "sampler": smp, "delta": modes[m]["delta"],
                     "eval": modes[m]["eval"][smp]} for m in modes for smp in ("ddpm", "ddim")]
+        def judge(delta: torch.Tensor, smp: str) -> dict[str, Any]:  # on fresh noise, with the decision's sampling
+            return compare(probe.generate(delta, settings.gen, smp), clean_sets[smp])
+
         scan_top: dict[str, list] = {}
         if settings.generation_scan:  # the clean-set Inverter serves: same settings, generator and candidates
             cands = probe.candidates()
@@ -433,9 +437,9 @@ class DiffusionInversionDetector(Detector):
                 context.progress(f"diffusion-inversion: generation scan of {len(cands)} candidates ({smp.upper()})")
                 top = generation_scan(probe, cands, smp)
                 scan_top[smp] = [[round(v, 4), i] for v, i in top]
-                for _, i in top:  # confirmed on fresh noise with the decision's sampling
+                for _, i in top:  # confirmed, so the choice does not grade itself
                     options.append({"source": "generation-scan", "mode": mode, "sampler": smp, "delta": cands[i],
-                                    "eval": compare(probe.generate(cands[i], settings.gen, smp), clean_sets[smp])})
+                                    "eval": judge(cands[i], smp)})
         # The decision statistic: structured near-duplicate share, then the raw share (ties: the first).
         rank = lambda o: (o["eval"]["structured_dup"], o["eval"]["dup_share"])  # noqa: E731
         refined: dict[str, dict] = {}
@@ -447,14 +451,13 @@ class DiffusionInversionDetector(Detector):
                     continue
                 context.progress(f"diffusion-inversion: refining the best {smp.upper()} shift towards its target")
                 delta = probe.refine(start["delta"], target, smp)
-                if delta is None:
-                    refined[smp] = {"from": start["source"], "before": round(start["eval"]["structured_dup"], 4),
-                                    "after": None}
-                    continue
-                ev = compare(probe.generate(delta, settings.gen, smp), clean_sets[smp])  # fresh noise
-                options.append({"source": "refined", "mode": start["mode"], "sampler": smp, "delta": delta, "eval": ev})
                 refined[smp] = {"from": start["source"], "before": round(start["eval"]["structured_dup"], 4),
-                                "after": round(ev["structured_dup"], 4)}
+                                "after": None}
+                if delta is not None:
+                    ev = judge(delta, smp)
+                    options.append({"source": "refined", "mode": start["mode"], "sampler": smp, "delta": delta,
+                                    "eval": ev})
+                    refined[smp]["after"] = round(ev["structured_dup"], 4)
         chosen = max(options, key=rank)
         best_mode, best_sampler, source = chosen["mode"], chosen["sampler"], chosen["source"]
         best = modes[best_mode]
@@ -497,10 +500,10 @@ class DiffusionInversionDetector(Detector):
                     "settings": settings.__dict__}
         # The detector's own status comes from the calibrated verdict; here it reports what it found.
         found = ev["structured_dup"] > 0.25
+        who = "A trigger candidate" if source == "generation-scan" else "Inverted trigger"
         return [self.finding("failed" if found else "passed", "info",
-                             (f"{'A trigger candidate' if source == 'generation-scan' else 'Inverted trigger'} makes the "
-                              f"model generate near-duplicates ({ev['dup_share']:.0%} of pairs above clean sampling, "
-                              f"{best_sampler.upper()}); recovered target attached."
+                             (f"{who} makes the model generate near-duplicates ({ev['dup_share']:.0%} of pairs "
+                              f"above clean sampling, {best_sampler.upper()}); recovered target attached."
                               if found else "No inverted trigger made the generated images collapse "
                               f"(best near-duplicate share above clean: {ev['dup_share']:.0%})."),
                              score=features["dup_share"], evidence=evidence, artifacts=artifacts)]
