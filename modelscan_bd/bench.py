@@ -289,7 +289,8 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
               holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
-              from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
+              from_results: str | None, command: str, progress: Callable[[str], None],
+              fit_rows: list[str] | None = None) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
     manifest = json.loads((zoo / "manifest.json").read_text())
@@ -297,7 +298,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 
-        return run_merging_bench(zoo, out, budget=budget, seed=seed, command=command, progress=progress)
+        return run_merging_bench(zoo, out, budget=budget, seed=seed, command=command, calibrate=calibrate,
+                                 calibration_out=calibration_out, extra_fit_rows=fit_rows, progress=progress)
     if family == "clip":
         from .bench_clip import run_clip_bench
 

@@ -321,9 +321,12 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 @click.option("--from-results", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Reuse the per-model records of an earlier run (same budget) and scan only the models "
                    "added to the zoo since.")
+@click.option("--fit-rows", "fit_rows", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Merging zoos, with --calibrate: also fit on another fitting zoo's rows (the fit-rows.jsonl its "
+                   "bench wrote); repeatable.")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
-          from_results, quiet) -> None:
+          from_results, fit_rows, quiet) -> None:
     """Scan every model of a zoo and measure detection against the ground truth."""
     from .bench import run_bench
 
@@ -331,7 +334,7 @@ def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, 
                        baselines=not no_baselines, calibrate=calibrate,
                        holdout_attacks=[a for a in holdout_attacks.split(",") if a],
                        holdout_seeds=[int(s) for s in holdout_seeds.split(",") if s],
-                       calibration_out=calibration_out, from_results=from_results,
+                       calibration_out=calibration_out, from_results=from_results, fit_rows=list(fit_rows),
                        command="modelscan-bd " + " ".join(sys.argv[1:]), progress=status_printer(quiet))
     click.echo(result["markdown"])
 

@@ -13,8 +13,10 @@ merge method (task arithmetic, TIES, DARE). Per candidate instance we record:
 * the merged model's verdict and the backdoor's real attack success rate after the merge.
 
 Nothing is fitted here: own scans use the shipped classifier calibration, variants and
-merges the merging calibration (fit it on another zoo: ``gate_calibration``), so the zoo
-is held out when that calibration was fitted elsewhere. Records are appended to
+merges the merging calibration, so the zoo is held out when that calibration was fitted on
+another zoo. ``calibrate`` makes this zoo that other zoo: the merging calibration is fitted
+on its variants and merges, labelled by the real attack success of the backdoor each one
+carries (``GroundTruth``), and the run's decisions are then marked as fitting-zoo numbers. Records are appended to
 ``records.jsonl`` as they finish, so an interrupted run resumes where it stopped; every
 scan's summary (with its features) is kept in ``scan-cache.json``, so a re-run under
 another calibration re-decides from the cached scans without scanning again.
@@ -30,9 +32,11 @@ import torch
 
 from .bench import auroc, provenance, tpr_at_fpr
 from .gate import GateOptions, load_member, run_gate, with_state
+from .gate_calibration import fit_merging_calibration, fitting_summary
 from .verdict import load_calibration
 from .gate_config import parse_config
-from .merging import merge_state_dicts
+from .merging import merge_state_dicts, scaled, task_vector
+from .reports.atomic import atomic_write_text
 from .zoo.save import load_attack
 
 METHOD_SETTINGS = {  # method -> (weight per candidate, density)
@@ -49,36 +53,95 @@ def groups_for(clean: list[str], backdoored: list[str], size: int, n_clean_group
     return bd[:3] + cl[:1] + bd[3:] + cl[1:]
 
 
-def _merged_asr(zoo: Path, entries: dict, group: list[str], method: str, seed: int) -> float | None:
-    """The real attack success rate of the merge, for the group's backdoored candidate."""
-    bd = [n for n in group if entries[n]["backdoored"]]
-    if not bd:
-        return None
-    attack = load_attack(zoo / entries[bd[0]]["truth_dir"])
-    base = load_member(str(zoo / "models" / "base"), lambda m: None)
-    states = [load_member(str(zoo / entries[n]["path"]), lambda m: None).state for n in group]
-    weight, density = METHOD_SETTINGS[method]
-    cfg = parse_config({"models": [{"model": n, "parameters": {"weight": weight, "density": density}} for n in group],
-                        "base_model": "base", "merge_method": method})
-    merged = with_state(base.adapter, merge_state_dicts(base.state, states, cfg.spec, seed=seed), "merge")
-    import numpy as np
+class GroundTruth:
+    """The zoo's ground truth at work: the real attack success rate of a candidate's
+    backdoor in any model built from the base (a merge, an amplified variant), on the zoo's
+    clean images. Used for the records and as the merging calibration's labels."""
 
-    with np.load(zoo / "clean-data.npz") as npz:
-        x = torch.from_numpy(npz["images"]).permute(0, 3, 1, 2).float() / 255
-        y = torch.from_numpy(npz["labels"]).long()
-    keep = attack.asr_mask(y)
-    pred = merged.predict(attack.apply_trigger(x[keep]))
-    return float((pred == attack.asr_target(y[keep])).float().mean())
+    def __init__(self, zoo: Path, entries: dict[str, dict]):
+        import numpy as np
+
+        self.zoo, self.entries = zoo, entries
+        self.base = load_member(str(zoo / "models" / "base"), lambda m: None)
+        self._states: dict[str, dict[str, torch.Tensor]] = {}
+        with np.load(zoo / "clean-data.npz") as npz:
+            self.x = torch.from_numpy(npz["images"]).permute(0, 3, 1, 2).float() / 255
+            self.y = torch.from_numpy(npz["labels"]).long()
+
+    def state(self, name: str) -> dict[str, torch.Tensor]:
+        if name not in self._states:
+            self._states[name] = load_member(str(self.zoo / self.entries[name]["path"]), lambda m: None).state
+        return self._states[name]
+
+    @torch.no_grad()
+    def asr(self, name: str, state: dict[str, torch.Tensor]) -> float:
+        """Attack success of ``name``'s backdoor in the model with weights ``state``."""
+        attack = load_attack(self.zoo / self.entries[name]["truth_dir"])
+        keep = attack.asr_mask(self.y)
+        pred = with_state(self.base.adapter, state, name).predict(attack.apply_trigger(self.x[keep]))
+        return float((pred == attack.asr_target(self.y[keep])).float().mean())
+
+    def merged_asr(self, group: list[str], method: str, seed: int) -> float | None:
+        """The real attack success rate of the merge, for the group's backdoored candidate."""
+        bd = [n for n in group if self.entries[n]["backdoored"]]
+        if not bd:
+            return None
+        weight, density = METHOD_SETTINGS[method]
+        cfg = parse_config({"models": [{"model": n, "parameters": {"weight": weight, "density": density}}
+                                       for n in group], "base_model": "base", "merge_method": method})
+        merged = merge_state_dicts(self.base.state, [self.state(n) for n in group], cfg.spec, seed=seed)
+        return self.asr(bd[0], merged)
+
+    def exposure_asr(self, name: str, exposure: dict[str, Any]) -> float | None:
+        """The real attack success rate of a backdoored candidate's task-vector exposure."""
+        if not self.entries[name]["backdoored"]:
+            return None
+        tau = task_vector(self.base.state, self.state(name))
+        return self.asr(name, scaled(self.base.state, tau, exposure["lambda"], exposure.get("density", 1.0)))
+
+
+# DARE merges are judged on their expected merge, which for the bench's settings is the
+# task-arithmetic merge of the same group: fitting on it again would count it twice.
+FIT_METHODS = ("task_arithmetic", "ties")
+
+
+def fit_rows(records: list[dict]) -> list[dict[str, Any]]:
+    """The merging calibration's rows from a bench run: every usable amplified/trimmed
+    variant (once per candidate) and every usable task-arithmetic and TIES merge, each
+    labelled by the real attack success of the backdoor it carries (None: no backdoor)."""
+    rows, seen = [], set()
+    for r in records:
+        for c in r["candidates"]:
+            for kind, feats in (c.get("exposure_features") or {}).items():
+                if (c["name"], kind) in seen or not feats or "not usable" in c["exposure_status"][kind]:
+                    continue
+                seen.add((c["name"], kind))
+                if c["backdoored"] and kind not in (c.get("exposure_asr") or {}):
+                    raise ValueError(f"the record of {c['name']} has no attack success for its {kind} variant "
+                                     "(a run from before the bench recorded it): run the bench again")
+                rows.append({"item": f"{c['name']} {kind}", "features": feats,
+                             "asr": (c.get("exposure_asr") or {}).get(kind)})
+        m = r["merged"]
+        key = (r["method"], tuple(r["group"]))
+        if r["method"] in FIT_METHODS and m.get("usable", True) is not False and m.get("features") and key not in seen:
+            seen.add(key)
+            rows.append({"item": f"{r['method']} merge of {'+'.join(r['group'])}", "features": m["features"],
+                         "asr": r["merged_asr"]})
+    return rows
 
 
 def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int = 0, command: str = "",
                       group_size: int = 3, n_clean_groups: int = 2, clean_budget: int = 150,
                       methods: tuple[str, ...] = tuple(METHOD_SETTINGS), max_groups: int | None = None,
                       threads: int | None = None, variant_calibration: str | None = None,
-                      deadline: float | None = None,
+                      deadline: float | None = None, calibrate: bool = False, calibration_out: str | None = None,
+                      extra_fit_rows: list[str] | None = None,
                       progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """threads: torch threads for this run (None: leave them to the caller); deadline: a
-    ``time.time()`` after which no new group is started (a time-boxed run)."""
+    ``time.time()`` after which no new group is started (a time-boxed run); calibrate: this
+    zoo is a fitting zoo: fit the merging calibration on its variants and merges (``fit_rows``)
+    and write it to ``calibration_out`` (the decisions recorded here are then not held-out numbers);
+    extra_fit_rows: other fitting zoos' ``fit-rows.jsonl``, fitted on together with this one's."""
     if threads:
         torch.set_num_threads(threads)
     manifest = json.loads((zoo / "manifest.json").read_text())
@@ -101,6 +164,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
                 done[(r["group_index"], r["method"])] = r
     cache_file = out / "scan-cache.json"
     cache: dict = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    truth = GroundTruth(zoo, entries)
     stopped = False
     for gi, group in enumerate(groups):
         for method in methods:
@@ -123,8 +187,9 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
                    "decision_seconds": round(_decision_seconds(report), 2),
                    "merged": {"status": m["status"], "probability": m["probability"], "usable": m.get("usable"),
                               "clean_accuracy": m.get("clean_accuracy"), "features": m.get("features"),
-                              "trigger": m.get("trigger"), "trigger_transfer": m.get("trigger_transfer")},
-                   "merged_asr": _merged_asr(zoo, entries, group, method, seed), "exit_code": report["exit_code"],
+                              "trigger": m.get("trigger"), "trigger_transfer": m.get("trigger_transfer"),
+                              "differential_trigger": m.get("differential_trigger")},
+                   "merged_asr": truth.merged_asr(group, method, seed), "exit_code": report["exit_code"],
                    "candidates": []}
             for name, c in zip(group, report["candidates"]):
                 pre = max([c["scan"]["probability"] or 0.0] + [e["probability"] or 0.0 for e in c["exposures"]
@@ -138,7 +203,12 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
                                         for e in c["exposures"]},
                     "exposure_features": {e["kind"]: e.get("features") for e in c["exposures"]},
                     "exposure_accuracy": {e["kind"]: e.get("clean_accuracy") for e in c["exposures"]},
+                    "exposure_asr": {e["kind"]: truth.exposure_asr(name, e) for e in c["exposures"]}
+                    if entries[name]["backdoored"] else {},
                     "own_features": c["scan"].get("features"),
+                    "differential_trigger": c.get("differential_trigger"),
+                    "base_checks": {"own": c["scan"].get("base_check"),
+                                    **{e["kind"]: e.get("base_check") for e in c["exposures"]}},
                     "attribution_detail": {k: v for k, v in c["attribution"].items() if k != "status"},
                     "weight_space": c["weight_space"].get("score", 0.0),
                     "weight_space_outlier": c["weight_space"].get("outlier", False),
@@ -164,6 +234,25 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
               "method_settings": {m: {"weight": w, "density": d} for m, (w, d) in METHOD_SETTINGS.items()},
               "metrics": merging_metrics(records),
               "records": records}
+    if calibrate:
+        if stopped:
+            raise ValueError("the run stopped at its deadline: fit the merging calibration on a complete run")
+        rows = [{**r, "zoo": f"seed {manifest.get('seed')} ({result['provenance']['zoo_manifest_sha256']})"}
+                for r in fit_rows(records)]
+        (out / "fit-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        extra = [json.loads(line) for f in extra_fit_rows or [] for line in Path(f).read_text().splitlines()]
+        zoos = sorted({r.get("zoo") or "unnamed" for r in extra})
+        also = f" and {len(extra)} rows of other fitting zoos ({'; '.join(zoos)})" if extra else ""
+        fitted = fit_merging_calibration(rows + extra, (
+            f"fitted on {len(rows)} variants and merges of the merging zoo seed {manifest.get('seed')} (manifest "
+            f"{result['provenance']['zoo_manifest_sha256']}; {len(clean)} clean, {len(bd)} backdoored candidates; "
+            f"amplified variants, task-arithmetic and TIES merges){also}; label: the carried backdoor's ASR >= 0.5; "
+            f"command: {command}"))
+        if calibration_out:
+            atomic_write_text(calibration_out, fitted.to_json())
+        result["fitted_calibration"] = {"version": fitted.version, "threshold": fitted.backdoored_threshold,
+                                        "fitting_rows": fitting_summary(rows + extra, fitted),
+                                        "written_to": calibration_out}
     result["markdown"] = to_markdown(result)
     (out / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=2) + "\n")
     (out / "results.md").write_text(result["markdown"])
@@ -179,7 +268,11 @@ def _decision_seconds(report: dict[str, Any]) -> float:
     if safe and safe["status"] != "NONE":
         scans.append(safe)
     steps = report["timing"]["steps"]
-    return sum(s["seconds"] for s in scans) + sum(steps.get(k, 0.0) for k in ("load", "weight_space", "attribution"))
+    # Triggers inverted against the base are cached like scans: count what each one cost.
+    inverted = [c.get("differential_trigger") for c in report["candidates"]] + [report["merged"].get(
+        "differential_trigger")]
+    return sum(s["seconds"] for s in scans) + sum(d.get("seconds", 0.0) for d in inverted if d) + sum(
+        steps.get(k, 0.0) for k in ("load", "weight_space", "base_check", "attribution"))
 
 
 def _block_rates(rows: list[dict]) -> dict[str, Any]:
@@ -265,7 +358,11 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"{result['zoo']['backdoored_candidates']} backdoored candidates ({result['zoo']['rejected']} rejected)",
              f"- {p['groups']} merge groups of {p['group_size']} candidates (each backdoored candidate with clean peers, "
              f"plus clean-only groups); settings {json.dumps(result['method_settings'])}",
-             f"- nothing fitted on this zoo: own scans under the shipped classifier calibration; variants and merges "
+             (f"- **fitting zoo**: merging calibration {result['fitted_calibration']['version']} was fitted on this "
+              f"run's variants and merges (BACKDOORED from p = {result['fitted_calibration']['threshold']:.3f}; on its "
+              f"own rows {json.dumps(result['fitted_calibration']['fitting_rows'])}); the decisions below are not "
+              f"held-out numbers" if "fitted_calibration" in result else "- nothing fitted on this zoo"),
+             f"- own scans under the shipped classifier calibration; variants and merges "
              f"under the merging calibration {p['variant_calibration']['version']} ({p['variant_calibration']['description']};"
              f" BACKDOORED from p = {p['variant_calibration']['threshold']:.3f}); robust-z cut-off 3.5",
              f"- groups run: {p['groups']} of {p['groups_planned']}" + (" (stopped at the time box)"

@@ -13,6 +13,10 @@ diluted backdoor in a merge, or a BadMerging candidate amplified alone (suppress
 negative. Rows whose clean accuracy fell below half the base's are left out: the gate gives
 such broken models no weight. The BACKDOORED threshold keeps the fitting rows' false
 positive rate at or below 5 % (as ``bench.calibrate`` does).
+
+``modelscan-bd bench MERGING_ZOO --calibrate --calibration-out F`` runs the gate benchmark on
+a fitting zoo, takes its rows (``gate_bench.fit_rows``: labels from the attack success the
+benchmark measures) and writes the fitted file.
 """
 from __future__ import annotations
 
