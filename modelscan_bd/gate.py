@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
+import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -74,6 +76,11 @@ class GateOptions:
     variant_calibration: str | None = None  # default: calibration/merging.json
     min_relative_accuracy: float = 0.5  # a variant below half the base's clean accuracy is not a usable model
     attribution_drop: float = 0.5  # removing the culprit takes away at least half the merge trigger's success
+    # A candidate's trigger inverted against the base counts as planted from this log size
+    # ratio (4x smaller than the median label's). Clean candidates of the two fitting zoos
+    # reached 0.62, BadNets and Blended ones 2.0-2.8; held-out clean ones reached 1.00 and 1.03,
+    # and the latter was blocked under the calibration's ln 2.5 (docs/bench/merging/NOTES.md).
+    planted_log_ratio: float = math.log(4)
     scan_safe_merge: bool = True  # scan the merge without the blocked candidates (the benchmark skips it)
 
     def scan_config(self) -> ScanConfig:
@@ -96,7 +103,8 @@ class GateOptions:
                 "outlier_share": self.outlier_share, "leave_one_out": self.leave_one_out,
                 "detectors": self.detectors or [], "variant_detectors": list(self.variant_detectors),
                 "variant_calibration": load_calibration(self.variant_calibration_path()).describe(),
-                "min_relative_accuracy": self.min_relative_accuracy, "attribution_drop": self.attribution_drop}
+                "min_relative_accuracy": self.min_relative_accuracy, "attribution_drop": self.attribution_drop,
+                "planted_log_ratio": round(self.planted_log_ratio, 4)}
 
 
 @dataclass
@@ -212,6 +220,56 @@ def _usable(summary: dict[str, Any], base_accuracy: float | None, share: float) 
         return False
     acc = summary.get("clean_accuracy")
     return acc is None or base_accuracy is None or acc >= share * base_accuracy
+
+
+def differential_trigger(model: ClassifierAdapter, base: ClassifierAdapter, clean: CleanData, budget: str,
+                         seed: int) -> dict[str, Any] | None:
+    """A trigger of ``model`` (a candidate or the merge) inverted *against the base*: for
+    every label, the smallest patch (and blend) that sends clean images to it through
+    ``model`` while the base keeps their true labels (``inversion.invert`` with the base as
+    reference). A backdoor the fine-tunes planted, BadMerging's (Zhang et al., CCS 2024)
+    included, needs a small trigger there; a natural adversarial patch of the shared base is
+    penalised, so every other label needs a large one. The label is scored like Neural
+    Cleanse scores its labels (Wang et al., IEEE S&P 2019): the others' median trigger size
+    over its own, on a log scale, per shape.
+
+    It inverts every label, where a scan's trigger recovery inverts only the candidate labels
+    that exposure and MM-BD name, and its reference is the model the candidates came from."""
+    from .detectors.trigger import SETTINGS
+    from .inversion import BLEND, PATCH, Slot, invert
+
+    if len(clean.exposure_idx) < 4 or len(clean.holdout_idx) < 4:
+        return None
+    started = time.perf_counter()
+    settings, _ = SETTINGS[budget]
+    slots = [Slot(k, shape) for k in range(model.num_classes) for shape in (PATCH, BLEND)]
+    g = torch.Generator().manual_seed(seed)
+    inverted = invert(model.model, clean.exposure_images, clean.exposure_labels, slots, settings, g,
+                      reference=base.model)
+    best = None
+    for trig in inverted:
+        others = [o.effective_size() for o in inverted if o.slot.shape == trig.slot.shape and o is not trig]
+        ratio = math.log(max(statistics.median(others), 1e-4) / max(trig.effective_size(), 1e-4))
+        if best is None or ratio > best[0]:
+            best = (ratio, trig)
+    ratio, trig = best
+    return {"label": int(trig.slot.target), "shape": trig.slot.shape, "size": round(trig.effective_size(), 5),
+            "log_ratio": round(ratio, 4), "seconds": round(time.perf_counter() - started, 2),
+            "_trigger": {"mask": trig.mask.tolist(), "pattern": trig.pattern.tolist()}}
+
+
+def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: ClassifierAdapter,
+               clean: CleanData | None, drop: float) -> dict[str, Any] | None:
+    """Whether a scan's recovered trigger works through the base as well: ``natural`` when
+    its success there is more than ``1 - drop`` of its success through ``model`` (the same
+    cut as the merge-specific test, seen from the other side)."""
+    if clean is None or not summary.get("_trigger"):
+        return None
+    label = summary["trigger"]["label"]
+    on_model = trigger_success(model, summary["_trigger"], label, clean)
+    on_base = trigger_success(base, summary["_trigger"], label, clean)
+    return {"label": label, "on_model": round(on_model, 4), "on_base": round(on_base, 4),
+            "natural": bool(on_model > 0 and on_base > (1 - drop) * on_model)}
 
 
 @torch.no_grad()
@@ -382,6 +440,44 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
         for e in c["exposures"]:
             e["usable"] = _usable(e, base_acc, opt.min_relative_accuracy)
     t = timer.step("variants", t)
+    success_needed = vcal.detectors.get("trigger", {}).get("holdout_success_threshold", 0.8)
+    ratio_needed = vcal.detectors.get("trigger", {}).get("log_ratio_threshold", math.log(2.5))
+
+    def against_base(key: tuple, model: ClassifierAdapter) -> dict[str, Any] | None:
+        """``differential_trigger`` of ``model``, cached like a scan."""
+        k = json.dumps(["differential", *key, settings])
+        if k not in cache:
+            progress("inverting a trigger against the base")
+            cache[k] = differential_trigger(model, base.adapter, clean, opt.budget, opt.seed)
+        return cache[k]
+
+    # Each candidate's trigger inverted against the base: a label whose trigger is far smaller
+    # than the others' (``planted_log_ratio``) and works through the candidate (the
+    # calibration's success threshold) but not through the base (the merge-specific cut
+    # below) was planted by the fine-tune.
+    for m, c in zip(members, candidates):
+        found = against_base(("own", bkey, _identity(m)), m.adapter) if clean is not None else None
+        if found is not None:
+            on_model = trigger_success(m.adapter, found["_trigger"], found["label"], clean)
+            on_base = trigger_success(base.adapter, found["_trigger"], found["label"], clean)
+            found = {**{k: v for k, v in found.items() if not k.startswith("_")}, "on_model": round(on_model, 4),
+                     "on_base": round(on_base, 4),
+                     "planted": bool(found["log_ratio"] >= opt.planted_log_ratio and on_model >= success_needed
+                                     and on_base <= (1 - opt.attribution_drop) * on_model)}
+        c["differential_trigger"] = found
+    t = timer.step("candidate_triggers", t)
+    # A flagged scan's recovered trigger, tested on the base too (forward passes only): one
+    # that sends images to its label through the base more than half as well is a feature of the
+    # shared base (a natural patch the fine-tune inherited), not something the candidate
+    # adds to the merge, so it only warns (``_decide``).
+    for m, tau, c in zip(members, taus, candidates):
+        if _level(c["scan"]) == 2:
+            c["scan"]["base_check"] = base_check(m.adapter, c["scan"], base.adapter, clean, opt.attribution_drop)
+        for e in c["exposures"]:
+            if e["usable"] and _level(e) == 2:
+                variant = with_state(base.adapter, scaled(base_state, tau, e["lambda"], e["density"]), "variant")
+                e["base_check"] = base_check(variant, e, base.adapter, clean, opt.attribution_drop)
+    t = timer.step("base_check", t)
     for c, ws in zip(candidates, weight_space(base_state, taus, config.candidates, opt.z_threshold,
                                               opt.outlier_share)):
         c["weight_space"] = ws
@@ -394,10 +490,13 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     def merged_state(keep: list[int], spec=spec) -> dict[str, torch.Tensor]:
         return merge_state_dicts(base_state, [states[i] for i in keep], spec.subset(keep), seed=opt.seed)
 
+    def merge_key(keep: list[int], spec=spec) -> tuple:
+        return ("merge", bkey, spec.method, spec.normalize, spec.rescale, spec.lam,
+                [[_identity(members[i]), spec.weights[i], spec.densities[i]] for i in keep])
+
     def merge_scan(keep: list[int], name: str, spec=spec) -> dict[str, Any]:
-        key = ("merge", bkey, spec.method, spec.normalize, spec.rescale, spec.lam,
-               [[_identity(members[i]), spec.weights[i], spec.densities[i]] for i in keep])
-        return cached(key, lambda: with_state(base.adapter, merged_state(keep, spec), name), name, variant=True)
+        return cached(merge_key(keep, spec), lambda: with_state(base.adapter, merged_state(keep, spec), name), name,
+                      variant=True)
 
     everyone = list(range(len(members)))
     merged = merge_scan(everyone, f"merge ({spec.method})" if spec is config.spec else
@@ -409,33 +508,50 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
         sampled["usable"] = _usable(sampled, base_acc, opt.min_relative_accuracy)
         merged["sampled_merge"] = sampled
     t = timer.step("merge", t)
-    # The merge's recovered trigger, tested where it came from: a trigger that works on the
-    # merge but not on the base was put there by the candidates (a natural adversarial patch
-    # of the shared base works on both). Leave-one-out then asks which candidate it needs.
-    # Forward passes only (no re-scan), so it is cheap enough to run whenever it is needed.
-    loo: dict[int, dict[str, Any]] = {}
-    transfer = None
-    if merged.get("_trigger") and clean is not None and merged["usable"]:
-        label = merged["trigger"]["label"]
-        with_all = trigger_success(with_state(base.adapter, merged_state(everyone), "merge"), merged["_trigger"],
-                                   label, clean)
-        on_base = trigger_success(base.adapter, merged["_trigger"], label, clean)
-        specific = with_all >= vcal.detectors.get("trigger", {}).get("holdout_success_threshold", 0.8) and \
-            on_base <= (1 - opt.attribution_drop) * with_all
-        transfer = {"label": label, "on_merge": round(with_all, 4), "on_base": round(on_base, 4),
+    merge_adapter = with_state(base.adapter, merged_state(everyone), "merge")
+    evidence = (merged["usable"] and _level(merged) > 0) or bool(sampled and sampled["usable"] and _level(sampled) > 0)
+
+    def attempt(source: str, label: int, trig: dict) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        """A merge trigger tested where it came from: one that works on the merge but not on
+        the base was put there by the candidates (a natural adversarial patch of the shared
+        base works on both); leave-one-out then asks which candidate it needs (forward
+        passes only)."""
+        with_all = trigger_success(merge_adapter, trig, label, clean)
+        on_base = trigger_success(base.adapter, trig, label, clean)
+        specific = with_all >= success_needed and on_base <= (1 - opt.attribution_drop) * with_all
+        transfer = {"source": source, "label": label, "on_merge": round(with_all, 4), "on_base": round(on_base, 4),
                     "merge_specific": bool(specific)}
+        loo: dict[int, dict[str, Any]] = {}
+        if len(members) > 1 and (opt.leave_one_out == "always" or
+                                 (opt.leave_one_out == "flagged" and (evidence or specific))):
+            for i in everyone:
+                progress(f"leave-one-out: merge without {config.candidates[i]}")
+                without = trigger_success(with_state(base.adapter, merged_state([j for j in everyone if j != i]),
+                                                     "loo"), trig, label, clean)
+                loo[i] = {"label": label, "success_with_all": transfer["on_merge"],
+                          "success_without": round(without, 4), "success_on_base": transfer["on_base"]}
+        return transfer, loo
+
+    def pinned(a: tuple[dict[str, Any], dict]) -> bool:
+        """A merge-specific trigger that leaving out exactly one candidate takes away."""
+        return a[0]["merge_specific"] and sum(_clears(r, opt.attribution_drop) for r in a[1].values()) == 1
+
+    # First the trigger the merge's own scan recovered. Its trigger recovery inverts only the
+    # labels exposure and MM-BD name, so when that trigger is not pinned on a candidate, the
+    # trigger inverted against the base (every label; cached like a scan) is tried too.
+    attempts = []
+    if clean is not None and merged["usable"]:
+        if merged.get("_trigger"):
+            attempts.append(attempt("scan", merged["trigger"]["label"], merged["_trigger"]))
+        if not (attempts and pinned(attempts[0])):
+            diff = against_base(merge_key(everyone), merge_adapter)
+            merged["differential_trigger"] = diff and {key: v for key, v in diff.items() if not key.startswith("_")}
+            if diff is not None and diff["log_ratio"] >= ratio_needed:
+                attempts.append(attempt("differential", diff["label"], diff["_trigger"]))
+    transfer, loo = next((a for a in attempts if pinned(a)), None) or \
+        next((a for a in attempts if a[0]["merge_specific"]), None) or (attempts[0] if attempts else (None, {}))
     merged["trigger_transfer"] = transfer
-    flagged = merged["usable"] and (_level(merged) > 0 or bool(transfer and transfer["merge_specific"]))
-    flagged = flagged or bool(sampled and sampled["usable"] and _level(sampled) > 0)
-    if len(members) > 1 and transfer is not None and (
-            opt.leave_one_out == "always" or (opt.leave_one_out == "flagged" and flagged)):
-        for i in everyone:
-            keep = [j for j in everyone if j != i]
-            progress(f"leave-one-out: merge without {config.candidates[i]}")
-            without = trigger_success(with_state(base.adapter, merged_state(keep), "loo"), merged["_trigger"],
-                                      transfer["label"], clean)
-            loo[i] = {"label": transfer["label"], "success_with_all": transfer["on_merge"],
-                      "success_without": round(without, 4), "success_on_base": transfer["on_base"]}
+    flagged = evidence or bool(merged["usable"] and transfer and transfer["merge_specific"])
     t = timer.step("attribution", t)
 
     cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
@@ -496,12 +612,23 @@ def _identity(m: Member) -> str:
     return m.snapshot.sha or ",".join(f.sha256 or f.path for f in m.snapshot.files_of("safetensors")) or m.source
 
 
+def _natural(summary: dict[str, Any]) -> str:
+    """Why a flagged scan's trigger is the base's own (empty when it is not)."""
+    check = summary.get("base_check")
+    if not check or not check["natural"]:
+        return ""
+    return (f"Its trigger (label {check['label']}) also works through the base ({check['on_base']:.0%}; "
+            f"{check['on_model']:.0%} here): a feature of the shared base, not one this candidate adds.")
+
+
 def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None, flagged: bool,
             ambiguous: bool = False, drop: float = 0.5) -> dict[str, Any]:
     """Verdict, severity, score and reasons for one candidate."""
     block, warn = [], []
     own = c["scan"]
-    if _level(own) == 2:
+    if _level(own) == 2 and _natural(own):
+        warn.append(f"its own scan: {own['summary']} {_natural(own)}")
+    elif _level(own) == 2:
         block.append(f"its own scan: {own['summary']}")
     elif _level(own) == 1:
         warn.append(f"its own scan: {own['summary']}")
@@ -511,8 +638,16 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
                 else f"TIES-trimmed task vector (density={e['density']})")
         # Variants are judged by the merging calibration, fitted on such variants and merges
         # (calibration/merging.json); only a BACKDOORED verdict counts.
-        if _level(e) == 2:
+        if _level(e) == 2 and _natural(e):
+            warn.append(f"{what}: {e['status']} (p={_p(e):.2f}). {_natural(e)}")
+        elif _level(e) == 2:
             block.append(f"{what}: {e['status']} (p={_p(e):.2f})")
+    planted = c.get("differential_trigger") or {}
+    if planted.get("planted"):
+        block.append(f"its trigger inverted against the base (label {planted['label']}, {planted['shape']}) is "
+                     f"{math.exp(planted['log_ratio']):.1f}x smaller than the other labels' and sends "
+                     f"{planted['on_model']:.0%} of clean images to that label through this candidate, "
+                     f"{planted['on_base']:.0%} through the base")
     for e in c["exposures"]:
         if not e.get("usable", True) and e.get("clean_accuracy") is not None and not e["incomplete_reasons"]:
             # Not backdoor evidence (the variant is broken), but a task vector that breaks the
@@ -533,7 +668,9 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         score = max(_p(merged), spec) * max(0.0, 1.0 - share) if merged.get("usable", True) else 0.0
         attribution = {"status": "done", "score": round(score, 4), "attributed": attributed,
                        "ambiguous": ambiguous, **loo}
-        what = (f"the merge is {merged['status']} (p={_p(merged):.2f}); its recovered trigger (label "
+        which = ("trigger inverted against the base" if transfer.get("source") == "differential"
+                 else "recovered trigger")
+        what = (f"the merge is {merged['status']} (p={_p(merged):.2f}); its {which} (label "
                 f"{loo['label']}) sends {with_all:.0%} of clean images to that label through the merge, "
                 f"{loo['success_on_base']:.0%} through the base, {loo['success_without']:.0%} through the merge "
                 f"without this candidate")
@@ -553,7 +690,8 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
     incomplete = list(own["incomplete_reasons"])
     if own["status"] == "INCOMPLETE" or incomplete:
         warn.append("not fully scanned: " + "; ".join(dict.fromkeys(incomplete))[:300])
-    score = max([_p(own), *(_p(e) for e in usable), attribution["score"]])
+    planted_score = (planted["on_model"] - planted["on_base"]) / planted["on_model"] if planted.get("planted") else 0.0
+    score = max([_p(own), *(_p(e) for e in usable), attribution["score"], planted_score])
     verdict = "block" if block else "warn" if warn else "pass"
     severity = {"block": "critical" if score >= 0.97 else "high", "warn": "medium", "pass": "info"}[verdict]
     return {"verdict": verdict, "severity": severity, "score": round(score, 4), "reasons": block + warn,

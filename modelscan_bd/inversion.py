@@ -11,6 +11,11 @@ on the mask's L1 norm shrinks it. Two shapes of mask:
 and two kinds of goal: a target label (all-to-one), or ``UNTARGETED`` (move each image
 away from its own label: all-to-all backdoors send every class somewhere else).
 
+With a ``reference`` model the inversion is *differential*: the trigger must also leave the
+reference's predictions on the true labels (a cross-entropy term on the reference). The
+merge gate uses the base model as reference: a natural adversarial patch of the shared base
+is penalised, a trigger the candidates planted in the merge is not.
+
 Many triggers ("slots") are optimised together in one batch, so asking for a few
 candidate and reference labels costs one forward/backward per step, not one per label.
 Sizes are relative to the image area (a 3x3 patch on 32x32 is 0.0088).
@@ -85,10 +90,15 @@ def _eligible(y: torch.Tensor, target: int) -> torch.Tensor:
 
 
 def invert(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, slots: list[Slot],
-           settings: InversionSettings, generator: torch.Generator) -> list[Inverted]:
-    """Optimise one trigger per slot on ``images`` (pixel space) through ``model``."""
+           settings: InversionSettings, generator: torch.Generator, reference: nn.Module | None = None,
+           reference_weight: float = 1.0) -> list[Inverted]:
+    """Optimise one trigger per slot on ``images`` (pixel space) through ``model`` (and, if
+    given, against ``reference``: see the module docstring)."""
     model.eval()
     params = [p.requires_grad_(False) for p in model.parameters()]
+    if reference is not None:
+        reference.eval()
+        params += [p.requires_grad_(False) for p in reference.parameters()]
     _, c, h, w = images.shape
     k, n = len(slots), settings.images_per_slot
     # Parameters live in logit space so mask and pattern stay in [0, 1] (NC uses tanh).
@@ -118,6 +128,10 @@ def invert(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, slots: 
             losses.append(li.mean())
             successes.append(si.float().mean())
         task = torch.stack(losses)
+        if reference is not None:
+            ref_logits = reference(xt.reshape(k * n, c, h, w))
+            task = task + reference_weight * F.cross_entropy(ref_logits, y.reshape(-1), reduction="none").reshape(
+                k, n).mean(1)
         success = torch.stack(successes).detach()
         total = (task + cost * size).sum()
         opt.zero_grad(set_to_none=True)

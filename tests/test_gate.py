@@ -79,6 +79,9 @@ def test_gate_blocks_the_backdoored_candidate_and_emits_a_safe_config(merge_mode
     assert verdicts[ids["badnets"]] == "block", report["candidates"][-1]["reasons"]
     assert verdicts[ids["clean0"]] == "pass" and verdicts[ids["clean1"]] == "pass", report["candidates"]
     assert code == 1, err
+    inverted = {c["source"]: c["differential_trigger"] for c in report["candidates"]}  # each against the base
+    assert inverted[ids["badnets"]]["planted"] and inverted[ids["badnets"]]["label"] == TARGET, inverted
+    assert not inverted[ids["clean0"]]["planted"] and not inverted[ids["clean1"]]["planted"], inverted
     emitted = yaml.safe_load(safe.read_text())
     assert [m["model"] for m in emitted["models"]] == [ids["clean0"], ids["clean1"]]
     assert emitted["merge_method"] == "task_arithmetic" and emitted["base_model"] == ids["base"]
@@ -169,3 +172,44 @@ def test_trigger_success_follows_the_backdoor(merge_models):
     assert trigger_success(good, trig, TARGET, clean) <= 0.3
     none = {"mask": torch.zeros(1, 16, 16).tolist(), "pattern": torch.zeros(3, 16, 16).tolist()}
     assert trigger_success(bad, none, TARGET, clean) <= 0.3
+
+
+def test_differential_trigger_finds_the_planted_label_against_the_base(merge_models):
+    """Inverted through the backdoored fine-tune with the base as reference, the planted
+    trigger is far smaller than any other label's; a clean fine-tune has no such label."""
+    import math
+
+    from modelscan_bd.cleandata import load_clean_data
+    from modelscan_bd.gate import differential_trigger, load_member, trigger_success
+
+    ids, clean_file = merge_models
+    base = load_member(ids["base"], lambda m: None).adapter
+    bad = load_member(ids["badnets"], lambda m: None).adapter
+    good = load_member(ids["clean0"], lambda m: None).adapter
+    clean = load_clean_data(str(clean_file), base, budget=100, seed=0)
+    found = differential_trigger(bad, base, clean, "fast", 0)
+    assert found["label"] == TARGET and found["log_ratio"] >= math.log(2.5), found
+    assert trigger_success(bad, found["_trigger"], TARGET, clean) >= 0.8
+    assert trigger_success(base, found["_trigger"], TARGET, clean) <= 0.3
+    assert differential_trigger(good, base, clean, "fast", 0)["log_ratio"] < math.log(2.5)
+    again = differential_trigger(bad, base, clean, "fast", 0)
+    assert {**again, "seconds": 0} == {**found, "seconds": 0}  # same seed, same trigger
+
+
+def test_gate_falls_back_to_the_trigger_inverted_against_the_base(merge_models, tmp_path, capsys):
+    """Without trigger recovery in the scans (``--detectors exposure-collapse``) the merge has
+    no recovered trigger; the one inverted against the base still names the planted label
+    and leave-one-out attributes it."""
+    ids, clean = merge_models
+    code, out, err = run_cli(["gate", "--base", ids["base"], "--candidate", ids["clean0"], "--candidate",
+                              ids["badnets"], "--weight", "1", "--clean-data", clean, "--out", "-", "--format", "json",
+                              "--amplify", "", "--detectors", "exposure-collapse", "--leave-one-out", "flagged",
+                              *FAST], capsys)
+    report = json.loads(out)
+    transfer = report["merged"]["trigger_transfer"]
+    assert transfer["source"] == "differential" and transfer["label"] == TARGET and transfer["merge_specific"], transfer
+    assert report["merged"]["differential_trigger"]["label"] == TARGET
+    verdicts = {c["source"]: c for c in report["candidates"]}
+    assert verdicts[ids["badnets"]]["verdict"] == "block", verdicts[ids["badnets"]]["reasons"]
+    assert any("inverted against the base" in r for r in verdicts[ids["badnets"]]["reasons"])
+    assert not verdicts[ids["clean0"]]["attribution"]["attributed"] and code == 1, err

@@ -36,6 +36,26 @@ def test_a_broken_variant_gives_no_evidence():
     assert not _usable(_scan(incomplete=["mmbd skipped"]), 0.95, 0.5)
 
 
+def test_a_flagged_scan_whose_trigger_the_base_shares_only_warns():
+    """A trigger that works through the base about as well is the base's feature, not the
+    candidate's: its own scan or variant then warns instead of blocking."""
+    def check(on_base):
+        return {"label": 8, "on_model": 0.9, "on_base": on_base, "natural": on_base > 0.45}
+
+    for where in ("own", "variant"):
+        for on_base, verdict in ((0.93, "warn"), (0.02, "block")):
+            flagged = {**_scan("BACKDOORED", 0.8), "base_check": check(on_base)}
+            amp = {**_amp("BACKDOORED", 0.8, 0.9), "base_check": check(on_base), "usable": True}
+            cand = {**_candidate(amp), "scan": flagged} if where == "own" else _candidate(amp)
+            if where == "own":
+                cand["exposures"] = []
+            out = _decide(cand, _scan(), None, False)
+            assert out["verdict"] == verdict, (where, on_base, out["reasons"])
+            assert ("also works through the base" in out["reasons"][0]) == (verdict == "warn")
+    no_trigger = {**_scan("BACKDOORED", 0.8), "base_check": None}  # nothing to test: the scan's verdict stands
+    assert _decide({**_candidate(), "scan": no_trigger}, _scan(), None, False)["verdict"] == "block"
+
+
 def test_attribution_blocks_a_unique_culprit_and_only_warns_when_ambiguous():
     merged = {**_scan("BACKDOORED", 0.9), "usable": True}
     culprit = {"label": 3, "success_with_all": 0.9, "success_without": 0.1, "success_on_base": 0.8}
@@ -98,3 +118,34 @@ def test_shipped_merging_calibration_loads():
     cal = load_calibration(family="merging")
     assert set(cal.features) <= set(MERGING_FEATURES) | {"mmbd_neglog10_p"}
     assert 0 < cal.backdoored_threshold < 1
+
+
+def _record(group, method, merged_features, merged_asr, candidates):
+    return {"group": group, "method": method, "merged_asr": merged_asr,
+            "merged": {"usable": True, "features": merged_features}, "candidates": candidates}
+
+
+def _bench_candidate(name, backdoored, features, usable=True, asr=None):
+    return {"name": name, "backdoored": backdoored, "exposure_features": {"amplify": features},
+            "exposure_status": {"amplify": "CLEAN" if usable else "BACKDOORED (not usable)"},
+            "exposure_asr": {"amplify": asr} if backdoored else {}}
+
+
+def test_merging_fit_rows_take_each_variant_once_and_skip_dare_and_broken_models():
+    from modelscan_bd.gate_bench import fit_rows
+
+    f = {k: 0.5 for k in MERGING_FEATURES}
+    cands = [_bench_candidate("bd", True, {**f, "trigger_log_ratio": 2.0}, asr=0.97), _bench_candidate("c0", False, f),
+             _bench_candidate("c1", False, f, usable=False)]
+    records = [_record(["bd", "c0", "c1"], m, {**f, "collapse_agreement": i}, 0.8 - 0.1 * i, cands)
+               for i, m in enumerate(("task_arithmetic", "ties", "dare_linear"))]
+    records.append(_record(["bd", "c0", "c1"], "ties", f, 0.1, cands))  # the same merge again: counted once
+    rows = fit_rows(records)
+    assert [r["item"] for r in rows] == ["bd amplify", "c0 amplify", "task_arithmetic merge of bd+c0+c1",
+                                         "ties merge of bd+c0+c1"]
+    assert [r["asr"] for r in rows] == [0.97, None, 0.8, pytest.approx(0.7)]
+    records[0]["merged"]["usable"] = False  # a broken merge is no evidence either way
+    assert "task_arithmetic merge of bd+c0+c1" not in [r["item"] for r in fit_rows(records)]
+    del cands[0]["exposure_asr"]["amplify"]  # a record without the truth cannot label its row
+    with pytest.raises(ValueError, match="no attack success"):
+        fit_rows(records)
