@@ -266,10 +266,19 @@ def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: Classifi
     if clean is None or not summary.get("_trigger"):
         return None
     label = summary["trigger"]["label"]
-    on_model = trigger_success(model, summary["_trigger"], label, clean)
-    on_base = trigger_success(base, summary["_trigger"], label, clean)
+    on_model, on_base, shared = through_model_and_base(model, base, summary["_trigger"], label, clean, drop)
     return {"label": label, "on_model": round(on_model, 4), "on_base": round(on_base, 4),
-            "natural": bool(on_model > 0 and on_base > (1 - drop) * on_model)}
+            "natural": bool(on_model > 0 and shared)}
+
+
+def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, trigger: dict[str, Any], label: int,
+                           clean: CleanData, drop: float) -> tuple[float, float, bool]:
+    """A trigger's success through ``model`` and through the base, and whether the base
+    shares it: more than ``1 - drop`` of its success through ``model``. The one cut behind
+    the base check, planted candidate triggers and the merge-specific test."""
+    on_model = trigger_success(model, trigger, label, clean)
+    on_base = trigger_success(base, trigger, label, clean)
+    return on_model, on_base, on_base > (1 - drop) * on_model
 
 
 @torch.no_grad()
@@ -458,12 +467,12 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     for m, c in zip(members, candidates):
         found = against_base(("own", bkey, _identity(m)), m.adapter) if clean is not None else None
         if found is not None:
-            on_model = trigger_success(m.adapter, found["_trigger"], found["label"], clean)
-            on_base = trigger_success(base.adapter, found["_trigger"], found["label"], clean)
+            on_model, on_base, shared = through_model_and_base(m.adapter, base.adapter, found["_trigger"],
+                                                               found["label"], clean, opt.attribution_drop)
             found = {**{k: v for k, v in found.items() if not k.startswith("_")}, "on_model": round(on_model, 4),
                      "on_base": round(on_base, 4),
                      "planted": bool(found["log_ratio"] >= opt.planted_log_ratio and on_model >= success_needed
-                                     and on_base <= (1 - opt.attribution_drop) * on_model)}
+                                     and not shared)}
         c["differential_trigger"] = found
     t = timer.step("candidate_triggers", t)
     # A flagged scan's recovered trigger, tested on the base too (forward passes only): one
@@ -516,9 +525,9 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
         the base was put there by the candidates (a natural adversarial patch of the shared
         base works on both); leave-one-out then asks which candidate it needs (forward
         passes only)."""
-        with_all = trigger_success(merge_adapter, trig, label, clean)
-        on_base = trigger_success(base.adapter, trig, label, clean)
-        specific = with_all >= success_needed and on_base <= (1 - opt.attribution_drop) * with_all
+        with_all, on_base, shared = through_model_and_base(merge_adapter, base.adapter, trig, label, clean,
+                                                           opt.attribution_drop)
+        specific = with_all >= success_needed and not shared
         transfer = {"source": source, "label": label, "on_merge": round(with_all, 4), "on_base": round(on_base, 4),
                     "merge_specific": bool(specific)}
         loo: dict[int, dict[str, Any]] = {}

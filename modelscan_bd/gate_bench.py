@@ -16,8 +16,8 @@ Nothing is fitted here: own scans use the shipped classifier calibration, varian
 merges the merging calibration, so the zoo is held out when that calibration was fitted on
 another zoo. ``calibrate`` makes this zoo that other zoo: the merging calibration is fitted
 on its variants and merges, labelled by the real attack success of the backdoor each one
-carries (``GroundTruth``), and the run's decisions are then marked as fitting-zoo numbers. Records are appended to
-``records.jsonl`` as they finish, so an interrupted run resumes where it stopped; every
+carries (``GroundTruth``), and the run's decisions are then marked as fitting-zoo numbers.
+Records are appended to ``records.jsonl`` as they finish, so an interrupted run resumes where it stopped; every
 scan's summary (with its features) is kept in ``scan-cache.json``, so a re-run under
 another calibration re-decides from the cached scans without scanning again.
 """
@@ -63,6 +63,7 @@ class GroundTruth:
 
         self.zoo, self.entries = zoo, entries
         self.base = load_member(str(zoo / "models" / "base"), lambda m: None)
+        self.base_state = self.base.state  # a property that clones every tensor: read it once
         self._states: dict[str, dict[str, torch.Tensor]] = {}
         with np.load(zoo / "clean-data.npz") as npz:
             self.x = torch.from_numpy(npz["images"]).permute(0, 3, 1, 2).float() / 255
@@ -89,15 +90,15 @@ class GroundTruth:
         weight, density = METHOD_SETTINGS[method]
         cfg = parse_config({"models": [{"model": n, "parameters": {"weight": weight, "density": density}}
                                        for n in group], "base_model": "base", "merge_method": method})
-        merged = merge_state_dicts(self.base.state, [self.state(n) for n in group], cfg.spec, seed=seed)
+        merged = merge_state_dicts(self.base_state, [self.state(n) for n in group], cfg.spec, seed=seed)
         return self.asr(bd[0], merged)
 
     def exposure_asr(self, name: str, exposure: dict[str, Any]) -> float | None:
         """The real attack success rate of a backdoored candidate's task-vector exposure."""
         if not self.entries[name]["backdoored"]:
             return None
-        tau = task_vector(self.base.state, self.state(name))
-        return self.asr(name, scaled(self.base.state, tau, exposure["lambda"], exposure.get("density", 1.0)))
+        tau = task_vector(self.base_state, self.state(name))
+        return self.asr(name, scaled(self.base_state, tau, exposure["lambda"], exposure.get("density", 1.0)))
 
 
 # DARE merges are judged on their expected merge, which for the bench's settings is the
