@@ -281,6 +281,16 @@ def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, tr
     return on_model, on_base, on_base > (1 - drop) * on_model
 
 
+# The trigger of a collapsed merge: nothing is added to the image.
+NO_TRIGGER: dict[str, Any] = {"mask": [[0.0]], "pattern": [[0.0]]}
+
+
+@torch.no_grad()
+def collapse_label(adapter: ClassifierAdapter, clean: CleanData) -> int:
+    """The label a model sends most held-out clean images to."""
+    return int(torch.bincount(adapter.predict(clean.holdout_images)).argmax())
+
+
 @torch.no_grad()
 def trigger_success(adapter: ClassifierAdapter, trigger: dict[str, Any], label: int, clean: CleanData) -> float:
     """Share of held-out clean images (not of ``label``) that a recovered trigger sends to ``label``."""
@@ -549,6 +559,12 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     # labels exposure and MM-BD name, so when that trigger is not pinned on a candidate, the
     # trigger inverted against the base (every label; cached like a scan) is tried too.
     attempts = []
+    if clean is not None and not merged["usable"] and merged.get("clean_accuracy") is not None and len(members) > 1:
+        # A merge that no longer classifies is scanned for nothing, but one that sends clean
+        # images to a single label has the backdoor's signature without any trigger (the
+        # collapse EBYD's exposure looks for, here caused by merging): tested as a trigger
+        # that changes nothing, so leave-one-out asks which candidate the collapse needs.
+        attempts.append(attempt("collapse", collapse_label(merge_adapter, clean), NO_TRIGGER))
     if clean is not None and merged["usable"]:
         if merged.get("_trigger"):
             attempts.append(attempt("scan", merged["trigger"]["label"], merged["_trigger"]))
@@ -560,7 +576,8 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     transfer, loo = next((a for a in attempts if pinned(a)), None) or \
         next((a for a in attempts if a[0]["merge_specific"]), None) or (attempts[0] if attempts else (None, {}))
     merged["trigger_transfer"] = transfer
-    flagged = evidence or bool(merged["usable"] and transfer and transfer["merge_specific"])
+    flagged = evidence or bool(transfer and transfer["merge_specific"]
+                               and (merged["usable"] or transfer["source"] == "collapse"))
     t = timer.step("attribution", t)
 
     cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
@@ -671,10 +688,13 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         attributed = flagged and clears and not ambiguous
         transfer = merged.get("trigger_transfer") or {}
         specific = bool(transfer.get("merge_specific"))
+        collapse = transfer.get("source") == "collapse"
         # Score: the merge's evidence (its probability, or how merge-specific its trigger is)
         # times the share of the trigger's success that leaves with this candidate.
         spec = (with_all - loo["success_on_base"]) / with_all if specific and with_all > 0 else 0.0
         score = max(_p(merged), spec) * max(0.0, 1.0 - share) if merged.get("usable", True) else 0.0
+        if collapse:  # a collapse scores only the candidate it is pinned on: a broken merge is weaker evidence
+            score = spec * max(0.0, 1.0 - share) if attributed else 0.0
         attribution = {"status": "done", "score": round(score, 4), "attributed": attributed,
                        "ambiguous": ambiguous, **loo}
         which = ("trigger inverted against the base" if transfer.get("source") == "differential"
@@ -683,8 +703,19 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
                 f"{loo['label']}) sends {with_all:.0%} of clean images to that label through the merge, "
                 f"{loo['success_on_base']:.0%} through the base, {loo['success_without']:.0%} through the merge "
                 f"without this candidate")
+        if collapse:
+            what = (f"the merge collapses: it sends {with_all:.0%} of clean images of other labels to label "
+                    f"{loo['label']} with no trigger (the base {loo['success_on_base']:.0%}, the merge without "
+                    f"this candidate {loo['success_without']:.0%})")
         if flagged and clears and ambiguous:
             warn.append(f"{what}; leaving out another candidate also stops it: not attributable to one")
+        elif attributed and collapse and planted.get("label") != loo["label"]:
+            # A candidate can break a merge without a backdoor (an outsized task vector); the
+            # collapse blocks only when the candidate's own trigger, inverted against the
+            # base, names the label the merge collapses onto.
+            warn.append(what)
+        elif attributed and collapse:
+            block.append(f"{what}; its trigger inverted against the base names the same label")
         elif attributed and (_level(merged) == 2 or specific):
             block.append(what)
         elif attributed:
@@ -730,7 +761,11 @@ def _findings(base: Member, base_scan, candidates, merged) -> list[Finding]:
     sev = _scan_severity(merged)
     msg = f"merge ({merged['method']}): {merged['summary']}"
     tr = merged.get("trigger_transfer") or {}
-    if tr.get("merge_specific"):
+    if tr.get("merge_specific") and tr["source"] == "collapse":
+        sev = max(sev, "high", key=severity_rank)
+        msg += (f" The merge collapses: it sends {tr['on_merge']:.0%} of clean images of other labels to label "
+                f"{tr['label']} with no trigger ({tr['on_base']:.0%} through the base).")
+    elif tr.get("merge_specific"):
         # A trigger the merge learned from its candidates (it does not work on the base).
         sev = max(sev, "high", key=severity_rank)
         msg += (f" Its recovered trigger (label {tr['label']}) sends {tr['on_merge']:.0%} of clean images to that "

@@ -213,3 +213,46 @@ def test_gate_falls_back_to_the_trigger_inverted_against_the_base(merge_models, 
     assert verdicts[ids["badnets"]]["verdict"] == "block", verdicts[ids["badnets"]]["reasons"]
     assert any("inverted against the base" in r for r in verdicts[ids["badnets"]]["reasons"])
     assert not verdicts[ids["clean0"]]["attribution"]["attributed"] and code == 1, err
+
+
+def test_a_merge_that_collapses_onto_one_label_is_attributed_to_the_candidate_it_needs(
+        merge_models, tmp_path, capsys, hub_cache):
+    """A merge that sends every clean image to one label no longer classifies, so it is not
+    scanned as a model; the collapse itself is tested like a trigger that adds nothing, and
+    leave-one-out names the candidate it needs. The candidate here is the base with the
+    label's bias raised: it classifies alone and collapses a merge that weights it by 3."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from modelscan_bd.hubcache import place_in_cache
+
+    ids, clean = merge_models
+    snapshot = next((hub_cache / "models--mergeorg--base" / "snapshots").iterdir())
+    folder = tmp_path / "collapser"
+    shutil.copytree(snapshot, folder, symlinks=False)
+    state = load_file(str(folder / "model.safetensors"))
+    bias = [k for k, v in state.items() if k.endswith("bias") and v.shape == (10,)][-1]  # the classifier head
+    state[bias][TARGET] += 4.0
+    (folder / "model.safetensors").unlink()
+    save_file(state, str(folder / "model.safetensors"))
+    place_in_cache(folder, "mergeorg/collapser", hub_cache)
+    collapser = "mergeorg/collapser"
+    config = tmp_path / "merge.yml"
+    config.write_text(yaml.safe_dump({"models": [{"model": ids["clean0"], "parameters": {"weight": 1.0}},
+                                                 {"model": collapser, "parameters": {"weight": 3.0}}],
+                                      "base_model": ids["base"], "merge_method": "task_arithmetic"}))
+    code, out, err = run_cli(["gate", str(config), "--clean-data", clean, "--out", "-", "--format", "json",
+                              "--amplify", "", "--detectors", "exposure-collapse", *FAST], capsys)
+    report = json.loads(out)
+    merged = report["merged"]
+    assert not merged["usable"], merged["clean_accuracy"]
+    transfer = merged["trigger_transfer"]
+    assert transfer["source"] == "collapse" and transfer["label"] == TARGET and transfer["merge_specific"], transfer
+    verdicts = {c["source"]: c for c in report["candidates"]}
+    culprit, peer = verdicts[collapser], verdicts[ids["clean0"]]
+    assert culprit["attribution"]["attributed"] and not peer["attribution"]["attributed"], culprit["attribution"]
+    assert any("the merge collapses" in r for r in culprit["reasons"]), culprit["reasons"]
+    assert culprit["verdict"] != "pass" and peer["verdict"] != "block", (culprit["reasons"], peer["reasons"])
+    assert any("collapses" in f["message"] for f in report["findings"] if f["title"] == "Simulated merge scan")
+    assert code == 1, err

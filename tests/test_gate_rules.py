@@ -85,6 +85,27 @@ def test_a_merge_specific_trigger_blocks_its_culprit_even_when_the_merge_scores_
     assert _decide(_candidate(), natural, {**culprit, "success_on_base": 0.9}, False)["verdict"] == "pass"
 
 
+def test_a_collapsed_merge_blocks_its_culprit_only_when_the_culprits_own_trigger_names_the_label():
+    """A merge that sends clean images to one label with no trigger (it is not a usable
+    model, so it has no scan verdict): the candidate it needs is blocked when its trigger
+    inverted against the base names that label, and only warned otherwise (an outsized
+    task vector can break a merge without a backdoor)."""
+    merged = {**_scan("CLEAN", 0.0, acc=0.11), "usable": False,
+              "trigger_transfer": {"source": "collapse", "label": 0, "on_merge": 1.0, "on_base": 0.0,
+                                   "merge_specific": True}}
+    culprit = {"label": 0, "success_with_all": 1.0, "success_without": 0.02, "success_on_base": 0.0}
+    peer = {"label": 0, "success_with_all": 1.0, "success_without": 1.0, "success_on_base": 0.0}
+    names = {**_candidate(), "differential_trigger": {"label": 0, "planted": False}}
+    other = {**_candidate(), "differential_trigger": {"label": 4, "planted": False}}
+    hit = _decide(names, merged, culprit, True)
+    assert hit["verdict"] == "block" and hit["attribution"]["score"] == pytest.approx(0.98), hit
+    assert "the merge collapses" in hit["reasons"][0]
+    assert _decide(other, merged, culprit, True)["verdict"] == "warn"
+    assert _decide(names, merged, peer, True)["verdict"] == "pass"
+    ambiguous = _decide(names, merged, culprit, True, ambiguous=True)
+    assert ambiguous["verdict"] == "warn" and ambiguous["attribution"]["score"] == 0.0
+
+
 def _rows():
     clean = {"collapse_concentration": 0.3, "collapse_agreement": 0.6, "trigger_log_ratio": 0.3,
              "trigger_holdout_success": 0.95, "untargeted_log_ratio": -1.2}
