@@ -40,7 +40,7 @@ def tiny_zoo(tmp_path_factory):
 
     argv = ["modelscan-bd", "zoo", "build", "classifiers", "--data", "synthetic", "--out", str(out), "--clean", "2",
             "--backdoored", "2", "--hard", "1", "--attacks", "badnets", "--train-size", "1500", "--epochs", "5",
-            "--quiet"]
+            "--image-size", "16", "--quiet"]
     old, sys.argv = sys.argv, argv
     try:
         with pytest.raises(SystemExit) as exc:
@@ -57,6 +57,8 @@ def test_zoo_layout_keeps_answers_out_of_repos(tiny_zoo):
     for m in manifest["models"]:
         repo = tiny_zoo / m["path"]
         assert {p.name for p in repo.iterdir()} == {"config.json", "model.safetensors", "preprocessor_config.json"}
+        size = json.loads((repo / "preprocessor_config.json").read_text())["size"]
+        assert size == {"height": 16, "width": 16}  # --image-size
         assert (tiny_zoo / m["truth_dir"] / "groundtruth.json").is_file()
     assert (tiny_zoo / "clean-data.npz").is_file()
 
@@ -71,7 +73,7 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert {"neural_cleanse", "ebyd_variance"} <= set(m) and m["seconds_per_model"] > 0
     assert "zoo_manifest_sha256" in result["provenance"] and (out / "results.md").read_text().startswith("# Benchmark")
     badnets = [r for r in result["records"] if r["attack"] == "badnets"]
-    assert all(r["trigger_iou"] is not None for r in badnets)
+    assert len(badnets) == 2 and all(r["trigger_iou"] is not None for r in badnets)
 
     assert result["provenance"]["budget"] == "fast"
 
@@ -83,7 +85,8 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     # A model added to the zoo since the earlier run (here: dropped from its records) is scanned;
     # the others' records are reused as they are.
     earlier = json.loads((out / "results.json").read_text())
-    dropped = earlier["records"].pop(0)
+    k = next(i for i, r in enumerate(earlier["records"]) if r["name"].startswith("resnet-hard"))
+    dropped = earlier["records"].pop(k)
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps(earlier))
     cal = tmp_path / "cal.json"
@@ -98,7 +101,7 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert "held-out" in evaluated["split"]
     assert evaluated["provenance"]["records_from"]["scanned_here"] == [dropped["name"]]
     assert [r["name"] for r in evaluated["records"]] == [r["name"] for r in result["records"]]
-    assert evaluated["records"][1:] == earlier["records"]
-    assert evaluated["records"][0]["features"].keys() == dropped["features"].keys()
+    assert evaluated["records"][:k] + evaluated["records"][k + 1:] == earlier["records"]
+    assert evaluated["records"][k]["features"].keys() == dropped["features"].keys()
     # hard clean models are always in the evaluated split, never fitted on
     assert evaluated["metrics"]["hard_clean_fpr"] is not None

@@ -339,6 +339,13 @@ def test_zoo_build_on_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys):
     assert code == 4 and err.count("\n") == 1 and "no CUDA GPU" in err and not (tmp_path / "z").exists()
 
 
+@pytest.mark.parametrize("family, data", [("classifiers", "cifar10"), ("merging", "synthetic")])
+def test_image_size_of_a_real_dataset_or_another_family_is_a_usage_error(tmp_path, capsys, family, data):
+    code, _, err = run_cli(["zoo", "build", family, "--data", data, "--image-size", "16", "--out",
+                            str(tmp_path / "z"), "--quiet"], capsys)
+    assert code == 4 and err.count("\n") == 1 and "--image-size" in err and not (tmp_path / "z").exists()
+
+
 def test_vit_builds_and_runs():
     model = build_model("vit", 4, ["a", "b", "c", "d"], image_size=32, channels=1)
     assert model(pixel_values=torch.zeros(2, 1, 32, 32)).logits.shape == (2, 4)

@@ -30,9 +30,9 @@ SCAN_IMAGES = 500
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
               progress: Callable[[str], None], jobs: int = 1, resume: bool = False,
-              device: str = "cpu") -> dict[str, Any]:
+              device: str = "cpu", image_size: int = 32) -> dict[str, Any]:
     if data_name == "synthetic":
-        dataset = synthetic_dataset(n_train=train_size, n_test=1000, seed=seed)
+        dataset = synthetic_dataset(image_size=image_size, n_train=train_size, n_test=1000, seed=seed)
     else:
         dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
     progress(f"{dataset.name}: {len(dataset.train_y)} training, {len(dataset.test_y)} test images")
