@@ -81,6 +81,19 @@ class GateOptions:
     # reached 0.62, BadNets and Blended ones 2.0-2.8; held-out clean ones reached 1.00 and 1.03,
     # and the latter was blocked under the calibration's ln 2.5 (docs/bench/merging/NOTES.md).
     planted_log_ratio: float = math.log(4)
+    # A smaller ratio counts when no peer candidate shares the trigger: it works through every
+    # other candidate of the merge on at most ``peer_transfer`` of the images. Natural patches of
+    # the shared base transfer between its fine-tunes; a planted trigger does not. Both cuts were
+    # read off the two fitting zoos alone (clean candidates with peers at <= 0.1 reached 0.42;
+    # docs/bench/merging/NOTES.md).
+    specific_log_ratio: float = 0.5
+    peer_transfer: float = 0.1
+    # A trigger that works on more than this share of clean images through the base (or, for a
+    # flagged scan's trigger, through another candidate) is shared, not planted, even when that
+    # is less than half its success where it was found. In nine zoos' records, flagged scans'
+    # triggers on their true targets reached at most 0.09 anywhere else, natural ones at least
+    # 0.43 through the base (docs/bench/merging/NOTES.md).
+    shared_success: float = 0.25
     scan_safe_merge: bool = True  # scan the merge without the blocked candidates (the benchmark skips it)
 
     def scan_config(self) -> ScanConfig:
@@ -104,7 +117,9 @@ class GateOptions:
                 "detectors": self.detectors or [], "variant_detectors": list(self.variant_detectors),
                 "variant_calibration": load_calibration(self.variant_calibration_path()).describe(),
                 "min_relative_accuracy": self.min_relative_accuracy, "attribution_drop": self.attribution_drop,
-                "planted_log_ratio": round(self.planted_log_ratio, 4)}
+                "planted_log_ratio": round(self.planted_log_ratio, 4),
+                "specific_log_ratio": self.specific_log_ratio, "peer_transfer": self.peer_transfer,
+                "shared_success": self.shared_success}
 
 
 @dataclass
@@ -259,26 +274,33 @@ def differential_trigger(model: ClassifierAdapter, base: ClassifierAdapter, clea
 
 
 def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: ClassifierAdapter,
-               clean: CleanData | None, drop: float) -> dict[str, Any] | None:
-    """Whether a scan's recovered trigger works through the base as well: ``natural`` when
-    its success there is more than ``1 - drop`` of its success through ``model`` (the same
-    cut as the merge-specific test, seen from the other side)."""
+               clean: CleanData | None, drop: float, peers: dict[str, ClassifierAdapter] | None = None,
+               shared_success: float = 1.0) -> dict[str, Any] | None:
+    """Whether a scan's recovered trigger works elsewhere too: ``natural`` when its success
+    through the base, or through another candidate (``peers``), is more than ``1 - drop`` of
+    its success through ``model`` (the merge-specific test's cut, seen from the other side) or
+    more than ``shared_success`` of the images. Fine-tunes of one base inherit its natural
+    patches; a planted trigger works through nothing else."""
     if clean is None or not summary.get("_trigger"):
         return None
     label = summary["trigger"]["label"]
-    on_model, on_base, shared = through_model_and_base(model, base, summary["_trigger"], label, clean, drop)
-    return {"label": label, "on_model": round(on_model, 4), "on_base": round(on_base, 4),
-            "natural": bool(on_model > 0 and shared)}
+    on_model, on_base, _ = through_model_and_base(model, base, summary["_trigger"], label, clean, drop)
+    on_peers = {name: round(trigger_success(p, summary["_trigger"], label, clean), 4)
+                for name, p in (peers or {}).items()}
+    elsewhere = max([on_base, *on_peers.values()])
+    return {"label": label, "on_model": round(on_model, 4), "on_base": round(on_base, 4), "on_peers": on_peers,
+            "natural": bool(on_model > 0 and elsewhere > min((1 - drop) * on_model, shared_success))}
 
 
 def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, trigger: dict[str, Any], label: int,
-                           clean: CleanData, drop: float) -> tuple[float, float, bool]:
+                           clean: CleanData, drop: float, cap: float = 1.0) -> tuple[float, float, bool]:
     """A trigger's success through ``model`` and through the base, and whether the base
-    shares it: more than ``1 - drop`` of its success through ``model``. The one cut behind
-    the base check, planted candidate triggers and the merge-specific test."""
+    shares it: more than ``1 - drop`` of its success through ``model``, or more than ``cap``
+    of the images. The one cut behind the base check, planted candidate triggers and the
+    merge-specific test."""
     on_model = trigger_success(model, trigger, label, clean)
     on_base = trigger_success(base, trigger, label, clean)
-    return on_model, on_base, on_base > (1 - drop) * on_model
+    return on_model, on_base, on_base > min((1 - drop) * on_model, cap)
 
 
 # The trigger of a collapsed merge: nothing is added to the image.
@@ -470,32 +492,45 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
             cache[k] = differential_trigger(model, base.adapter, clean, opt.budget, opt.seed)
         return cache[k]
 
-    # Each candidate's trigger inverted against the base: a label whose trigger is far smaller
-    # than the others' (``planted_log_ratio``) and works through the candidate (the
-    # calibration's success threshold) but not through the base (the merge-specific cut
-    # below) was planted by the fine-tune.
-    for m, c in zip(members, candidates):
+    def peers_of(i: int) -> dict[str, ClassifierAdapter]:
+        """The other candidates, by their names in the config."""
+        return {config.candidates[j]: p.adapter for j, p in enumerate(members) if j != i}
+
+    # Each candidate's trigger inverted against the base: a label whose trigger works through the
+    # candidate (the calibration's success threshold) but not through the base (the
+    # merge-specific cut below) was planted by the fine-tune when it is far smaller than the
+    # others' (``planted_log_ratio``), or somewhat smaller and shared by no peer candidate
+    # (``specific_log_ratio``, ``peer_transfer``; forward passes only).
+    for i, (m, c) in enumerate(zip(members, candidates)):
         found = against_base(("own", bkey, _identity(m)), m.adapter) if clean is not None else None
         if found is not None:
             on_model, on_base, shared = through_model_and_base(m.adapter, base.adapter, found["_trigger"],
-                                                               found["label"], clean, opt.attribution_drop)
+                                                               found["label"], clean, opt.attribution_drop,
+                                                               opt.shared_success)
+            works = on_model >= success_needed and not shared
+            peers = {name: round(trigger_success(p, found["_trigger"], found["label"], clean), 4)
+                     for name, p in peers_of(i).items()}
             found = {**{k: v for k, v in found.items() if not k.startswith("_")}, "on_model": round(on_model, 4),
-                     "on_base": round(on_base, 4),
-                     "planted": bool(found["log_ratio"] >= opt.planted_log_ratio and on_model >= success_needed
-                                     and not shared)}
+                     "on_base": round(on_base, 4), "on_peers": peers,
+                     "planted": bool(works and found["log_ratio"] >= opt.planted_log_ratio),
+                     "specific": bool(works and found["log_ratio"] >= opt.specific_log_ratio and peers
+                                      and max(peers.values()) <= opt.peer_transfer)}
         c["differential_trigger"] = found
     t = timer.step("candidate_triggers", t)
-    # A flagged scan's recovered trigger, tested on the base too (forward passes only): one
-    # that sends images to its label through the base more than half as well is a feature of the
-    # shared base (a natural patch the fine-tune inherited), not something the candidate
-    # adds to the merge, so it only warns (``_decide``).
-    for m, tau, c in zip(members, taus, candidates):
+    # A flagged scan's recovered trigger, tested on the base and the other candidates too
+    # (forward passes only): one that sends images to its label through any of them more than
+    # half as well, or on more than ``shared_success`` of them, is a feature of the shared base
+    # (a natural patch the fine-tunes inherited), not something the candidate adds to the
+    # merge, so it only warns (``_decide``).
+    for i, (m, tau, c) in enumerate(zip(members, taus, candidates)):
         if _level(c["scan"]) == 2:
-            c["scan"]["base_check"] = base_check(m.adapter, c["scan"], base.adapter, clean, opt.attribution_drop)
+            c["scan"]["base_check"] = base_check(m.adapter, c["scan"], base.adapter, clean, opt.attribution_drop,
+                                                 peers_of(i), opt.shared_success)
         for e in c["exposures"]:
             if e["usable"] and _level(e) == 2:
                 variant = with_state(base.adapter, scaled(base_state, tau, e["lambda"], e["density"]), "variant")
-                e["base_check"] = base_check(variant, e, base.adapter, clean, opt.attribution_drop)
+                e["base_check"] = base_check(variant, e, base.adapter, clean, opt.attribution_drop, peers_of(i),
+                                             opt.shared_success)
     t = timer.step("base_check", t)
     for c, ws in zip(candidates, weight_space(base_state, taus, config.candidates, opt.z_threshold,
                                               opt.outlier_share)):
@@ -536,7 +571,7 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
         base works on both); leave-one-out then asks which candidate it needs (forward
         passes only)."""
         with_all, on_base, shared = through_model_and_base(merge_adapter, base.adapter, trig, label, clean,
-                                                           opt.attribution_drop)
+                                                           opt.attribution_drop, opt.shared_success)
         specific = with_all >= success_needed and not shared
         transfer = {"source": source, "label": label, "on_merge": round(with_all, 4), "on_base": round(on_base, 4),
                     "merge_specific": bool(specific)}
@@ -643,7 +678,10 @@ def _natural(summary: dict[str, Any]) -> str:
     check = summary.get("base_check")
     if not check or not check["natural"]:
         return ""
-    return (f"Its trigger (label {check['label']}) also works through the base ({check['on_base']:.0%}; "
+    peers = check.get("on_peers") or {}
+    peer = max(peers, key=peers.get) if peers else None
+    also = f", through {peer} {peers[peer]:.0%}" if peer is not None else ""
+    return (f"Its trigger (label {check['label']}) also works through the base ({check['on_base']:.0%}{also}; "
             f"{check['on_model']:.0%} here): a feature of the shared base, not one this candidate adds.")
 
 
@@ -674,6 +712,12 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
                      f"{math.exp(planted['log_ratio']):.1f}x smaller than the other labels' and sends "
                      f"{planted['on_model']:.0%} of clean images to that label through this candidate, "
                      f"{planted['on_base']:.0%} through the base")
+    elif planted.get("specific"):
+        block.append(f"its trigger inverted against the base (label {planted['label']}, {planted['shape']}) is "
+                     f"{math.exp(planted['log_ratio']):.1f}x smaller than the other labels' and specific to it: "
+                     f"{planted['on_model']:.0%} of clean images go to that label through this candidate, "
+                     f"{planted['on_base']:.0%} through the base and at most "
+                     f"{max(planted['on_peers'].values()):.0%} through any other candidate")
     for e in c["exposures"]:
         if not e.get("usable", True) and e.get("clean_accuracy") is not None and not e["incomplete_reasons"]:
             # Not backdoor evidence (the variant is broken), but a task vector that breaks the
@@ -731,6 +775,9 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
     if own["status"] == "INCOMPLETE" or incomplete:
         warn.append("not fully scanned: " + "; ".join(dict.fromkeys(incomplete))[:300])
     planted_score = (planted["on_model"] - planted["on_base"]) / planted["on_model"] if planted.get("planted") else 0.0
+    if planted.get("specific") and not planted.get("planted"):
+        elsewhere = max(planted["on_base"], *planted["on_peers"].values())
+        planted_score = (planted["on_model"] - elsewhere) / planted["on_model"]
     score = max([_p(own), *(_p(e) for e in usable), attribution["score"], planted_score])
     verdict = "block" if block else "warn" if warn else "pass"
     severity = {"block": "critical" if score >= 0.97 else "high", "warn": "medium", "pass": "info"}[verdict]

@@ -82,6 +82,10 @@ def test_gate_blocks_the_backdoored_candidate_and_emits_a_safe_config(merge_mode
     inverted = {c["source"]: c["differential_trigger"] for c in report["candidates"]}  # each against the base
     assert inverted[ids["badnets"]]["planted"] and inverted[ids["badnets"]]["label"] == TARGET, inverted
     assert not inverted[ids["clean0"]]["planted"] and not inverted[ids["clean1"]]["planted"], inverted
+    # A planted trigger is the candidate's own: no peer fine-tune of the base shares it.
+    assert set(inverted[ids["badnets"]]["on_peers"]) == {ids["clean0"], ids["clean1"]}
+    assert max(inverted[ids["badnets"]]["on_peers"].values()) <= 0.1 and inverted[ids["badnets"]]["specific"], inverted
+    assert not inverted[ids["clean0"]]["specific"] and not inverted[ids["clean1"]]["specific"], inverted
     emitted = yaml.safe_load(safe.read_text())
     assert [m["model"] for m in emitted["models"]] == [ids["clean0"], ids["clean1"]]
     assert emitted["merge_method"] == "task_arithmetic" and emitted["base_model"] == ids["base"]
@@ -172,6 +176,33 @@ def test_trigger_success_follows_the_backdoor(merge_models):
     assert trigger_success(good, trig, TARGET, clean) <= 0.3
     none = {"mask": torch.zeros(1, 16, 16).tolist(), "pattern": torch.zeros(3, 16, 16).tolist()}
     assert trigger_success(bad, none, TARGET, clean) <= 0.3
+
+
+def test_base_check_calls_a_trigger_natural_when_the_base_or_another_candidate_shares_it(merge_models):
+    import torch
+
+    from modelscan_bd.cleandata import load_clean_data
+    from modelscan_bd.gate import base_check, load_member
+    from modelscan_bd.zoo.attacks import BadNets
+
+    ids, clean_file = merge_models
+    base, bad, good0, good1 = (load_member(ids[n], lambda m: None).adapter
+                               for n in ("base", "badnets", "clean0", "clean1"))
+    clean = load_clean_data(str(clean_file), base, budget=100, seed=0)
+    attack = BadNets(TARGET, 10, (3, 16, 16), seed=0)
+    planted = {"trigger": {"label": TARGET}, "_trigger": {"mask": attack.mask[0].tolist(),
+                                                          "pattern": attack.pattern[0].tolist()}}
+    check = base_check(bad, planted, base, clean, 0.5, {"clean0": good0, "clean1": good1}, 0.25)
+    assert not check["natural"] and set(check["on_peers"]) == {"clean0", "clean1"}, check
+    assert check["on_model"] >= 0.8 and max(check["on_base"], *check["on_peers"].values()) <= 0.25, check
+    # An image of the label over the whole input: the base and every fine-tune of it follow.
+    x = clean.holdout_images[clean.holdout_labels == TARGET][0]
+    whole = {"trigger": {"label": TARGET}, "_trigger": {"mask": torch.ones(1, 16, 16).tolist(), "pattern": x.tolist()}}
+    assert base_check(bad, whole, base, clean, 0.5, {"clean0": good0}, 0.25)["natural"]
+    # Shared by another candidate only (two candidates with one backdoor vouch for each other
+    # here; the trigger inverted against the base still blocks each of them).
+    twin = base_check(bad, planted, base, clean, 0.5, {"twin": bad}, 0.25)
+    assert twin["natural"] and twin["on_base"] <= 0.25 and twin["on_peers"]["twin"] >= 0.8, twin
 
 
 def test_differential_trigger_finds_the_planted_label_against_the_base(merge_models):

@@ -106,6 +106,21 @@ def test_a_collapsed_merge_blocks_its_culprit_only_when_the_culprits_own_trigger
     assert ambiguous["verdict"] == "warn" and ambiguous["attribution"]["score"] == 0.0
 
 
+def test_a_trigger_no_peer_shares_blocks_at_a_smaller_size_ratio():
+    """BadMerging-style candidates hide their backdoor alone, so their trigger inverted against
+    the base is only 1.6-3x smaller than the median label's; it still works through no other
+    candidate, while a clean fine-tune's natural patch transfers to its peers."""
+    def cand(**trig):
+        return {**_candidate(), "differential_trigger": {"label": 1, "shape": "patch", "log_ratio": 0.9,
+                                                          "on_model": 0.9, "on_base": 0.0, "planted": False,
+                                                          "specific": False, "on_peers": {"a": 0.0}, **trig}}
+
+    hit = _decide(cand(specific=True), _scan(), None, False)
+    assert hit["verdict"] == "block" and "specific to it" in hit["reasons"][0]
+    assert hit["score"] == pytest.approx(1.0)
+    assert _decide(cand(), _scan(), None, False)["verdict"] == "pass"
+
+
 def _rows():
     clean = {"collapse_concentration": 0.3, "collapse_agreement": 0.6, "trigger_log_ratio": 0.3,
              "trigger_holdout_success": 0.95, "untargeted_log_ratio": -1.2}
