@@ -285,8 +285,7 @@ def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: Classifi
         return None
     label = summary["trigger"]["label"]
     on_model, on_base, _ = through_model_and_base(model, base, summary["_trigger"], label, clean, drop)
-    on_peers = {name: round(trigger_success(p, summary["_trigger"], label, clean), 4)
-                for name, p in (peers or {}).items()}
+    on_peers = success_through(peers or {}, summary["_trigger"], label, clean)
     elsewhere = max([on_base, *on_peers.values()])
     return {"label": label, "on_model": round(on_model, 4), "on_base": round(on_base, 4), "on_peers": on_peers,
             "natural": bool(on_model > 0 and elsewhere > min((1 - drop) * on_model, shared_success))}
@@ -301,6 +300,12 @@ def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, tr
     on_model = trigger_success(model, trigger, label, clean)
     on_base = trigger_success(base, trigger, label, clean)
     return on_model, on_base, on_base > min((1 - drop) * on_model, cap)
+
+
+def success_through(models: dict[str, ClassifierAdapter], trigger: dict[str, Any], label: int,
+                    clean: CleanData) -> dict[str, float]:
+    """A trigger's success through each of several models (the other candidates), by name."""
+    return {name: round(trigger_success(m, trigger, label, clean), 4) for name, m in models.items()}
 
 
 # The trigger of a collapsed merge: nothing is added to the image.
@@ -508,8 +513,7 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
                                                                found["label"], clean, opt.attribution_drop,
                                                                opt.shared_success)
             works = on_model >= success_needed and not shared
-            peers = {name: round(trigger_success(p, found["_trigger"], found["label"], clean), 4)
-                     for name, p in peers_of(i).items()}
+            peers = success_through(peers_of(i), found["_trigger"], found["label"], clean)
             found = {**{k: v for k, v in found.items() if not k.startswith("_")}, "on_model": round(on_model, 4),
                      "on_base": round(on_base, 4), "on_peers": peers,
                      "planted": bool(works and found["log_ratio"] >= opt.planted_log_ratio),
