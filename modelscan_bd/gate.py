@@ -586,13 +586,25 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
                 progress(f"leave-one-out: merge without {config.candidates[i]}")
                 without = trigger_success(with_state(base.adapter, merged_state([j for j in everyone if j != i]),
                                                      "loo"), trig, label, clean)
+                alone = trigger_success(members[i].adapter, trig, label, clean)
                 loo[i] = {"label": label, "success_with_all": transfer["on_merge"],
-                          "success_without": round(without, 4), "success_on_base": transfer["on_base"]}
+                          "success_without": round(without, 4), "success_alone": round(alone, 4),
+                          "success_on_base": transfer["on_base"]}
         return transfer, loo
 
+    def culprit(loo: dict[int, dict[str, Any]]) -> tuple[int | None, int | None]:
+        """The one candidate whose removal takes the merge trigger away (None when none or
+        several do), and a peer that carries the trigger by itself about as well (None if none)."""
+        cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
+        if len(cleared) != 1:
+            return None, None
+        return cleared[0], _carrier(loo, cleared[0], opt.attribution_drop, opt.shared_success)
+
     def pinned(a: tuple[dict[str, Any], dict]) -> bool:
-        """A merge-specific trigger that leaving out exactly one candidate takes away."""
-        return a[0]["merge_specific"] and sum(_clears(r, opt.attribution_drop) for r in a[1].values()) == 1
+        """A merge-specific trigger that leaving out exactly one candidate takes away, and that
+        no other candidate carries by itself."""
+        i, carrier = culprit(a[1])
+        return a[0]["merge_specific"] and i is not None and carrier is None
 
     # First the trigger the merge's own scan recovered. Its trigger recovery inverts only the
     # labels exposure and MM-BD name, so when that trigger is not pinned on a candidate, the
@@ -620,8 +632,11 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     t = timer.step("attribution", t)
 
     cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
+    _, carrier = culprit(loo)
     for i, c in enumerate(candidates):
-        c.update(_decide(c, merged, loo.get(i), flagged, ambiguous=len(cleared) > 1, drop=opt.attribution_drop))
+        c.update(_decide(c, merged, loo.get(i), flagged, ambiguous=len(cleared) > 1, drop=opt.attribution_drop,
+                         carrier=None if carrier is None else (config.candidates[carrier],
+                                                               loo[carrier]["success_alone"])))
     blocked = [i for i, c in enumerate(candidates) if c["verdict"] == "block"]
     safe = None
     if blocked and opt.scan_safe_merge:
@@ -672,6 +687,20 @@ def _clears(loo: dict[str, Any], drop: float) -> bool:
     return loo["success_without"] <= (1 - drop) * loo["success_with_all"]
 
 
+def _carrier(loo: dict[int, dict[str, Any]], i: int, drop: float, cap: float) -> int | None:
+    """Another candidate that passes the merge trigger by itself on more than ``cap`` of the
+    images and more than ``1 - drop`` as well as candidate ``i`` does. TIES merges of clean
+    fine-tunes can amplify a weakness the fine-tunes share (blind seed 9: a label-8 patch through
+    three clean candidates alone at 32-52 %); leaving one of them out then weakens it, but it is
+    theirs in common, not one candidate's backdoor. A candidate's backdoor works through it alone
+    (BadNets, Blended) or, designed to fire only after merging (BadMerging), through none
+    (docs/bench/merging/NOTES.md). The floor keeps small numbers from deciding."""
+    own = loo[i].get("success_alone", 0.0)
+    others = [(r.get("success_alone", 0.0), j) for j, r in loo.items() if j != i]
+    best, j = max(others, default=(0.0, None))
+    return j if best > max((1 - drop) * own, cap) else None
+
+
 def _identity(m: Member) -> str:
     """What a cached scan is keyed by: the pinned commit, else the weights' hashes."""
     return m.snapshot.sha or ",".join(f.sha256 or f.path for f in m.snapshot.files_of("safetensors")) or m.source
@@ -690,7 +719,8 @@ def _natural(summary: dict[str, Any]) -> str:
 
 
 def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | None, flagged: bool,
-            ambiguous: bool = False, drop: float = 0.5) -> dict[str, Any]:
+            ambiguous: bool = False, drop: float = 0.5,
+            carrier: tuple[str, float] | None = None) -> dict[str, Any]:
     """Verdict, severity, score and reasons for one candidate."""
     block, warn = [], []
     own = c["scan"]
@@ -733,7 +763,7 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         with_all = loo["success_with_all"]
         share = loo["success_without"] / with_all if with_all > 0 else 1.0
         clears = _clears(loo, drop)
-        attributed = flagged and clears and not ambiguous
+        attributed = flagged and clears and not ambiguous and carrier is None
         transfer = merged.get("trigger_transfer") or {}
         specific = bool(transfer.get("merge_specific"))
         collapse = transfer.get("source") == "collapse"
@@ -744,7 +774,7 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         if collapse:  # a collapse scores only the candidate it is pinned on: a broken merge is weaker evidence
             score = spec * max(0.0, 1.0 - share) if attributed else 0.0
         attribution = {"status": "done", "score": round(score, 4), "attributed": attributed,
-                       "ambiguous": ambiguous, **loo}
+                       "ambiguous": ambiguous, "carried_by": carrier[0] if carrier and clears else None, **loo}
         which = ("trigger inverted against the base" if transfer.get("source") == "differential"
                  else "recovered trigger")
         what = (f"the merge is {merged['status']} (p={_p(merged):.2f}); its {which} (label "
@@ -757,6 +787,9 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
                     f"this candidate {loo['success_without']:.0%})")
         if flagged and clears and ambiguous:
             warn.append(f"{what}; leaving out another candidate also stops it: not attributable to one")
+        elif flagged and clears and carrier is not None:
+            warn.append(f"{what}; but {carrier[0]} alone passes it on {carrier[1]:.0%} of clean images, this "
+                        f"candidate alone on {loo['success_alone']:.0%}: a feature they share, not this one's")
         elif attributed and collapse and planted.get("label") != loo["label"]:
             # A candidate can break a merge without a backdoor (an outsized task vector); the
             # collapse blocks only when the candidate's own trigger, inverted against the

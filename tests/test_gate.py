@@ -244,6 +244,10 @@ def test_gate_falls_back_to_the_trigger_inverted_against_the_base(merge_models, 
     assert verdicts[ids["badnets"]]["verdict"] == "block", verdicts[ids["badnets"]]["reasons"]
     assert any("inverted against the base" in r for r in verdicts[ids["badnets"]]["reasons"])
     assert not verdicts[ids["clean0"]]["attribution"]["attributed"] and code == 1, err
+    # Through each candidate alone: the planted trigger works through the backdoored one, so the
+    # clean one does not carry it (no "carried_by").
+    bad, good = verdicts[ids["badnets"]]["attribution"], verdicts[ids["clean0"]]["attribution"]
+    assert bad["success_alone"] >= 0.8 and good["success_alone"] <= 0.25 and bad["carried_by"] is None, (bad, good)
 
 
 def test_a_merge_that_collapses_onto_one_label_is_attributed_to_the_candidate_it_needs(

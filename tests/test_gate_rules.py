@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelscan_bd.gate import _decide, _usable, rescore
+from modelscan_bd.gate import _carrier, _decide, _usable, rescore
 from modelscan_bd.gate_calibration import MERGING_FEATURES, fit_merging_calibration, fitting_summary
 from modelscan_bd.verdict import load_calibration, probability
 
@@ -68,6 +68,26 @@ def test_attribution_blocks_a_unique_culprit_and_only_warns_when_ambiguous():
     assert _decide(_candidate(), {**merged, "status": "CLEAN"}, culprit, False)["verdict"] == "pass"
     # A SUSPICIOUS merge with a trigger that also works on the base: attribution only warns.
     assert _decide(_candidate(), {**merged, "status": "SUSPICIOUS"}, culprit, True)["verdict"] == "warn"
+
+
+def test_a_merge_trigger_another_candidate_carries_alone_is_not_pinned_on_the_culprit():
+    """Blind seed 9's TIES false blocks: leaving one clean candidate out halved a label-8 merge
+    trigger, but two other candidates passed that trigger by themselves about as well."""
+    def loo(without, alone):
+        return {"label": 8, "success_with_all": 0.93, "success_without": without, "success_alone": alone,
+                "success_on_base": 0.07}
+
+    shared = {0: loo(0.82, 0.04), 1: loo(0.84, 0.38), 2: loo(0.39, 0.52)}
+    assert _carrier(shared, 2, 0.5, 0.25) == 1  # 0.38 > max(0.5 x 0.52, 0.25)
+    backdoor = {0: loo(0.0, 1.0), 1: loo(0.86, 0.32), 2: loo(0.96, 0.05)}  # Blended: its trigger works through it
+    assert _carrier(backdoor, 0, 0.5, 0.25) is None  # a peer at 0.32 is under half the culprit's 1.0
+    badmerging = {0: loo(0.0, 0.13), 1: loo(0.83, 0.08), 2: loo(0.5, 0.0)}  # fires only after merging
+    assert _carrier(badmerging, 0, 0.5, 0.25) is None  # peers under the 25 % floor: small numbers don't decide
+    merged = {**_scan("BACKDOORED", 0.78), "usable": True}
+    out = _decide(_candidate(), merged, shared[2], True, carrier=("clean-06", 0.38))
+    assert out["verdict"] == "warn" and not out["attribution"]["attributed"]
+    assert out["attribution"]["carried_by"] == "clean-06" and "a feature they share" in out["reasons"][0]
+    assert _decide(_candidate(), merged, shared[2], True)["verdict"] == "block"  # without a carrier: pinned
 
 
 def test_a_merge_specific_trigger_blocks_its_culprit_even_when_the_merge_scores_clean():
