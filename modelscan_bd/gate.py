@@ -288,7 +288,13 @@ def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: Classifi
     on_peers = success_through(peers or {}, summary["_trigger"], label, clean)
     elsewhere = max([on_base, *on_peers.values()])
     return {"label": label, "on_model": round(on_model, 4), "on_base": round(on_base, 4), "on_peers": on_peers,
-            "natural": bool(on_model > 0 and elsewhere > min((1 - drop) * on_model, shared_success))}
+            "natural": bool(on_model > 0 and _shares(elsewhere, on_model, drop, shared_success))}
+
+
+def _shares(elsewhere: float, here: float, drop: float, cap: float) -> bool:
+    """A trigger that works ``here`` at this success is shared by a model where it works at
+    ``elsewhere``: more than ``1 - drop`` as well, or on more than ``cap`` of the images."""
+    return elsewhere > min((1 - drop) * here, cap)
 
 
 def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, trigger: dict[str, Any], label: int,
@@ -299,7 +305,7 @@ def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, tr
     merge-specific test."""
     on_model = trigger_success(model, trigger, label, clean)
     on_base = trigger_success(base, trigger, label, clean)
-    return on_model, on_base, on_base > min((1 - drop) * on_model, cap)
+    return on_model, on_base, _shares(on_base, on_model, drop, cap)
 
 
 def success_through(models: dict[str, ClassifierAdapter], trigger: dict[str, Any], label: int,
@@ -592,19 +598,18 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
                           "success_on_base": transfer["on_base"]}
         return transfer, loo
 
-    def culprit(loo: dict[int, dict[str, Any]]) -> tuple[int | None, int | None]:
-        """The one candidate whose removal takes the merge trigger away (None when none or
-        several do), and a peer that carries the trigger by itself about as well (None if none)."""
+    def culprits(loo: dict[int, dict[str, Any]]) -> tuple[list[int], int | None]:
+        """The candidates whose removal takes the merge trigger away, and, when that is exactly
+        one, another candidate that carries the trigger by itself about as well (None if none)."""
         cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
-        if len(cleared) != 1:
-            return None, None
-        return cleared[0], _carrier(loo, cleared[0], opt.attribution_drop, opt.shared_success)
+        carrier = _carrier(loo, cleared[0], opt.attribution_drop, opt.shared_success) if len(cleared) == 1 else None
+        return cleared, carrier
 
     def pinned(a: tuple[dict[str, Any], dict]) -> bool:
         """A merge-specific trigger that leaving out exactly one candidate takes away, and that
         no other candidate carries by itself."""
-        i, carrier = culprit(a[1])
-        return a[0]["merge_specific"] and i is not None and carrier is None
+        cleared, carrier = culprits(a[1])
+        return a[0]["merge_specific"] and len(cleared) == 1 and carrier is None
 
     # First the trigger the merge's own scan recovered. Its trigger recovery inverts only the
     # labels exposure and MM-BD name, so when that trigger is not pinned on a candidate, the
@@ -631,8 +636,7 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
                                and (merged["usable"] or transfer["source"] == "collapse"))
     t = timer.step("attribution", t)
 
-    cleared = [i for i, r in loo.items() if _clears(r, opt.attribution_drop)]
-    _, carrier = culprit(loo)
+    cleared, carrier = culprits(loo)
     for i, c in enumerate(candidates):
         c.update(_decide(c, merged, loo.get(i), flagged, ambiguous=len(cleared) > 1, drop=opt.attribution_drop,
                          carrier=None if carrier is None else (config.candidates[carrier],
@@ -695,8 +699,8 @@ def _carrier(loo: dict[int, dict[str, Any]], i: int, drop: float, cap: float) ->
     theirs in common, not one candidate's backdoor. A candidate's backdoor works through it alone
     (BadNets, Blended) or, designed to fire only after merging (BadMerging), through none
     (docs/bench/merging/NOTES.md). The floor keeps small numbers from deciding."""
-    own = loo[i].get("success_alone", 0.0)
-    others = [(r.get("success_alone", 0.0), j) for j, r in loo.items() if j != i]
+    own = loo[i]["success_alone"]
+    others = [(r["success_alone"], j) for j, r in loo.items() if j != i]
     best, j = max(others, default=(0.0, None))
     return j if best > max((1 - drop) * own, cap) else None
 
