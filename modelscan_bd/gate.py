@@ -88,6 +88,12 @@ class GateOptions:
     # docs/bench/merging/NOTES.md).
     specific_log_ratio: float = 0.5
     peer_transfer: float = 0.1
+    # The candidate's trigger is inverted against the base from this many starts (seeds seed,
+    # seed + 1, ...); both tests read the starts' mean log ratio and success and each peer's
+    # largest success. One start's verdicts moved with its seed: on twelve zoos, clean instances
+    # flagged 5 / 20 / 7 of 292 at seeds 0 / 1 / 2 and BadMerging candidates 32 / 33 / 31 of 36;
+    # two starts flag 4-10 and 31-35 over the three pairs of seeds (docs/bench/merging/NOTES.md).
+    candidate_restarts: int = 2
     # A trigger that works on more than this share of clean images through the base (or, for a
     # flagged scan's trigger, through another candidate) is shared, not planted, even when that
     # is less than half its success where it was found. In nine zoos' records, flagged scans'
@@ -119,7 +125,7 @@ class GateOptions:
                 "min_relative_accuracy": self.min_relative_accuracy, "attribution_drop": self.attribution_drop,
                 "planted_log_ratio": round(self.planted_log_ratio, 4),
                 "specific_log_ratio": self.specific_log_ratio, "peer_transfer": self.peer_transfer,
-                "shared_success": self.shared_success}
+                "candidate_restarts": self.candidate_restarts, "shared_success": self.shared_success}
 
 
 @dataclass
@@ -273,6 +279,49 @@ def differential_trigger(model: ClassifierAdapter, base: ClassifierAdapter, clea
             "_trigger": {"mask": trig.mask.tolist(), "pattern": trig.pattern.tolist()}}
 
 
+def measure_start(found: dict[str, Any], model: ClassifierAdapter, base: ClassifierAdapter,
+                  peers: dict[str, ClassifierAdapter], clean: CleanData) -> dict[str, Any]:
+    """One start of a candidate's trigger inverted against the base, with its success through
+    the candidate, the base and each peer (forward passes)."""
+    trig, label = found["_trigger"], found["label"]
+    return {**{k: v for k, v in found.items() if not k.startswith("_")},
+            "on_model": round(trigger_success(model, trig, label, clean), 4),
+            "on_base": round(trigger_success(base, trig, label, clean), 4),
+            "on_peers": success_through(peers, trig, label, clean)}
+
+
+def candidate_trigger(starts: list[dict[str, Any]], opt: GateOptions, success_needed: float) -> dict[str, Any]:
+    """The planted and specific tests on a candidate's trigger inverted against the base from
+    several starts (``measure_start``). A label whose trigger works through the candidate (the
+    calibration's success threshold) and not through the base (the merge-specific cut) was
+    planted by the fine-tune when it is far smaller than the other labels' (``planted_log_ratio``),
+    or somewhat smaller and shared by no peer candidate (``specific_log_ratio``, ``peer_transfer``).
+    The tests read each start's best trigger: their mean log ratio and success through the
+    candidate and the base, and each peer's largest success. A planted trigger transfers to no
+    peer from any start; a natural patch's numbers scatter from start to start, and one start's
+    verdict moved with its seed (``GateOptions.candidate_restarts``). A start that misses the
+    planted label (seed 5's BadMerging candidate: label 4 twice in three, label 0 once) still
+    counts the others' at their share; the report names the strongest start's label."""
+    first = max(starts, key=lambda s: s["log_ratio"])
+    agree = all(s["label"] == first["label"] for s in starts)
+
+    def mean(key: str) -> float:
+        return sum(s[key] for s in starts) / len(starts)
+
+    log_ratio, on_model, on_base = mean("log_ratio"), mean("on_model"), mean("on_base")
+    peers = {p: max(s["on_peers"][p] for s in starts) for p in first["on_peers"]}
+    works = on_model >= success_needed and not _shares(on_base, on_model, opt.attribution_drop,
+                                                                 opt.shared_success)
+    return {"label": first["label"], "shape": first["shape"], "size": first["size"], "log_ratio": round(log_ratio, 4),
+            "seconds": round(sum(s["seconds"] for s in starts), 2), "on_model": round(on_model, 4),
+            "on_base": round(on_base, 4), "on_peers": peers, "labels_agree": agree,
+            "planted": bool(works and log_ratio >= opt.planted_log_ratio),
+            "specific": bool(works and log_ratio >= opt.specific_log_ratio and peers
+                             and max(peers.values()) <= opt.peer_transfer),
+            "starts": [{k: s[k] for k in ("label", "shape", "size", "log_ratio", "on_model", "on_base", "on_peers")}
+                       for s in starts]}
+
+
 def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: ClassifierAdapter,
                clean: CleanData | None, drop: float, peers: dict[str, ClassifierAdapter] | None = None,
                shared_success: float = 1.0) -> dict[str, Any] | None:
@@ -301,8 +350,8 @@ def through_model_and_base(model: ClassifierAdapter, base: ClassifierAdapter, tr
                            clean: CleanData, drop: float, cap: float = 1.0) -> tuple[float, float, bool]:
     """A trigger's success through ``model`` and through the base, and whether the base
     shares it: more than ``1 - drop`` of its success through ``model``, or more than ``cap``
-    of the images. The one cut behind the base check, planted candidate triggers and the
-    merge-specific test."""
+    of the images. The one cut behind the base check, candidate triggers (``candidate_trigger``
+    applies it to its starts' means) and the merge-specific test."""
     on_model = trigger_success(model, trigger, label, clean)
     on_base = trigger_success(base, trigger, label, clean)
     return on_model, on_base, _shares(on_base, on_model, drop, cap)
@@ -495,37 +544,25 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     success_needed = vcal.detectors.get("trigger", {}).get("holdout_success_threshold", 0.8)
     ratio_needed = vcal.detectors.get("trigger", {}).get("log_ratio_threshold", math.log(2.5))
 
-    def against_base(key: tuple, model: ClassifierAdapter) -> dict[str, Any] | None:
-        """``differential_trigger`` of ``model``, cached like a scan."""
-        k = json.dumps(["differential", *key, settings])
+    def against_base(key: tuple, model: ClassifierAdapter, restart: int = 0) -> dict[str, Any] | None:
+        """``differential_trigger`` of ``model`` from start ``restart`` (seed + restart), cached like a scan."""
+        k = json.dumps(["differential", *key, settings, *([restart] if restart else [])])
         if k not in cache:
             progress("inverting a trigger against the base")
-            cache[k] = differential_trigger(model, base.adapter, clean, opt.budget, opt.seed)
+            cache[k] = differential_trigger(model, base.adapter, clean, opt.budget, opt.seed + restart)
         return cache[k]
 
     def peers_of(i: int) -> dict[str, ClassifierAdapter]:
         """The other candidates, by their names in the config."""
         return {config.candidates[j]: p.adapter for j, p in enumerate(members) if j != i}
 
-    # Each candidate's trigger inverted against the base: a label whose trigger works through the
-    # candidate (the calibration's success threshold) but not through the base (the
-    # merge-specific cut below) was planted by the fine-tune when it is far smaller than the
-    # others' (``planted_log_ratio``), or somewhat smaller and shared by no peer candidate
-    # (``specific_log_ratio``, ``peer_transfer``; forward passes only).
+    # Each candidate's trigger inverted against the base (``candidate_trigger``; the inversions
+    # are cached, the rest is forward passes).
     for i, (m, c) in enumerate(zip(members, candidates)):
-        found = against_base(("own", bkey, _identity(m)), m.adapter) if clean is not None else None
-        if found is not None:
-            on_model, on_base, shared = through_model_and_base(m.adapter, base.adapter, found["_trigger"],
-                                                               found["label"], clean, opt.attribution_drop,
-                                                               opt.shared_success)
-            works = on_model >= success_needed and not shared
-            peers = success_through(peers_of(i), found["_trigger"], found["label"], clean)
-            found = {**{k: v for k, v in found.items() if not k.startswith("_")}, "on_model": round(on_model, 4),
-                     "on_base": round(on_base, 4), "on_peers": peers,
-                     "planted": bool(works and found["log_ratio"] >= opt.planted_log_ratio),
-                     "specific": bool(works and found["log_ratio"] >= opt.specific_log_ratio and peers
-                                      and max(peers.values()) <= opt.peer_transfer)}
-        c["differential_trigger"] = found
+        starts = [] if clean is None else [against_base(("own", bkey, _identity(m)), m.adapter, r)
+                                           for r in range(opt.candidate_restarts)]
+        measured = [measure_start(f, m.adapter, base.adapter, peers_of(i), clean) for f in starts if f is not None]
+        c["differential_trigger"] = candidate_trigger(measured, opt, success_needed) if measured else None
     t = timer.step("candidate_triggers", t)
     # A flagged scan's recovered trigger, tested on the base and the other candidates too
     # (forward passes only): one that sends images to its label through any of them more than
@@ -792,7 +829,9 @@ def _decide(c: dict[str, Any], merged: dict[str, Any], loo: dict[str, Any] | Non
         if flagged and clears and ambiguous:
             warn.append(f"{what}; leaving out another candidate also stops it: not attributable to one")
         elif flagged and clears and carrier is not None:
-            warn.append(f"{what}; but {carrier[0]} alone passes it on {carrier[1]:.0%} of clean images, this "
+            # A collapse has no trigger to pass: the carrier sends images there by itself.
+            passes = "sends images there with no trigger" if collapse else "passes it"
+            warn.append(f"{what}; but {carrier[0]} alone {passes} on {carrier[1]:.0%} of clean images, this "
                         f"candidate alone on {loo['success_alone']:.0%}: a feature they share, not this one's")
         elif attributed and collapse and planted.get("label") != loo["label"]:
             # A candidate can break a merge without a backdoor (an outsized task vector); the

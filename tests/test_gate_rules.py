@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelscan_bd.gate import _carrier, _decide, _usable, rescore
+from modelscan_bd.gate import GateOptions, _carrier, _decide, _usable, candidate_trigger, rescore
 from modelscan_bd.gate_calibration import MERGING_FEATURES, fit_merging_calibration, fitting_summary
 from modelscan_bd.verdict import load_calibration, probability
 
@@ -88,6 +88,9 @@ def test_a_merge_trigger_another_candidate_carries_alone_is_not_pinned_on_the_cu
     assert out["verdict"] == "warn" and not out["attribution"]["attributed"]
     assert out["attribution"]["carried_by"] == "clean-06" and "a feature they share" in out["reasons"][0]
     assert _decide(_candidate(), merged, shared[2], True)["verdict"] == "block"  # without a carrier: pinned
+    collapsed = {**merged, "trigger_transfer": {"source": "collapse", "label": 8, "merge_specific": True}}
+    out = _decide(_candidate(), collapsed, shared[2], True, carrier=("clean-06", 0.38))
+    assert out["verdict"] == "warn" and "clean-06 alone sends images there with no trigger on 38%" in out["reasons"][0]
 
 
 def test_a_merge_specific_trigger_blocks_its_culprit_even_when_the_merge_scores_clean():
@@ -205,3 +208,26 @@ def test_merging_fit_rows_take_each_variant_once_and_skip_dare_and_broken_models
     del cands[0]["exposure_asr"]["amplify"]  # a record without the truth cannot label its row
     with pytest.raises(ValueError, match="no attack success"):
         fit_rows(records)
+
+
+def test_a_candidate_trigger_is_judged_on_the_mean_of_its_starts():
+    """Seed 12's BadMerging candidate scored log ratio 0.68 from one start and 0.49 from another;
+    a clean candidate's natural patch passed its peers on 4 % from one start and 13 % from
+    another. Each start alone decides by luck; their mean and the peers' largest success do not."""
+    def start(label, log_ratio, on_model, peers, on_base=0.03):
+        return {"label": label, "shape": "patch", "size": 0.06, "log_ratio": log_ratio, "seconds": 10.0,
+                "on_model": on_model, "on_base": on_base, "on_peers": {"a": peers[0], "b": peers[1]}}
+
+    opt = GateOptions()
+    badmerging = candidate_trigger([start(0, 0.68, 0.95, (0.05, 0.0)), start(0, 0.49, 0.93, (0.05, 0.02))], opt, 0.8)
+    assert badmerging["specific"] and not badmerging["planted"], badmerging
+    assert badmerging["log_ratio"] == pytest.approx(0.585) and badmerging["seconds"] == 20.0
+    natural = candidate_trigger([start(9, 0.55, 0.85, (0.04, 0.02)), start(9, 0.45, 0.91, (0.13, 0.06))], opt, 0.8)
+    assert not natural["specific"] and natural["on_peers"] == {"a": 0.13, "b": 0.06}
+    planted = candidate_trigger([start(5, 2.3, 1.0, (0.0, 0.9)), start(5, 2.2, 1.0, (0.0, 0.8))], opt, 0.8)
+    assert planted["planted"] and not planted["specific"]  # a twin passes it: only the planted test blocks
+    missed = candidate_trigger([start(0, 0.47, 0.95, (0.02, 0.0)), start(4, 0.72, 0.96, (0.0, 0.0))], opt, 0.8)
+    assert missed["label"] == 4 and not missed["labels_agree"] and missed["specific"]  # one start missed label 4
+    on_base = candidate_trigger([start(2, 1.6, 0.9, (0.0, 0.0), on_base=0.4)] * 2, opt, 0.8)
+    assert not on_base["planted"]  # the base passes it on more than a quarter of the images
+    assert [s["log_ratio"] for s in badmerging["starts"]] == [0.68, 0.49]
