@@ -27,13 +27,7 @@ def width(curve: list[float], lo: float = 0.1, hi: float = 0.9) -> float:
 
 z = ZooProbe(Path(sys.argv[1]), Path(sys.argv[2]))
 trig = z.cached(["differential", "own"], 3)
-flags = {}
-for line in open(Path(sys.argv[2]) / "records.jsonl"):
-    r = json.loads(line)
-    for c in r["candidates"]:
-        dt = c.get("differential_trigger") or {}
-        flags.setdefault(c["name"], [False, c["backdoored"], c.get("attack")])
-        flags[c["name"]][0] |= bool(dt.get("planted") or dt.get("specific"))
+flags = z.flagged()
 base_state = z.base.adapter.model.net.state_dict()
 for n, (flag, bd, attack) in sorted(flags.items()):
     t = trig.get(n)

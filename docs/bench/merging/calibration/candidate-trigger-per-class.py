@@ -10,15 +10,9 @@ from zoo_probe import ZooProbe
 
 z = ZooProbe(Path(sys.argv[1]), Path(sys.argv[2]))
 trig = z.cached(["differential", "own"], 3)
-flags = {}
-for line in open(Path(sys.argv[2]) / "records.jsonl"):
-    r = json.loads(line)
-    for c in r["candidates"]:
-        dt = c.get("differential_trigger") or {}
-        flags.setdefault(c["name"], [False, c["backdoored"]])
-        flags[c["name"]][0] |= bool(dt.get("planted") or dt.get("specific"))
+flags = z.flagged()
 x, y = z.clean.holdout_images, z.clean.holdout_labels
-for n, (flag, bd) in sorted(flags.items()):
+for n, (flag, bd, _) in sorted(flags.items()):
     t = trig.get(n)
     if not t:
         continue

@@ -34,3 +34,14 @@ class ZooProbe:
             if key[:len(kind)] == kind and v and key[sha_at] in self._by_sha:
                 out[self._by_sha[key[sha_at]]] = v
         return out
+
+    def flagged(self) -> dict[str, tuple[bool, bool, str | None]]:
+        """By candidate name: whether the gate found its trigger inverted against the base planted or specific in
+        any merge group of the run, whether it is backdoored, and its attack (from RUN/records.jsonl)."""
+        out: dict[str, tuple[bool, bool, str | None]] = {}
+        for line in open(self.run / "records.jsonl"):
+            for c in json.loads(line)["candidates"]:
+                dt = c.get("differential_trigger") or {}
+                was = out.get(c["name"], (False,))[0]
+                out[c["name"]] = (was or bool(dt.get("planted") or dt.get("specific")), c["backdoored"], c.get("attack"))
+        return out
