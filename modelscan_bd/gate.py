@@ -302,17 +302,16 @@ def candidate_trigger(starts: list[dict[str, Any]], opt: GateOptions, success_ne
     verdict moved with its seed (``GateOptions.candidate_restarts``). A start that misses the
     planted label (seed 5's BadMerging candidate: label 4 twice in three, label 0 once) still
     counts the others' at their share; the report names the strongest start's label."""
-    first = max(starts, key=lambda s: s["log_ratio"])
-    agree = all(s["label"] == first["label"] for s in starts)
+    best = max(starts, key=lambda s: s["log_ratio"])
+    agree = all(s["label"] == best["label"] for s in starts)
 
     def mean(key: str) -> float:
         return sum(s[key] for s in starts) / len(starts)
 
     log_ratio, on_model, on_base = mean("log_ratio"), mean("on_model"), mean("on_base")
-    peers = {p: max(s["on_peers"][p] for s in starts) for p in first["on_peers"]}
-    works = on_model >= success_needed and not _shares(on_base, on_model, opt.attribution_drop,
-                                                                 opt.shared_success)
-    return {"label": first["label"], "shape": first["shape"], "size": first["size"], "log_ratio": round(log_ratio, 4),
+    peers = {p: max(s["on_peers"][p] for s in starts) for p in best["on_peers"]}
+    works = on_model >= success_needed and not _shares(on_base, on_model, opt.attribution_drop, opt.shared_success)
+    return {"label": best["label"], "shape": best["shape"], "size": best["size"], "log_ratio": round(log_ratio, 4),
             "seconds": round(sum(s["seconds"] for s in starts), 2), "on_model": round(on_model, 4),
             "on_base": round(on_base, 4), "on_peers": peers, "labels_agree": agree,
             "planted": bool(works and log_ratio >= opt.planted_log_ratio),
