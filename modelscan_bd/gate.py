@@ -94,6 +94,14 @@ class GateOptions:
     # flagged 5 / 20 / 7 of 292 at seeds 0 / 1 / 2 and BadMerging candidates 32 / 33 / 31 of 36;
     # two starts flag 4-10 and 31-35 over the three pairs of seeds (docs/bench/merging/NOTES.md).
     candidate_restarts: int = 2
+    # A further start is inverted only while one more could still move the verdict: the tests,
+    # re-applied to the starts so far with every number moved by these margins towards flagging
+    # and away from it, disagree. The margins (log ratio, success through the candidate, through
+    # the base, a peer's largest success) are half the 95th percentile of the change between two
+    # seeds in that study, so that one more start moves the mean by less with 95 % odds. Re-run
+    # on the study's records, this skips 194-208 of 328 second starts and changes no verdict
+    # under any ordering of the three seeds (docs/bench/merging/NOTES.md).
+    restart_margins: tuple[float, float, float, float] = (0.16, 0.12, 0.18, 0.23)
     # A trigger that works on more than this share of clean images through the base (or, for a
     # flagged scan's trigger, through another candidate) is shared, not planted, even when that
     # is less than half its success where it was found. In nine zoos' records, flagged scans'
@@ -125,7 +133,8 @@ class GateOptions:
                 "min_relative_accuracy": self.min_relative_accuracy, "attribution_drop": self.attribution_drop,
                 "planted_log_ratio": round(self.planted_log_ratio, 4),
                 "specific_log_ratio": self.specific_log_ratio, "peer_transfer": self.peer_transfer,
-                "candidate_restarts": self.candidate_restarts, "shared_success": self.shared_success}
+                "candidate_restarts": self.candidate_restarts, "restart_margins": list(self.restart_margins),
+                "shared_success": self.shared_success}
 
 
 @dataclass
@@ -290,6 +299,25 @@ def measure_start(found: dict[str, Any], model: ClassifierAdapter, base: Classif
             "on_peers": success_through(peers, trig, label, clean)}
 
 
+def _starts_mean(starts: list[dict[str, Any]]) -> tuple[float, float, float, dict[str, float]]:
+    """The starts' mean log ratio, mean success through the candidate and the base, and each
+    peer's largest success from any start."""
+    def mean(key: str) -> float:
+        return sum(s[key] for s in starts) / len(starts)
+
+    return (mean("log_ratio"), mean("on_model"), mean("on_base"),
+            {p: max(s["on_peers"][p] for s in starts) for p in starts[0]["on_peers"]})
+
+
+def _planted_specific(log_ratio: float, on_model: float, on_base: float, peer_max: float | None,
+                      opt: GateOptions, success_needed: float) -> tuple[bool, bool]:
+    """The planted and specific tests on one set of numbers (``candidate_trigger``)."""
+    works = on_model >= success_needed and not _shares(on_base, on_model, opt.attribution_drop, opt.shared_success)
+    return (bool(works and log_ratio >= opt.planted_log_ratio),
+            bool(works and log_ratio >= opt.specific_log_ratio and peer_max is not None
+                 and peer_max <= opt.peer_transfer))
+
+
 def candidate_trigger(starts: list[dict[str, Any]], opt: GateOptions, success_needed: float) -> dict[str, Any]:
     """The planted and specific tests on a candidate's trigger inverted against the base from
     several starts (``measure_start``). A label whose trigger works through the candidate (the
@@ -303,22 +331,33 @@ def candidate_trigger(starts: list[dict[str, Any]], opt: GateOptions, success_ne
     planted label (seed 5's BadMerging candidate: label 4 twice in three, label 0 once) still
     counts the others' at their share; the report names the strongest start's label."""
     best = max(starts, key=lambda s: s["log_ratio"])
-    agree = all(s["label"] == best["label"] for s in starts)
-
-    def mean(key: str) -> float:
-        return sum(s[key] for s in starts) / len(starts)
-
-    log_ratio, on_model, on_base = mean("log_ratio"), mean("on_model"), mean("on_base")
-    peers = {p: max(s["on_peers"][p] for s in starts) for p in best["on_peers"]}
-    works = on_model >= success_needed and not _shares(on_base, on_model, opt.attribution_drop, opt.shared_success)
+    log_ratio, on_model, on_base, peers = _starts_mean(starts)
+    planted, specific = _planted_specific(log_ratio, on_model, on_base, max(peers.values(), default=None), opt,
+                                          success_needed)
     return {"label": best["label"], "shape": best["shape"], "size": best["size"], "log_ratio": round(log_ratio, 4),
             "seconds": round(sum(s["seconds"] for s in starts), 2), "on_model": round(on_model, 4),
-            "on_base": round(on_base, 4), "on_peers": peers, "labels_agree": agree,
-            "planted": bool(works and log_ratio >= opt.planted_log_ratio),
-            "specific": bool(works and log_ratio >= opt.specific_log_ratio and peers
-                             and max(peers.values()) <= opt.peer_transfer),
+            "on_base": round(on_base, 4), "on_peers": peers,
+            "labels_agree": all(s["label"] == best["label"] for s in starts), "planted": planted,
+            "specific": specific,
             "starts": [{k: s[k] for k in ("label", "shape", "size", "log_ratio", "on_model", "on_base", "on_peers")}
                        for s in starts]}
+
+
+def settled(starts: list[dict[str, Any]], opt: GateOptions, success_needed: float) -> bool:
+    """Whether the candidate-trigger verdict of these starts is out of one more start's reach:
+    the tests give the same answer with every number moved by ``GateOptions.restart_margins``
+    towards flagging as moved away from it (each test only grows with the log ratio and the
+    success through the candidate, and shrinks with the success through the base and the peers)."""
+    log_ratio, on_model, on_base, peers = _starts_mean(starts)
+    peer_max = max(peers.values(), default=None)
+    a, m, b, c = opt.restart_margins
+
+    def flags(sign: int) -> bool:
+        moved = None if peer_max is None else peer_max - sign * c
+        return any(_planted_specific(log_ratio + sign * a, on_model + sign * m, on_base - sign * b, moved, opt,
+                                     success_needed))
+
+    return flags(1) == flags(-1)
 
 
 def base_check(model: ClassifierAdapter, summary: dict[str, Any], base: ClassifierAdapter,
@@ -558,9 +597,14 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
     # Each candidate's trigger inverted against the base (``candidate_trigger``; the inversions
     # are cached, the rest is forward passes).
     for i, (m, c) in enumerate(zip(members, candidates)):
-        starts = [] if clean is None else [against_base(("own", bkey, _identity(m)), m.adapter, r)
-                                           for r in range(opt.candidate_restarts)]
-        measured = [measure_start(f, m.adapter, base.adapter, peers_of(i), clean) for f in starts if f is not None]
+        measured = []
+        for r in range(opt.candidate_restarts if clean is not None else 0):
+            found = against_base(("own", bkey, _identity(m)), m.adapter, r)
+            if found is None:
+                break
+            measured.append(measure_start(found, m.adapter, base.adapter, peers_of(i), clean))
+            if settled(measured, opt, success_needed):
+                break
         c["differential_trigger"] = candidate_trigger(measured, opt, success_needed) if measured else None
     t = timer.step("candidate_triggers", t)
     # A flagged scan's recovered trigger, tested on the base and the other candidates too

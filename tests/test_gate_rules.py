@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelscan_bd.gate import GateOptions, _carrier, _decide, _usable, candidate_trigger, rescore
+from modelscan_bd.gate import GateOptions, _carrier, _decide, _usable, candidate_trigger, rescore, settled
 from modelscan_bd.gate_calibration import MERGING_FEATURES, fit_merging_calibration, fitting_summary
 from modelscan_bd.verdict import load_calibration, probability
 
@@ -210,14 +210,16 @@ def test_merging_fit_rows_take_each_variant_once_and_skip_dare_and_broken_models
         fit_rows(records)
 
 
+def _start(label, log_ratio, on_model, peers, on_base=0.03):
+    return {"label": label, "shape": "patch", "size": 0.06, "log_ratio": log_ratio, "seconds": 10.0,
+            "on_model": on_model, "on_base": on_base, "on_peers": {"a": peers[0], "b": peers[1]}}
+
+
 def test_a_candidate_trigger_is_judged_on_the_mean_of_its_starts():
     """Seed 12's BadMerging candidate scored log ratio 0.68 from one start and 0.49 from another;
     a clean candidate's natural patch passed its peers on 4 % from one start and 13 % from
     another. Each start alone decides by luck; their mean and the peers' largest success do not."""
-    def start(label, log_ratio, on_model, peers, on_base=0.03):
-        return {"label": label, "shape": "patch", "size": 0.06, "log_ratio": log_ratio, "seconds": 10.0,
-                "on_model": on_model, "on_base": on_base, "on_peers": {"a": peers[0], "b": peers[1]}}
-
+    start = _start
     opt = GateOptions()
     badmerging = candidate_trigger([start(0, 0.68, 0.95, (0.05, 0.0)), start(0, 0.49, 0.93, (0.05, 0.02))], opt, 0.8)
     assert badmerging["specific"] and not badmerging["planted"], badmerging
@@ -231,3 +233,20 @@ def test_a_candidate_trigger_is_judged_on_the_mean_of_its_starts():
     on_base = candidate_trigger([start(2, 1.6, 0.9, (0.0, 0.0), on_base=0.4)] * 2, opt, 0.8)
     assert not on_base["planted"]  # the base passes it on more than a quarter of the images
     assert [s["log_ratio"] for s in badmerging["starts"]] == [0.68, 0.49]
+
+
+def test_a_second_start_runs_only_when_the_first_is_near_a_cut():
+    """One more start moves the mean by half its change; a first start that no such change can
+    carry across a cut settles the verdict alone."""
+    opt = GateOptions()
+    assert settled([_start(5, 2.3, 1.0, (0.0, 0.9))], opt, 0.8)  # planted far beyond every cut
+    assert settled([_start(3, 0.2, 1.0, (0.0, 0.0))], opt, 0.8)  # no label stands out
+    assert settled([_start(3, 0.9, 1.0, (0.6, 0.4))], opt, 0.8)  # the peers share it: a natural patch
+    assert settled([_start(3, 0.9, 0.4, (0.0, 0.0))], opt, 0.8)  # it barely works through the candidate
+    assert not settled([_start(0, 0.55, 0.95, (0.05, 0.0))], opt, 0.8)  # BadMerging near the specific cut
+    assert not settled([_start(9, 0.9, 0.9, (0.13, 0.06))], opt, 0.8)  # peers near peer_transfer
+    assert not settled([_start(2, 1.0, 0.85, (0.0, 0.0))], opt, 0.8)  # success near the bar
+    assert not settled([_start(2, 1.6, 0.9, (0.0, 0.0), on_base=0.3)], opt, 0.8)  # the base near the shared cut
+    # With no peers (a single candidate) only the planted test can flag.
+    lone = {**_start(1, 0.9, 1.0, (0.0, 0.0)), "on_peers": {}}
+    assert settled([lone], opt, 0.8) and not settled([{**lone, "log_ratio": 1.3}], opt, 0.8)
