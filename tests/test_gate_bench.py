@@ -22,8 +22,10 @@ def test_bench_on_a_merging_zoo_fits_the_merging_calibration_from_measured_attac
     manifest = json.loads((zoo / "manifest.json").read_text())
     assert [m["name"] for m in manifest["models"] if m.get("backdoored")] == ["badnets-00"], manifest["rejected"]
     out, cal_file = tmp_path / "bench", tmp_path / "merging.json"
-    code, stdout, err = run_cli(["bench", zoo, "--budget", "fast", "--calibrate", "--calibration-out", cal_file,
-                                 "--out", out, "--quiet"], capsys)
+    # The zoo trains on one thread (what it learns depends on the thread count); the bench takes
+    # two, alone on 2 cores 175 s against 240 s (the fixture restores the count afterwards).
+    code, stdout, err = run_cli(["--threads", "2", "bench", zoo, "--budget", "fast", "--calibrate",
+                                 "--calibration-out", cal_file, "--out", out, "--quiet"], capsys)
     assert code == 0, err
     rows = [json.loads(line) for line in (out / "fit-rows.jsonl").read_text().splitlines()]
     items = [r["item"] for r in rows]

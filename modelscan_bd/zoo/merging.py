@@ -217,7 +217,9 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
         save(f"clean-{k:02d}", r, None, task, {"role": "candidate"})
         say(f"clean-{k:02d}: task acc {r.clean_acc:.3f}")
     surrogate_taus = []
-    for k in range(n_surrogates):  # the BadMerging attacker's own peers (not candidates)
+    # The BadMerging attacker's own peers (not candidates), only when a BadMerging candidate will
+    # train against them; every fine-tune seeds itself, so skipping them changes no other model.
+    for k in range(n_surrogates if "badmerging" in attacks else 0):
         task = Task.make(1000 + k, c, dataset.num_classes, seed)
         r = finetune(base.model, dataset, task, epochs=epochs, seed=seed + 900 + k)
         surrogate_taus.append({key: (v - base.model.state_dict()[key]).detach()
