@@ -219,18 +219,17 @@ def test_a_candidate_trigger_is_judged_on_the_mean_of_its_starts():
     """Seed 12's BadMerging candidate scored log ratio 0.68 from one start and 0.49 from another;
     a clean candidate's natural patch passed its peers on 4 % from one start and 13 % from
     another. Each start alone decides by luck; their mean and the peers' largest success do not."""
-    start = _start
     opt = GateOptions()
-    badmerging = candidate_trigger([start(0, 0.68, 0.95, (0.05, 0.0)), start(0, 0.49, 0.93, (0.05, 0.02))], opt, 0.8)
+    badmerging = candidate_trigger([_start(0, 0.68, 0.95, (0.05, 0.0)), _start(0, 0.49, 0.93, (0.05, 0.02))], opt, 0.8)
     assert badmerging["specific"] and not badmerging["planted"], badmerging
     assert badmerging["log_ratio"] == pytest.approx(0.585) and badmerging["seconds"] == 20.0
-    natural = candidate_trigger([start(9, 0.55, 0.85, (0.04, 0.02)), start(9, 0.45, 0.91, (0.13, 0.06))], opt, 0.8)
+    natural = candidate_trigger([_start(9, 0.55, 0.85, (0.04, 0.02)), _start(9, 0.45, 0.91, (0.13, 0.06))], opt, 0.8)
     assert not natural["specific"] and natural["on_peers"] == {"a": 0.13, "b": 0.06}
-    planted = candidate_trigger([start(5, 2.3, 1.0, (0.0, 0.9)), start(5, 2.2, 1.0, (0.0, 0.8))], opt, 0.8)
+    planted = candidate_trigger([_start(5, 2.3, 1.0, (0.0, 0.9)), _start(5, 2.2, 1.0, (0.0, 0.8))], opt, 0.8)
     assert planted["planted"] and not planted["specific"]  # a twin passes it: only the planted test blocks
-    missed = candidate_trigger([start(0, 0.47, 0.95, (0.02, 0.0)), start(4, 0.72, 0.96, (0.0, 0.0))], opt, 0.8)
+    missed = candidate_trigger([_start(0, 0.47, 0.95, (0.02, 0.0)), _start(4, 0.72, 0.96, (0.0, 0.0))], opt, 0.8)
     assert missed["label"] == 4 and not missed["labels_agree"] and missed["specific"]  # one start missed label 4
-    on_base = candidate_trigger([start(2, 1.6, 0.9, (0.0, 0.0), on_base=0.4)] * 2, opt, 0.8)
+    on_base = candidate_trigger([_start(2, 1.6, 0.9, (0.0, 0.0), on_base=0.4)] * 2, opt, 0.8)
     assert not on_base["planted"]  # the base passes it on more than a quarter of the images
     assert [s["log_ratio"] for s in badmerging["starts"]] == [0.68, 0.49]
 
