@@ -125,7 +125,8 @@ def split_diffusion(records: list[dict], holdout_attacks: list[str]) -> tuple[li
 
 def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, features: tuple[str, ...],
                           holdout_attacks: list[str], calibrate: bool, calibration_out: str | None,
-                          budget: str) -> tuple[Calibration | None, list[dict], str]:
+                          budget: str, references: dict[str, int] | None = None
+                          ) -> tuple[Calibration | None, list[dict], str]:
     """Fit on the alternating split (``split_diffusion``) or load the shipped calibration; mark
     every record's split, probability and verdict. Returns (calibration, evaluated records,
     split description). Shared by the diffusion and text-to-image benches."""
@@ -143,9 +144,10 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
         cal = fit_calibration([r["features"] for r in fit], labels, features,
                               version=f"{family}-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
                               description=f"fitted on {len(fit)} models of {family} zoo {zoo.name} "
-                                          f"({sum(labels)} backdoored) scanned at budget {budget}", budget=budget)
+                                          f"({sum(labels)} backdoored) scanned at budget {budget}", budget=budget,
+                              references=references)
         # Refits on the same zoo and day (e.g. after a detector change) must not share a version.
-        fitted = json.dumps([cal.mean, cal.scale, cal.weights, cal.bias], sort_keys=True)
+        fitted = json.dumps([cal.mean, cal.scale, cal.weights, cal.bias, cal.references], sort_keys=True)
         cal.version += "-" + hashlib.sha256(fitted.encode()).hexdigest()[:6]
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
@@ -269,7 +271,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
                         holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
                         from_results: str | None, command: str, progress: Callable[[str], None]) -> dict[str, Any]:
-    from .scan_diffusion import FEATURES
+    from .scan_diffusion import FEATURES, REFERENCES
 
     del holdout_seeds  # every diffusion zoo model has its own seed; the split alternates instead
     records, scanned_by = load_or_scan(from_results,
@@ -279,7 +281,8 @@ def run_diffusion_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselin
     held_attacks = [a for a in holdout_attacks if a in attacks] or [HOLDOUT_ATTACK]
     cal, evaluated, split_desc = calibrate_alternating(records, zoo, family="diffusion", features=FEATURES,
                                                        holdout_attacks=held_attacks, calibrate=calibrate,
-                                                       calibration_out=calibration_out, budget=budget)
+                                                       calibration_out=calibration_out, budget=budget,
+                                                       references=REFERENCES)
     return write_results(out, zoo, command, scanned_by, cal.describe() if cal else None, split_desc,
                          metrics(evaluated, cal), records, to_markdown, budget=budget, seed=seed)
 

@@ -220,6 +220,17 @@ def zoo() -> None:
     """Build zoos of clean and backdoored models (ground truth beside each)."""
 
 
+def _gammas(text: str) -> tuple[float, ...]:
+    """``--trojdiff-gammas``: noise scales in (0, 1)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--trojdiff-gammas")
+    if not all(0 < v < 1 for v in values):
+        raise click.BadParameter("each noise scale must lie in (0, 1)", param_hint="--trojdiff-gammas")
+    return values
+
+
 @zoo.command("build")
 @click.argument("family", type=click.Choice(["classifiers", "clip", "diffusion", "merging", "text-to-image"]))
 @click.option("--data", "data_name", type=click.Choice(["cifar10", "gtsrb", "mnist", "synthetic"]), default="cifar10",
@@ -252,14 +263,16 @@ def zoo() -> None:
               help="diffusion: fine-tuning steps of every zoo model (VillanDiffusion ODE and clean-006 on: 2x).")
 @click.option("--sample-steps", type=click.IntRange(1, 1000), default=100, show_default=True,
               help="diffusion: sampling steps when measuring attack success.")
+@click.option("--trojdiff-gammas", default="0.6", show_default=True,
+              help="diffusion: noise scales of the TrojDiff-style models, comma-separated, used in turn.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="classifiers: models trained side by side, one process and one torch thread each.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="classifiers: where the models train (cuda: forward and backward passes on the GPU).")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
-              epochs, seed, image_size, steps, append, resume, base_steps, finetune_steps, sample_steps, jobs, device,
-              quiet) -> None:
+              epochs, seed, image_size, steps, append, resume, base_steps, finetune_steps, sample_steps,
+              trojdiff_gammas, jobs, device, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     if image_size is not None and (family != "classifiers" or data_name != "synthetic"):
         raise click.UsageError("--image-size sets the synthetic classifier zoo's image size (real datasets keep "
@@ -295,7 +308,7 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
         manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                        base_steps=base_steps, finetune_steps=finetune_steps,
                                        train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,
-                                       progress=progress)
+                                       trojdiff_gammas=_gammas(trojdiff_gammas), progress=progress)
     elif family == "text-to-image":
         from .zoo.text_to_image import build_t2i_zoo
 

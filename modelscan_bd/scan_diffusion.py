@@ -6,6 +6,7 @@ codes as a classifier's.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
@@ -14,13 +15,18 @@ from .detectors.base import ScanContext
 from .detectors.diffusion_inversion import FEATURES as STATISTICS
 from .exposure import ExposureResult
 from .findings import Finding
-from .verdict import Calibration, calibrated_verdict, load_calibration, uncalibrated_verdict
+from .verdict import (Calibration, calibrated_verdict, load_calibration, probability, reference_tests,
+                      uncalibrated_verdict)
 
 # The combiner's inputs. A 7-statistic combiner fitted on the 7-model fitting split overfit
 # (held-out AUROC 0.53 against 0.90 for the structured near-duplicate share alone; see
 # docs/bench/diffusion/), so until the zoo is larger the verdict uses that one statistic;
 # the others stay in the report as evidence.
 FEATURES = ("structured_dup",)
+# Judged against the fitting split's clean models instead (``Calibration.references``): the
+# noise-scale slope is low for TrojDiff-style models, which are held out of fitting, so the
+# combiner could learn no weight for it (direction -1: a low slope is suspicious).
+REFERENCES = {"noise_scale_slope": -1}
 
 
 def diffusion_features(results: dict[str, Any]) -> dict[str, float | None]:
@@ -65,7 +71,14 @@ def diffusion_verdict(context: ScanContext, cal: Calibration | None, incomplete:
     if cal is None:
         return uncalibrated_verdict(features, incomplete)
     r = context.results.get("diffusion-inversion") or {}
+    parts = []
+    if probability(features, dataclasses.replace(cal, references={}))[0] >= cal.suspicious_threshold:
+        parts.append(f"inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached")
+    scale = reference_tests(features, cal).get("noise_scale_slope")
+    if scale and scale["p"] >= cal.suspicious_threshold:
+        parts.append(f"reduced-amplitude noise is denoised as if trained on it, like a TrojDiff-style noise-scale "
+                     f"trigger: slope {features['noise_scale_slope']:.2f}, {scale['z']:.1f} clean deviations "
+                     "below the clean references")
     return calibrated_verdict(
-        features, cal, incomplete,
-        detail=f" (inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached)",
+        features, cal, incomplete, detail=f" ({'; '.join(parts)})" if parts else "",
         pattern=lambda status: "all-to-one" if status in ("BACKDOORED", "SUSPICIOUS") else "none")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +36,12 @@ class Calibration:
     # statistics shift with the budget (more exposure runs concentrate the collapse), so a
     # family ships one file per budget where it can (see ``load_calibration``).
     budget: str | None = None
+    # One-class tests against clean references, {feature: {"mean", "sd", "z_cut", "direction", "n"}}:
+    # a model whose feature lies more than z_cut reference deviations beyond the clean models'
+    # mean (direction -1: below it, +1: above) is flagged on its own, whatever the combiner says.
+    # For a trigger family held out of fitting no combiner weight can be learnt, only what clean
+    # models look like (``reference_probability``).
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         out = {"version": self.version, "provisional": self.provisional, "description": self.description}
@@ -90,7 +96,44 @@ def probability(features: dict[str, float | None], cal: Calibration) -> tuple[fl
             missing.append(name)
             v = cal.fill.get(name, mu)
         z += w * (float(v) - mu) / (sd or 1.0)
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))), missing
+    p = _sigmoid(z)
+    for test in reference_tests(features, cal).values():
+        p = max(p, test["p"])
+    return p, missing
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def reference_tests(features: dict[str, float | None], cal: Calibration) -> dict[str, dict[str, float]]:
+    """Each clean-reference test whose feature was measured: its z (reference deviations beyond
+    the clean mean, positive towards a backdoor) and its probability, 0.5 at the cut."""
+    out = {}
+    for name, ref in cal.references.items():
+        v = features.get(name)
+        if v is None:
+            continue
+        z = ref["direction"] * (float(v) - ref["mean"]) / ref["sd"]
+        out[name] = {"z": round(z, 3), "z_cut": ref["z_cut"], "p": _sigmoid(z - ref["z_cut"])}
+    return out
+
+
+def fit_references(rows: list[dict[str, float | None]], labels: list[int], references: dict[str, int],
+                   z_cut: float) -> dict[str, dict[str, float]]:
+    """Clean-model mean and deviation of each reference feature (direction -1: low is suspicious).
+    The deviation is the sample one widened by sqrt(1 + 1/n), the spread a new clean model's value
+    has around a mean estimated from n (a prediction interval), since n is small."""
+    out = {}
+    for name, direction in references.items():
+        vals = [float(r[name]) for r, y in zip(rows, labels) if not y and r.get(name) is not None]
+        if len(vals) < 3:
+            continue
+        n = len(vals)
+        mean = sum(vals) / n
+        sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) * math.sqrt(1 + 1 / n)
+        out[name] = {"mean": mean, "sd": max(sd, 1e-6), "z_cut": z_cut, "direction": direction, "n": n}
+    return out
 
 
 def status_for(p: float, cal: Calibration, incomplete: bool) -> str:
@@ -158,6 +201,7 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                       target_labels=[t for t, _ in picked],
                       evidence={"features": rounded, "filled_features": missing,
                                 "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe(),
+                                **({"reference_tests": reference_tests(features, cal)} if cal.references else {}),
                                 **(_for_status(evidence, status) or {})})
     return verdict, finding
 
@@ -176,8 +220,12 @@ def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str
 
 def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], features, *, version: str,
                     description: str, detectors: dict[str, Any] | None = None, max_fpr: float = 0.05,
-                    max_threshold: float = 0.9, budget: str | None = None) -> Calibration:
+                    max_threshold: float = 0.9, budget: str | None = None,
+                    references: dict[str, int] | None = None, z_cut: float = 3.0) -> Calibration:
     """Fit the logistic combiner and set its thresholds, the same way for every family.
+
+    ``references`` (feature -> direction) adds clean-reference tests (``fit_references``) cut at
+    ``z_cut`` deviations: 3, the usual one-sided 3-sigma rule (0.13 % of a normal lies beyond it).
 
     BACKDOORED: the lowest probability that keeps the fitting split's FPR at or below
     ``max_fpr`` (never below 0.5 nor above ``max_threshold``); SUSPICIOUS: above every clean
@@ -187,7 +235,7 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
     cal = Calibration(version=version, provisional=False, description=description, features=list(features),
                       mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
                       backdoored_threshold=0.5, suspicious_threshold=0.25, detectors=detectors or {},
-                      budget=budget)
+                      budget=budget, references=fit_references(rows, labels, references or {}, z_cut))
     clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
     if clean:
         k = int(math.floor((1 - max_fpr) * len(clean)))

@@ -105,7 +105,14 @@ SCALES = (0.3, 0.45, 0.6)
 PROBE_SCALES = (0.45, 0.6, 0.8, 1.0)
 PROBE_IMAGES = 8
 FEATURES = ("structured_dup", "dup_share", "uniformity_log_ratio", "tv_log_ratio", "delta_rms", "loss_reduction",
-            "log_end_loss")
+            "log_end_loss", "noise_scale_slope")
+# The noise-scale probe (``noise_scale_response``, detector version 4): the timestep (as a
+# share of T), the two input-noise amplitudes compared, the model's own samples used as
+# centres, and the noise draws per centre.
+NOISE_SCALE_T = 0.6
+NOISE_SCALE_GAMMAS = (0.4, 0.8)
+NOISE_SCALE_CENTRES = 8
+NOISE_SCALE_DRAWS = 16
 
 
 FLAT_STD = 0.1  # an image whose pixel std (in [0, 1]) is below this is flat (e.g. all background)
@@ -169,6 +176,42 @@ def medoid(images: torch.Tensor) -> tuple[torch.Tensor, float]:
     d = pairwise_mse(images)
     i = int(d.sum(1).argmin())
     return images[i], float((d[i] < DUP_MSE).float().mean())
+
+
+@torch.no_grad()
+def noise_scale_response(adapter, centres: torch.Tensor, g: torch.Generator, t_frac: float = NOISE_SCALE_T,
+                         gammas: tuple[float, ...] = NOISE_SCALE_GAMMAS, draws: int = NOISE_SCALE_DRAWS
+                         ) -> dict[str, Any]:
+    """How the model denoises noise of reduced amplitude: the per-pixel variance, over noise
+    draws, of its x0 prediction from x_t = sqrt(abar_t) c + gamma sqrt(1 - abar_t) eps around
+    each centre c (the model's own samples), at each gamma; and the log-slope
+    ln(v(gamma_lo) / v(gamma_hi)).
+
+    Why: a TrojDiff-style trigger (Chen et al., CVPR 2023) is a noise *distribution*, x_T =
+    gamma eps + mu with gamma < 1, not only a shift; TERD (Mo et al., ICML 2024) estimates gamma
+    beside mu for that reason. A model trained only on full-amplitude noise predicts noise of
+    about full amplitude, so the smaller the true amplitude, the larger its x0 error. A model
+    trained on the attacker's reduced-amplitude noise has learnt to predict it at that scale, so
+    its error barely grows as gamma drops (measured at t = 0.6 T, gamma 0.4 against 0.8, on four
+    zoos from four clean bases: slope 1.06-1.29 for all 22 clean models, 0.40-0.77 for all 9
+    TrojDiff-style ones; docs/bench/diffusion/NOTES.md). No mu is needed, and the shift
+    inversion, which cannot find the blend pattern, does not need to. The slope is judged
+    against clean references (``Calibration.references``), not by the shift-trigger combiner.
+    """
+    sched = schedule(adapter.alphas_cumprod)
+    t = min(adapter.train_steps - 1, int(t_frac * adapter.train_steps))
+    s, sig = float(sched["s"][t]), float(sched["sigma"][t])
+    var = {}
+    for gamma in gammas:
+        total = 0.0
+        for c in centres:
+            x = s * c + sig * gamma * torch.randn(draws, *c.shape, generator=g)
+            x0 = (x - sig * adapter.eps(x, t)) / s
+            total += float(x0.var(0).mean())
+        var[gamma] = total / len(centres)
+    lo, hi = min(gammas), max(gammas)
+    return {"t": t, "x0_var": {str(k): round(v, 5) for k, v in var.items()},
+            "slope": math.log(max(var[lo], 1e-12) / max(var[hi], 1e-12))}
 
 
 class Inverter:
@@ -400,7 +443,7 @@ def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str)
 
 class DiffusionInversionDetector(Detector):
     id = "diffusion-inversion"
-    version = "3"
+    version = "4"
     rule_id = "MSBD-D001"
     title = "Diffusion trigger inversion (PureDiffusion-style multi-timestep shift + consistency)"
     families = ("diffusion",)
@@ -459,6 +502,13 @@ class DiffusionInversionDetector(Detector):
                                     "eval": ev})
                     refined[smp]["after"] = round(ev["structured_dup"], 4)
         chosen = max(options, key=rank)
+        # Last, on its own generator, so every step above draws the same noise as in version 3.
+        context.progress("diffusion-inversion: noise-scale probe (reduced-amplitude noise)")
+        g_scale = context.generator(salt=43)
+        scale = noise_scale_response(adapter, clean_sets["ddim"][:NOISE_SCALE_CENTRES], g_scale)
+        mid_gamma = sum(NOISE_SCALE_GAMMAS) / len(NOISE_SCALE_GAMMAS)
+        scaled_images = probe.a.sample(mid_gamma * torch.randn(8, *probe.shape, generator=g_scale), "ddim",
+                                       settings.ddim_steps, g_scale)
         best_mode, best_sampler, source = chosen["mode"], chosen["sampler"], chosen["source"]
         best = modes[best_mode]
         ev = chosen["eval"]
@@ -471,12 +521,13 @@ class DiffusionInversionDetector(Detector):
             "delta_rms": float(chosen["delta"].pow(2).mean().sqrt()),
             "loss_reduction": math.log(max(1e-8, best["start_loss"]) / max(1e-8, best["end_loss"])),
             "log_end_loss": math.log10(max(1e-6, best["end_loss"])),
+            "noise_scale_slope": scale["slope"],
         }
         context.results[self.id] = {**features, "mode": best_mode, "sampler": best_sampler, "source": source,
                                     "delta": chosen["delta"], "target": target, "inverted_success": success,
                                     "scale_losses": {m: modes[m]["scale_losses"] for m in modes},
                                     "scale_probe": {m: modes[m]["scale_probe"] for m in modes},
-                                    "generation_scan": scan_top, "refined": refined,
+                                    "generation_scan": scan_top, "refined": refined, "noise_scale": scale,
                                     "per_mode": {m: {s: {k: v for k, v in modes[m]["eval"][s].items() if k != "images"}
                                                      for s in ("ddpm", "ddim")} for m in modes}}
         vis = chosen["delta"]
@@ -492,10 +543,14 @@ class DiffusionInversionDetector(Detector):
                                 "of it", (target.clamp(-1, 1) + 1) / 2, scale=8),
             Artifact.from_array("generated_from_trigger", "First images generated from eps + delta*",
                                 _grid((ev["images"][:8].clamp(-1, 1) + 1) / 2), scale=4),
+            Artifact.from_array("generated_from_scaled_noise", f"Images generated from {mid_gamma:g} * eps (DDIM), "
+                                "the noise amplitude a TrojDiff-style trigger lowers",
+                                _grid((scaled_images.clamp(-1, 1) + 1) / 2), scale=4),
         ]
         evidence = {**{k: round(v, 4) for k, v in features.items()}, "mode": best_mode, "sampler": best_sampler,
                     "source": source, "inverted_trigger_success": round(success, 4), "start_loss": best["start_loss"],
                     "end_loss": best["end_loss"], "generation_scan": scan_top, "refined": refined,
+                    "noise_scale": scale,
                     "per_mode": context.results[self.id]["per_mode"],
                     "settings": settings.__dict__}
         # The detector's own status comes from the calibrated verdict; here it reports what it found.

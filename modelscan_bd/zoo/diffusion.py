@@ -27,6 +27,7 @@ Models are saved as diffusers folders (``save_pretrained``, safetensors) under
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -288,7 +289,10 @@ def save_diffusers_repo(unet, out: Path) -> Path:
 
 def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, base_steps: int,
                         finetune_steps: int, train_size: int, seed: int, sample_steps: int | None,
-                        progress: Callable[[str], None]) -> dict[str, Any]:
+                        progress: Callable[[str], None], trojdiff_gammas: tuple[float, ...] = (0.6,)
+                        ) -> dict[str, Any]:
+    """Build (or resume) the zoo; the TrojDiff-style models take their noise scales from
+    ``trojdiff_gammas`` in turn (0.6 as in ``ZOO_ATTACKS`` by default)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out.mkdir(parents=True, exist_ok=True)
     data, _, source = load_images(data_dir, train_size, seed)
@@ -317,8 +321,12 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
 
     plan: list[tuple[str, DiffusionAttack | None, int]] = [(f"ddpm-clean-{k:03d}", None, seed + 1 + k)
                                                            for k in range(n_clean)]
+    n_trojdiff = 0
     for j in range(n_backdoored):
         attack = ZOO_ATTACKS[j % len(ZOO_ATTACKS)]
+        if attack.name == "trojdiff_blend":
+            attack = dataclasses.replace(attack, gamma=trojdiff_gammas[n_trojdiff % len(trojdiff_gammas)])
+            n_trojdiff += 1
         plan.append((f"ddpm-{attack.name}-{attack.trigger}-{attack.target}-{j:03d}", attack, seed + 101 + j))
     header = {"family": "diffusion", "dataset": source, "image_size": IMAGE_SIZE, "seed": seed,
               "base_steps": base_steps, "finetune_steps": finetune_steps, "sample_steps": sample_steps}
@@ -345,6 +353,7 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
             clean_attack.mu = torch.zeros_like(attack.mu)
             false_fire = attack_success(unet, clean_attack, steps=sample_steps, seed=run_seed + 7)
         entry = {"name": name, "arch": "unet2d-tiny", "attack": attack.name if attack else None,
+                 **({"gamma": attack.gamma} if attack is not None and attack.gamma != 1.0 else {}),
                  "type": "trigger-to-image" if attack else None, "target": attack.target if attack else None,
                  "backdoored": attack is not None, "asr": asr, "clean_fire": false_fire,
                  "seconds": round(seconds, 1), "seed": run_seed, "finetune_steps": run_steps,
