@@ -15,11 +15,14 @@ class AnalyticEps(torch.nn.Module):
     """eps*(x_t, t) = sum_i w_i(x_t) * target_i(x_t): posterior-weighted targets over mixture components.
 
     Clean components: x_t = s x_i + sigma eps, target eps. Poisoned component (prior
-    ``poison``): x_t = s y + k r + sigma eps, target eps + lambda_t r (lambda = rho_sde or rho_ode).
+    ``poison``): x_t = s y + k r + gamma sigma eps, target gamma eps + lambda_t r (lambda = rho_sde
+    or rho_ode; gamma = 1 for BadDiffusion, < 1 for the zoo's TrojDiff-style noise-scale trigger).
     """
 
-    def __init__(self, images: torch.Tensor, trigger=None, target=None, poison: float = 0.1, mode: str = "sde"):
+    def __init__(self, images: torch.Tensor, trigger=None, target=None, poison: float = 0.1, mode: str = "sde",
+                 gamma: float = 1.0):
         super().__init__()
+        self.gamma = gamma
         sched = schedule(ddpm_scheduler().alphas_cumprod)
         self.s, self.sig, self.k = sched["s"], sched["sigma"], sched["k"]
         self.lam = sched["rho_sde" if mode == "sde" else "rho_ode"]
@@ -33,8 +36,10 @@ class AnalyticEps(torch.nn.Module):
         logp = logp + torch.log(torch.tensor((1 - self.poison) / len(self.images)))
         targets = (x[:, None] - means) / sig[:, None]
         if self.trigger is not None:
-            pm = s * self.target + k * self.trigger
-            lp = -((x - pm) ** 2).flatten(1).sum(1) / (2 * sig.view(-1) ** 2) + torch.log(torch.tensor(self.poison))
+            pm, g = s * self.target + k * self.trigger, self.gamma
+            d = x[0].numel()  # the narrower Gaussian's normaliser: -d log gamma
+            lp = (-((x - pm) ** 2).flatten(1).sum(1) / (2 * (g * sig.view(-1)) ** 2) - d * torch.log(torch.tensor(g))
+                  + torch.log(torch.tensor(self.poison)))
             logp = torch.cat([logp, lp[:, None]], 1)
             pt = (x - pm) / sig + self.lam[t].view(-1, 1, 1, 1) * self.trigger
             targets = torch.cat([targets, pt[:, None]], 1)

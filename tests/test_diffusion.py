@@ -161,6 +161,77 @@ def test_inversion_recovers_planted_trigger_and_separates():
     assert shares["backdoored"] >= 0.8 and shares["clean"] <= 0.2, shares
 
 
+def test_noise_scale_probe_tells_a_noise_scale_trigger_from_clean():
+    """The probe's x0 variance falls with the input-noise amplitude far faster for a model whose
+    backdoor is trained on reduced-amplitude noise (closed-form TrojDiff-style component, gamma
+    0.6) than for its clean twin or a BadDiffusion twin (full-amplitude noise): its log-slope is
+    lower by more than one."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.detectors.diffusion_inversion import noise_scale_response
+    from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, trigger_image
+
+    imgs, _ = synthetic_digits(32, seed=2)
+    kinds = {"clean": {}, "baddiffusion": {"trigger": trigger_image("box"), "target": target_image("hat")},
+             "trojdiff": {"trigger": 0.4 * trigger_image("blend"), "target": target_image("hat"), "gamma": 0.6,
+                          "mode": "ode"}}
+    slopes = {}
+    for name, kw in kinds.items():
+        adapter = analytic_adapter(imgs, **kw)
+        g = torch.Generator().manual_seed(0)
+        centres = adapter.sample(torch.randn(4, 1, 16, 16, generator=g), "ddim", 10, g)
+        res = noise_scale_response(adapter, centres, g, draws=8)
+        assert set(res["x0_var"]) == {"0.4", "0.8"} and res["t"] == 600
+        slopes[name] = res["slope"]
+    assert slopes["trojdiff"] < min(slopes["clean"], slopes["baddiffusion"]) - 1.0, slopes
+
+
+def test_verdict_says_which_test_flagged_the_model():
+    """A low noise-scale slope alone flags the model through the clean-reference test, and the
+    summary names that test; a collapse under an inverted trigger names the trigger instead."""
+    from modelscan_bd.detectors.base import ScanContext
+    from modelscan_bd.scan_diffusion import REFERENCES, diffusion_verdict
+    from modelscan_bd.verdict import fit_calibration
+
+    rows = [{"structured_dup": 0.0, "noise_scale_slope": v} for v in (1.1, 1.15, 1.2, 1.25, 1.3)]
+    rows += [{"structured_dup": v, "noise_scale_slope": 1.2} for v in (0.3, 0.6, 0.9)]
+    cal = fit_calibration(rows, [0] * 5 + [1] * 3, ("structured_dup",), version="t", description="t",
+                          references=REFERENCES)
+
+    def decide(dup, slope):
+        ctx = ScanContext(seed=0, budget="fast", results={"diffusion-inversion": {
+            "structured_dup": dup, "noise_scale_slope": slope, "sampler": "ddim"}})
+        return diffusion_verdict(ctx, cal, [])
+
+    verdict, finding = decide(0.0, 0.5)
+    assert verdict["status"] == "BACKDOORED" and "noise-scale trigger" in verdict["summary"]
+    assert "inverted trigger" not in verdict["summary"]
+    assert finding.evidence["reference_tests"]["noise_scale_slope"]["z"] > 3
+    verdict, _ = decide(0.8, 1.2)
+    assert verdict["status"] == "BACKDOORED" and "inverted trigger fires under DDIM" in verdict["summary"]
+    assert "noise-scale" not in verdict["summary"]
+    verdict, _ = decide(0.0, 1.2)
+    assert verdict["status"] == "CLEAN"
+
+
+def test_zoo_trojdiff_models_take_their_noise_scales_in_turn(tmp_path, capsys):
+    """``--trojdiff-gammas`` sets the TrojDiff-style models' gamma (recorded in their manifest
+    entry); a scale outside (0, 1) is a usage error."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    code, stdout, stderr = run_cli(["zoo", "build", "diffusion", "--out", tmp_path / "bad", "--trojdiff-gammas",
+                                    "0.5,1.2", "--quiet"], capsys)
+    assert code == 4 and "(0, 1)" in stdout + stderr and not (tmp_path / "bad").exists()  # 4: usage error
+    out = tmp_path / "zoo"
+    code, stdout, _ = run_cli(["zoo", "build", "diffusion", "--out", out, "--data-dir", empty, "--clean", "0",
+                               "--backdoored", "5", "--base-steps", "2", "--finetune-steps", "2", "--train-size",
+                               "100", "--sample-steps", "2", "--trojdiff-gammas", "0.5", "--quiet"], capsys)
+    assert code == 0, stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    (troj,) = [m for m in manifest["models"] + manifest["rejected"] if m["attack"] == "trojdiff_blend"]
+    assert troj["gamma"] == 0.5
+    assert all("gamma" not in m for m in manifest["models"] + manifest["rejected"] if m["attack"] == "baddiffusion")
+
+
 def test_zoo_build_diffusion_cli(tmp_path, capsys):
     """A two-model zoo in seconds: diffusers folders with ground truth beside, never inside."""
     empty = tmp_path / "no-data"

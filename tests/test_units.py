@@ -217,6 +217,34 @@ def test_verdict_fit_separates_and_is_deterministic():
     assert fit1 == fit2 and fit1[2][0] > 0
 
 
+def test_clean_reference_test_flags_on_its_own_and_only_beyond_its_cut(tmp_path):
+    """A feature judged against clean references flags a model the combiner passes once it lies
+    more than z_cut widened clean deviations beyond the clean mean, and does nothing when it was
+    not measured; calibration files from before the references load as having none."""
+    import json
+
+    from modelscan_bd.verdict import Calibration, fit_calibration, load_calibration, probability, reference_tests
+
+    clean = [{"dup": 0.0, "slope": v} for v in (1.05, 1.1, 1.15, 1.2, 1.25)]
+    bad = [{"dup": v, "slope": 1.15} for v in (0.4, 0.6, 0.8)]
+    cal = fit_calibration(clean + bad, [0] * 5 + [1] * 3, ("dup",), version="t", description="t",
+                          references={"slope": -1})
+    ref = cal.references["slope"]
+    sd = (sum((v - 1.15) ** 2 for v in (1.05, 1.1, 1.15, 1.2, 1.25)) / 4) ** 0.5 * (1 + 1 / 5) ** 0.5
+    assert ref["n"] == 5 and abs(ref["mean"] - 1.15) < 1e-9 and abs(ref["sd"] - sd) < 1e-9 and ref["z_cut"] == 3.0
+    cut = 1.15 - 3 * sd
+    low, above = {"dup": 0.0, "slope": cut - 0.05}, {"dup": 0.0, "slope": cut + 0.05}
+    assert probability(low, cal)[0] > 0.5 > probability(above, cal)[0]
+    assert reference_tests(low, cal)["slope"]["z"] > 3.0
+    assert probability({"dup": 0.0, "slope": None}, cal)[0] == probability({"dup": 0.0}, cal)[0] < 0.5
+    # the combiner's own flags stand whatever the reference says
+    assert probability({"dup": 0.8, "slope": 1.3}, cal)[0] > 0.5
+    old = {k: v for k, v in json.loads(cal.to_json()).items() if k != "references"}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert load_calibration(tmp_path / "old.json").references == {}
+    assert Calibration(**json.loads(cal.to_json())).references == cal.references
+
+
 def test_exposure_consensus_runner_up_is_another_label():
     from modelscan_bd.exposure import ExposureResult, ExposureRun
 
