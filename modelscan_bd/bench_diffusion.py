@@ -198,6 +198,10 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
     out |= {
         "auroc_dup_share_alone": auroc([r["features"].get("dup_share") or 0.0 for r in records], labels),
         "auroc_structured_dup_alone": auroc([r["features"].get("structured_dup") or 0.0 for r in records], labels),
+        # a low slope is suspicious; records from before detector version 4 lack it
+        "auroc_noise_scale_slope_alone": (auroc([-r["features"]["noise_scale_slope"] for r in records], labels)
+                                          if all(r["features"].get("noise_scale_slope") is not None for r in records)
+                                          else None),
         "trigger_cosine": _mean([r.get("trigger_fidelity", {}).get("cosine") for r in bd]),
         "trigger_mse": _mean([r.get("trigger_fidelity", {}).get("mse") for r in bd]),
         "target_mse": _mean([r.get("target_quality", {}).get("mse") for r in bd]),
@@ -248,7 +252,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                      f"{f(e['trigger_mse'])} | {f(e['target_mse'])} | {f(e['target_ssim'])} | "
                      f"{f(e['trigger_success'])} | {f(e['seconds_per_model'])} (extra) |")
     lines += ["", f"Single statistics: near-duplicate share AUROC {f(m['auroc_dup_share_alone'])}, structured "
-              f"near-duplicate share AUROC {f(m['auroc_structured_dup_alone'])}. Log loss {f(m['log_loss'])}; "
+              f"near-duplicate share AUROC {f(m['auroc_structured_dup_alone'])}, noise-scale slope (low is "
+              f"suspicious) AUROC {f(m.get('auroc_noise_scale_slope_alone'))}. Log loss {f(m['log_loss'])}; "
               f"peak memory {f(m['peak_mb_max'])} MB.", "",
               "| attack | models | detection rate | trigger cos | target SSIM | inverted-trigger success | Elijah success |",
               "|---|---|---|---|---|---|---|"]
@@ -256,12 +261,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['trigger_cosine'])} | "
                      f"{f(a['target_ssim'])} | {f(a['trigger_success'])} | {f(a['elijah_trigger_success'])} |")
     lines += ["", "Per model (all splits; verdict with the calibration above):", "",
-              "| model | attack | ASR | split | p | verdict | structured dup | TV log ratio | loss reduction | trigger cos | "
-              "inverted success | Elijah success | s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | attack | ASR | split | p | verdict | structured dup | noise-scale slope | TV log ratio | "
+              "loss reduction | trigger cos | inverted success | Elijah success | s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["records"]:
         ft = r["features"]
         lines.append(f"| {r['name']} | {r['attack']} | {f(r['asr'])} | {r.get('split', '-')} | {f(r.get('p'))} | "
-                     f"{r.get('verdict') or '-'} | {f(ft.get('structured_dup'))} | {f(ft.get('tv_log_ratio'))} | "
+                     f"{r.get('verdict') or '-'} | {f(ft.get('structured_dup'))} | {f(ft.get('noise_scale_slope'))} | "
+                     f"{f(ft.get('tv_log_ratio'))} | "
                      f"{f(ft.get('loss_reduction'))} | {f(r.get('trigger_fidelity', {}).get('cosine'))} | "
                      f"{f(r.get('trigger_success'))} | {f(r.get('elijah', {}).get('trigger_success'))} | "
                      f"{f(r['seconds'])} |")

@@ -37,6 +37,11 @@ only near-duplicate pairs of non-flat images ("structured" duplicates). The stat
 reduction, final relative loss) go to the calibrated combiner
 (``calibration/diffusion.json``); the recovered target is the medoid of the chosen
 generated set.
+
+A TrojDiff-style trigger lowers the noise amplitude (x_T = gamma eps + mu) as well as shifting
+it, and no shift search finds its full-image blend pattern. Version 4 adds a probe for the
+amplitude half (``noise_scale_response``): how the model's x0 error grows as the input noise
+shrinks, judged against clean references in the calibration, not by the combiner.
 """
 from __future__ import annotations
 
@@ -107,12 +112,13 @@ PROBE_IMAGES = 8
 FEATURES = ("structured_dup", "dup_share", "uniformity_log_ratio", "tv_log_ratio", "delta_rms", "loss_reduction",
             "log_end_loss", "noise_scale_slope")
 # The noise-scale probe (``noise_scale_response``, detector version 4): the timestep (as a
-# share of T), the two input-noise amplitudes compared, the model's own samples used as
-# centres, and the noise draws per centre.
+# share of T), the two input-noise amplitudes compared, the most of the model's own samples
+# used as centres, and the noise draws per centre. With 8 centres and 16 draws the slope moved
+# by 0.03-0.06 (sd) between generator seeds, with 16 and 32 by 0.006-0.012 (four models).
 NOISE_SCALE_T = 0.6
 NOISE_SCALE_GAMMAS = (0.4, 0.8)
-NOISE_SCALE_CENTRES = 8
-NOISE_SCALE_DRAWS = 16
+NOISE_SCALE_CENTRES = 16
+NOISE_SCALE_DRAWS = 32
 
 
 FLAT_STD = 0.1  # an image whose pixel std (in [0, 1]) is below this is flat (e.g. all background)
