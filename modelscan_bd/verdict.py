@@ -108,14 +108,17 @@ def _sigmoid(z: float) -> float:
 
 def reference_tests(features: dict[str, float | None], cal: Calibration) -> dict[str, dict[str, float]]:
     """Each clean-reference test whose feature was measured: its z (reference deviations beyond
-    the clean mean, positive towards a backdoor) and its probability, 0.5 at the cut."""
+    the clean mean, positive towards a backdoor) and its probability: 0 short of the cut (a
+    one-class test says nothing about a value clean models can have; a soft tail lifted clean
+    models at z 2.2 into SUSPICIOUS), from 0.5 at the cut rising beyond it."""
     out = {}
     for name, ref in cal.references.items():
         v = features.get(name)
         if v is None:
             continue
         z = ref["direction"] * (float(v) - ref["mean"]) / ref["sd"]
-        out[name] = {"z": round(z, 3), "z_cut": ref["z_cut"], "p": _sigmoid(z - ref["z_cut"])}
+        p = _sigmoid(z - ref["z_cut"]) if z >= ref["z_cut"] else 0.0
+        out[name] = {"z": round(z, 3), "z_cut": ref["z_cut"], "p": p}
     return out
 
 

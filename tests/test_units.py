@@ -235,6 +235,7 @@ def test_clean_reference_test_flags_on_its_own_and_only_beyond_its_cut(tmp_path)
     cut = 1.15 - 3 * sd
     low, above = {"dup": 0.0, "slope": cut - 0.05}, {"dup": 0.0, "slope": cut + 0.05}
     assert probability(low, cal)[0] > 0.5 > probability(above, cal)[0]
+    assert probability(above, cal)[0] == probability({"dup": 0.0}, cal)[0]  # short of the cut it adds nothing
     assert reference_tests(low, cal)["slope"]["z"] > 3.0
     assert probability({"dup": 0.0, "slope": None}, cal)[0] == probability({"dup": 0.0}, cal)[0] < 0.5
     # the combiner's own flags stand whatever the reference says
