@@ -40,7 +40,7 @@ class Calibration:
     # a model whose feature lies more than z_cut reference deviations beyond the clean models'
     # mean (direction -1: below it, +1: above) is flagged on its own, whatever the combiner says.
     # For a trigger family held out of fitting no combiner weight can be learnt, only what clean
-    # models look like (``reference_probability``).
+    # models look like (``reference_tests``, fitted by ``fit_references``).
     references: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:

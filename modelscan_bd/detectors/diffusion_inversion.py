@@ -198,9 +198,9 @@ def noise_scale_response(adapter, centres: torch.Tensor, g: torch.Generator, t_f
     beside mu for that reason. A model trained only on full-amplitude noise predicts noise of
     about full amplitude, so the smaller the true amplitude, the larger its x0 error. A model
     trained on the attacker's reduced-amplitude noise has learnt to predict it at that scale, so
-    its error barely grows as gamma drops (measured at t = 0.6 T, gamma 0.4 against 0.8, on four
-    zoos from four clean bases: slope 1.06-1.29 for all 22 clean models, 0.40-0.77 for all 9
-    TrojDiff-style ones; docs/bench/diffusion/NOTES.md). No mu is needed, and the shift
+    its error barely grows as gamma drops (at t = 0.6 T, gamma 0.4 against 0.8, on five zoos from
+    five clean bases: slope 1.02-1.28 for all 26 clean models, 0.37-0.96 for all 11 TrojDiff-style
+    ones, gamma 0.5 to 0.7; docs/diffusion.md). No mu is needed, and the shift
     inversion, which cannot find the blend pattern, does not need to. The slope is judged
     against clean references (``Calibration.references``), not by the shift-trigger combiner.
     """
