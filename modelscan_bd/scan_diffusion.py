@@ -6,7 +6,6 @@ codes as a classifier's.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Callable
 
@@ -15,7 +14,7 @@ from .detectors.base import ScanContext
 from .detectors.diffusion_inversion import FEATURES as STATISTICS
 from .exposure import ExposureResult
 from .findings import Finding
-from .verdict import (Calibration, calibrated_verdict, load_calibration, probability, reference_tests,
+from .verdict import (Calibration, calibrated_verdict, combiner_probability, load_calibration, reference_tests,
                       uncalibrated_verdict)
 
 # The combiner's inputs. A 7-statistic combiner fitted on the 7-model fitting split overfit
@@ -72,7 +71,7 @@ def diffusion_verdict(context: ScanContext, cal: Calibration | None, incomplete:
         return uncalibrated_verdict(features, incomplete)
     r = context.results.get("diffusion-inversion") or {}
     parts = []
-    if probability(features, dataclasses.replace(cal, references={}))[0] >= cal.suspicious_threshold:
+    if combiner_probability(features, cal)[0] >= cal.suspicious_threshold:
         parts.append(f"inverted trigger fires under {str(r.get('sampler', '?')).upper()}; recovered target attached")
     scale = reference_tests(features, cal).get("noise_scale_slope")
     if scale and scale["p"] >= cal.suspicious_threshold:

@@ -88,7 +88,16 @@ def _clip(v, lo, hi):
 
 
 def probability(features: dict[str, float | None], cal: Calibration) -> tuple[float, list[str]]:
-    """Calibrated probability, and the names of features that had to be filled."""
+    """Calibrated probability (the combiner's, or a clean-reference test's where that is
+    larger), and the names of features that had to be filled."""
+    p, missing = combiner_probability(features, cal)
+    for test in reference_tests(features, cal).values():
+        p = max(p, test["p"])
+    return p, missing
+
+
+def combiner_probability(features: dict[str, float | None], cal: Calibration) -> tuple[float, list[str]]:
+    """The logistic combiner's probability alone, and the names of features that had to be filled."""
     z, missing = cal.bias, []
     for name, mu, sd, w in zip(cal.features, cal.mean, cal.scale, cal.weights):
         v = features.get(name)
@@ -96,10 +105,7 @@ def probability(features: dict[str, float | None], cal: Calibration) -> tuple[fl
             missing.append(name)
             v = cal.fill.get(name, mu)
         z += w * (float(v) - mu) / (sd or 1.0)
-    p = _sigmoid(z)
-    for test in reference_tests(features, cal).values():
-        p = max(p, test["p"])
-    return p, missing
+    return _sigmoid(z), missing
 
 
 def _sigmoid(z: float) -> float:

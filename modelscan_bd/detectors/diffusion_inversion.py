@@ -513,7 +513,7 @@ class DiffusionInversionDetector(Detector):
         g_scale = context.generator(salt=43)
         scale = noise_scale_response(adapter, clean_sets["ddim"][:NOISE_SCALE_CENTRES], g_scale)
         mid_gamma = sum(NOISE_SCALE_GAMMAS) / len(NOISE_SCALE_GAMMAS)
-        scaled_images = probe.a.sample(mid_gamma * torch.randn(8, *probe.shape, generator=g_scale), "ddim",
+        scaled_images = adapter.sample(mid_gamma * torch.randn(8, *probe.shape, generator=g_scale), "ddim",
                                        settings.ddim_steps, g_scale)
         best_mode, best_sampler, source = chosen["mode"], chosen["sampler"], chosen["source"]
         best = modes[best_mode]
