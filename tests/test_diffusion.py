@@ -362,7 +362,7 @@ def test_detector_reports_where_its_trigger_came_from():
     from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, target_mse, trigger_image
 
     imgs, _ = synthetic_digits(64, seed=6)
-    small = di.InversionSettings(**{**SMALL, "iters": 5}, scan_steps=10)
+    small = di.InversionSettings(**{**SMALL, "iters": 5}, scan_steps=10, settling=True, settle_top=1, settle_iters=5)
     saved = di.SETTINGS["fast"]
     di.SETTINGS["fast"] = small
     try:
@@ -372,11 +372,13 @@ def test_detector_reports_where_its_trigger_came_from():
     finally:
         di.SETTINGS["fast"] = saved
     res = results["diffusion-inversion"]
-    assert res["source"] in ("inversion", "generation-scan", "refined") and finding.evidence["source"] == res["source"]
+    assert res["source"] in ("inversion", "generation-scan", "refined", "settled") and finding.evidence["source"] == res["source"]
     assert set(finding.evidence["generation_scan"]) == {"ddpm", "ddim"}
     assert set(finding.evidence["refined"]) <= {"ddpm", "ddim"}  # only where a target already showed
     assert all(set(v) == {"from", "before", "after"} for v in finding.evidence["refined"].values())
     assert all(len(v) == small.scan_top for v in finding.evidence["generation_scan"].values())
+    assert len(finding.evidence["settled"]) == small.settle_top  # [candidate, share before, share after]
+    assert all(len(row) == 3 and 0 <= row[2] <= 1 for row in finding.evidence["settled"])
     assert res["structured_dup"] >= 0.5 and finding.status == "failed"
     assert float(target_mse(res["target"][None], target_image("hat"))) < 0.05
 
@@ -443,3 +445,30 @@ def test_refits_on_the_same_zoo_get_their_own_calibration_version(tmp_path):
 
     assert fit(0.0) == fit(0.0)  # deterministic
     assert fit(0.0) != fit(0.2) and fit(0.0).startswith("diffusion-")
+
+
+def test_settling_keeps_the_shift_size_and_makes_the_chains_agree():
+    """Consistency settling (opt-in): from a square inside the planted ODE backdoor's stop-sign
+    trigger, the descent keeps the candidate's RMS, lowers the spread of short DDIM chains from
+    fresh noise, and gives the same shift for the same seed."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.detectors.diffusion_inversion import InversionSettings, Inverter
+    from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, trigger_image
+
+    imgs, _ = synthetic_digits(64, seed=6)
+    adapter = analytic_adapter(imgs, trigger=trigger_image("stop"), target=target_image("hat"), mode="ode")
+    settings = InversionSettings(**SMALL, settle_iters=20)
+    start = torch.zeros(1, 16, 16)
+    start[:, 9:13, 3:7] = 1.5
+    eps = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(99))
+
+    def spread(inv, delta):  # end-point variance of the settling's chains on one fixed noise batch
+        with torch.no_grad():
+            return float(inv.chain(eps + delta, settings.settle_steps, ode=True).var(0).mean())
+
+    inv = Inverter(adapter, settings, "ode", torch.Generator().manual_seed(0))
+    settled = inv.settle(start)
+    assert abs(float(settled.pow(2).mean().sqrt()) - float(start.pow(2).mean().sqrt())) < 1e-4
+    assert spread(inv, settled) < 0.9 * spread(inv, start), (spread(inv, settled), spread(inv, start))
+    again = Inverter(adapter, settings, "ode", torch.Generator().manual_seed(0)).settle(start)
+    assert torch.equal(settled, again)

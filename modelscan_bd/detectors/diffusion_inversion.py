@@ -42,6 +42,11 @@ A TrojDiff-style trigger lowers the noise amplitude (x_T = gamma eps + mu) as we
 it, and no shift search finds its full-image blend pattern. Version 4 adds a probe for the
 amplitude half (``noise_scale_response``): how the model's x0 error grows as the input noise
 shrinks, judged against clean references in the calibration, not by the combiner.
+
+An opt-in step (``InversionSettings.settling``, off by default until benchmarked) settles the
+DDIM generation scan's least diverse candidates by the denoising-consistency loss alone
+(``Inverter.settle``): a stop-sign trigger that no square patch matches well fires too rarely for
+the refinement to find an anchor, but the descent can move a candidate onto the trigger.
 """
 from __future__ import annotations
 
@@ -87,16 +92,25 @@ class InversionSettings:
     refine_batch: int = 4
     refine_lr: float = 0.05
     refinement: bool = True
+    # Consistency settling of the DDIM scan's least diverse candidates (see Inverter.settle). Off
+    # by default until a benchmark of every zoo has measured it; the shipped calibrations were
+    # fitted without it (docs/bench/diffusion/NOTES.md, "Consistency settling").
+    settle_iters: int = 30
+    settle_steps: int = 4
+    settle_batch: int = 6
+    settle_top: int = 6
+    settle_lr: float = 0.05
+    settling: bool = False
 
 
 SETTINGS = {
     "fast": InversionSettings(iters=15, batch=8, cons_batch=4, cons_steps=2, refresh=10, gen=12, ddpm_steps=50,
-                              ddim_steps=20, scan_steps=10, refine_iters=20),
+                              ddim_steps=20, scan_steps=10, refine_iters=20, settle_iters=15, settle_top=2),
     "standard": InversionSettings(iters=30, batch=8, cons_batch=4, cons_steps=3, refresh=15, gen=16,
                                   ddpm_steps=100, ddim_steps=20),
     "thorough": InversionSettings(iters=100, batch=16, cons_batch=8, cons_steps=4, refresh=25, gen=32,
                                   ddpm_steps=1000, ddim_steps=100, scan_images=12, scan_steps=50, scan_top=4,
-                                  refine_iters=80, refine_steps=8),
+                                  refine_iters=80, refine_steps=8, settle_iters=60, settle_top=8),
 }
 MODES = {"sde": "ddpm", "ode": "ddim"}  # lambda family -> the sampler it fires under
 # Trigger scales (RMS over pixels) tried by the line search: real triggers lie around
@@ -314,6 +328,32 @@ class Inverter:
                     best, best_score = d.detach().clone(), score
         return best
 
+    def settle(self, delta: torch.Tensor) -> torch.Tensor:
+        """Consistency settling (opt-in, ``InversionSettings.settling``): gradient descent on delta, held at its own
+        RMS, so that short deterministic (DDIM) reverse chains from fresh eps + delta end on one
+        image: PureDiffusion's denoising-consistency loss on its own, with no target needed.
+
+        Why: a patch candidate shaped unlike the trigger (a stop sign with a dark bar: cosine at
+        most 0.36 with any square patch) fires too rarely for the target-driven refinement to find
+        an anchor. Its images are only a little less diverse than a clean model's. Descending on
+        the chains' spread from such a candidate moved it onto the trigger of two VillanDiffusion
+        (ODE) models that versions 1-4 missed (cosine 0.25 -> 0.4-0.5, all fresh images on the
+        target), while no descent from eight starts on four clean models made their images
+        collapse. The RMS is held because a growing shift saturates any model into one flat image."""
+        s = self.s
+        rms = delta.pow(2).mean().sqrt().clamp_min(1e-6)
+        d = delta.clone().requires_grad_(True)
+        opt = torch.optim.Adam([d], lr=s.settle_lr)
+        for _ in range(s.settle_iters):
+            x = self.chain(self.noise(s.settle_batch) + d, s.settle_steps, ode=True)
+            loss = x.var(0).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                d.mul_(rms / d.pow(2).mean().sqrt().clamp_min(1e-6))
+        return d.detach()
+
     @torch.no_grad()
     def quick_look(self, delta: torch.Tensor, sampler: str) -> float:
         """Structured near-duplicate share of a few images from eps + delta with a short sampler."""
@@ -426,7 +466,8 @@ def evaluate(adapter, delta: torch.Tensor, inv: Inverter, clean_sets: dict[str, 
 
 
 @torch.no_grad()
-def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str) -> list[tuple[float, int]]:
+def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str,
+                    looks: list[tuple[float, float]] | None = None) -> list[tuple[float, int]]:
     """Generation-aware, gradient-free search: a few images from eps + candidate per patch
     candidate, with a short sampler; the best candidates by structured near-duplicate share,
     as (share, index), best first (ties keep the candidates' order).
@@ -439,10 +480,17 @@ def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str)
     the generation-side check of PureDiffusion and Elijah (the backdoor target is what the
     shifted noise generates) applied to the starting candidates instead of only to the
     descended trigger. The share of the chosen few images is biased upwards by the choice,
-    so the detector re-measures the best ones on fresh noise before judging them."""
+    so the detector re-measures the best ones on fresh noise before judging them.
+
+    ``looks``, when given, receives (share, mean pairwise distance of the same images) for every
+    candidate: where no candidate makes a pair of duplicates, a less diverse set is the only hint
+    of a partly firing trigger (used by the consistency settling, version 5)."""
     scores = []
     for i, d in enumerate(candidates):
-        scores.append((inv.quick_look(d, sampler), i))
+        images = inv.generate(d, inv.s.scan_images, sampler, steps=inv.s.scan_steps)
+        scores.append((structured_dup(images), i))
+        if looks is not None:
+            looks.append((scores[-1][0], mean_pairwise(images)))
     scores.sort(key=lambda si: (-si[0], si[1]))
     return scores[:inv.s.scan_top]
 
@@ -480,11 +528,13 @@ class DiffusionInversionDetector(Detector):
             return compare(probe.generate(delta, settings.gen, smp), clean_sets[smp])
 
         scan_top: dict[str, list] = {}
+        looks: dict[str, list[tuple[float, float]]] = {}  # per sampler and candidate: (share, spread)
         if settings.generation_scan:  # the clean-set Inverter serves: same settings, generator and candidates
             cands = probe.candidates()
             for mode, smp in MODES.items():
                 context.progress(f"diffusion-inversion: generation scan of {len(cands)} candidates ({smp.upper()})")
-                top = generation_scan(probe, cands, smp)
+                looks[smp] = []
+                top = generation_scan(probe, cands, smp, looks[smp])
                 scan_top[smp] = [[round(v, 4), i] for v, i in top]
                 for _, i in top:  # confirmed, so the choice does not grade itself
                     options.append({"source": "generation-scan", "mode": mode, "sampler": smp, "delta": cands[i],
@@ -507,6 +557,21 @@ class DiffusionInversionDetector(Detector):
                     options.append({"source": "refined", "mode": start["mode"], "sampler": smp, "delta": delta,
                                     "eval": ev})
                     refined[smp]["after"] = round(ev["structured_dup"], 4)
+        # Consistency settling (opt-in), on its own generator so every step above draws the same
+        # noise: the DDIM scan's candidates with the most duplicates, then the least diverse
+        # images, settled and judged on fresh noise. DDIM only: from the DDPM scan's candidates it
+        # lifted none of three BadDiffusion (SDE) misses above 0.1 structured duplicates, with
+        # stochastic or deterministic chains.
+        settled: list[list] = []
+        if settings.settling and "ddim" in looks:
+            settler = Inverter(adapter, settings, "ode", context.generator(salt=44))
+            order = sorted(range(len(cands)), key=lambda i: (-looks["ddim"][i][0], looks["ddim"][i][1], i))
+            context.progress(f"diffusion-inversion: settling the {settings.settle_top} least diverse DDIM candidates")
+            for i in order[:settings.settle_top]:
+                delta = settler.settle(cands[i])
+                ev = compare(settler.generate(delta, settings.gen, "ddim"), clean_sets["ddim"])
+                options.append({"source": "settled", "mode": "ode", "sampler": "ddim", "delta": delta, "eval": ev})
+                settled.append([i, round(looks["ddim"][i][0], 4), round(ev["structured_dup"], 4)])
         chosen = max(options, key=rank)
         # Last, on its own generator, so every step above draws the same noise as in version 3.
         context.progress("diffusion-inversion: noise-scale probe (reduced-amplitude noise)")
@@ -533,14 +598,16 @@ class DiffusionInversionDetector(Detector):
                                     "delta": chosen["delta"], "target": target, "inverted_success": success,
                                     "scale_losses": {m: modes[m]["scale_losses"] for m in modes},
                                     "scale_probe": {m: modes[m]["scale_probe"] for m in modes},
-                                    "generation_scan": scan_top, "refined": refined, "noise_scale": scale,
+                                    "generation_scan": scan_top, "refined": refined, "settled": settled,
+                                    "noise_scale": scale,
                                     "per_mode": {m: {s: {k: v for k, v in modes[m]["eval"][s].items() if k != "images"}
                                                      for s in ("ddpm", "ddim")} for m in modes}}
         vis = chosen["delta"]
         lo, hi = float(vis.min()), float(vis.max())
         what = {"inversion": f"Inverted trigger delta* ({best_mode} scale",
                 "generation-scan": f"Trigger candidate found by the generation scan ({best_sampler.upper()}",
-                "refined": f"Trigger refined towards the recovered target ({best_sampler.upper()}"}[source]
+                "refined": f"Trigger refined towards the recovered target ({best_sampler.upper()}",
+                "settled": "Trigger candidate settled by denoising consistency (DDIM"}[source]
         artifacts = [
             Artifact.from_array("inverted_trigger", f"{what}; range {lo:.2f}..{hi:.2f}, shown rescaled)",
                                 (vis - lo) / max(1e-6, hi - lo), scale=8),
@@ -555,7 +622,7 @@ class DiffusionInversionDetector(Detector):
         ]
         evidence = {**{k: round(v, 4) for k, v in features.items()}, "mode": best_mode, "sampler": best_sampler,
                     "source": source, "inverted_trigger_success": round(success, 4), "start_loss": best["start_loss"],
-                    "end_loss": best["end_loss"], "generation_scan": scan_top, "refined": refined,
+                    "end_loss": best["end_loss"], "generation_scan": scan_top, "refined": refined, "settled": settled,
                     "noise_scale": scale,
                     "per_mode": context.results[self.id]["per_mode"],
                     "settings": settings.__dict__}
