@@ -362,7 +362,8 @@ def test_detector_reports_where_its_trigger_came_from():
     from modelscan_bd.zoo.diffusion import synthetic_digits, target_image, target_mse, trigger_image
 
     imgs, _ = synthetic_digits(64, seed=6)
-    small = di.InversionSettings(**{**SMALL, "iters": 5}, scan_steps=10, settling=True, settle_top=1, settle_iters=5)
+    small = di.InversionSettings(**{**SMALL, "iters": 5}, scan_steps=10, settling=True, settle_top=1,
+                                 settle_iters=5)
     saved = di.SETTINGS["fast"]
     di.SETTINGS["fast"] = small
     try:
@@ -372,7 +373,8 @@ def test_detector_reports_where_its_trigger_came_from():
     finally:
         di.SETTINGS["fast"] = saved
     res = results["diffusion-inversion"]
-    assert res["source"] in ("inversion", "generation-scan", "refined", "settled") and finding.evidence["source"] == res["source"]
+    assert res["source"] in ("inversion", "generation-scan", "refined", "settled")
+    assert finding.evidence["source"] == res["source"]
     assert set(finding.evidence["generation_scan"]) == {"ddpm", "ddim"}
     assert set(finding.evidence["refined"]) <= {"ddpm", "ddim"}  # only where a target already showed
     assert all(set(v) == {"from", "before", "after"} for v in finding.evidence["refined"].values())
@@ -448,7 +450,7 @@ def test_refits_on_the_same_zoo_get_their_own_calibration_version(tmp_path):
 
 
 def test_settling_keeps_the_shift_size_and_makes_the_chains_agree():
-    """Consistency settling (opt-in): from a square inside the planted ODE backdoor's stop-sign
+    """Consistency settling (version 5): from a square inside the planted ODE backdoor's stop-sign
     trigger, the descent keeps the candidate's RMS, lowers the spread of short DDIM chains from
     fresh noise, and gives the same shift for the same seed."""
     from diffusion_analytic import analytic_adapter

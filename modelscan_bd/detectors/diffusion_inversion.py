@@ -43,10 +43,10 @@ it, and no shift search finds its full-image blend pattern. Version 4 adds a pro
 amplitude half (``noise_scale_response``): how the model's x0 error grows as the input noise
 shrinks, judged against clean references in the calibration, not by the combiner.
 
-An opt-in step (``InversionSettings.settling``, off by default until benchmarked) settles the
-DDIM generation scan's least diverse candidates by the denoising-consistency loss alone
-(``Inverter.settle``): a stop-sign trigger that no square patch matches well fires too rarely for
-the refinement to find an anchor, but the descent can move a candidate onto the trigger.
+Version 5 settles the DDIM generation scan's least diverse candidates by the
+denoising-consistency loss alone (``Inverter.settle``; not at ``--budget fast``): a stop-sign
+trigger that no square patch matches well fires too rarely for the refinement to find an anchor,
+but the descent can move a candidate onto the trigger.
 """
 from __future__ import annotations
 
@@ -92,20 +92,19 @@ class InversionSettings:
     refine_batch: int = 4
     refine_lr: float = 0.05
     refinement: bool = True
-    # Consistency settling of the DDIM scan's least diverse candidates (see Inverter.settle). Off
-    # by default until a benchmark of every zoo has measured it; the shipped calibrations were
-    # fitted without it (docs/bench/diffusion/NOTES.md, "Consistency settling").
+    # Consistency settling of the DDIM scan's least diverse candidates (see Inverter.settle,
+    # detector version 5). Off at --budget fast, which keeps version 4's steps and calibration.
     settle_iters: int = 30
     settle_steps: int = 4
     settle_batch: int = 6
     settle_top: int = 6
     settle_lr: float = 0.05
-    settling: bool = False
+    settling: bool = True
 
 
 SETTINGS = {
     "fast": InversionSettings(iters=15, batch=8, cons_batch=4, cons_steps=2, refresh=10, gen=12, ddpm_steps=50,
-                              ddim_steps=20, scan_steps=10, refine_iters=20, settle_iters=15, settle_top=2),
+                              ddim_steps=20, scan_steps=10, refine_iters=20, settling=False),
     "standard": InversionSettings(iters=30, batch=8, cons_batch=4, cons_steps=3, refresh=15, gen=16,
                                   ddpm_steps=100, ddim_steps=20),
     "thorough": InversionSettings(iters=100, batch=16, cons_batch=8, cons_steps=4, refresh=25, gen=32,
@@ -329,17 +328,19 @@ class Inverter:
         return best
 
     def settle(self, delta: torch.Tensor) -> torch.Tensor:
-        """Consistency settling (opt-in, ``InversionSettings.settling``): gradient descent on delta, held at its own
-        RMS, so that short deterministic (DDIM) reverse chains from fresh eps + delta end on one
-        image: PureDiffusion's denoising-consistency loss on its own, with no target needed.
+        """Consistency settling (detector version 5): gradient descent on
+        delta, held at its own RMS, so that short deterministic (DDIM) reverse chains from fresh
+        eps + delta end on one image: PureDiffusion's denoising-consistency loss on its own, with
+        no target needed.
 
         Why: a patch candidate shaped unlike the trigger (a stop sign with a dark bar: cosine at
         most 0.36 with any square patch) fires too rarely for the target-driven refinement to find
         an anchor. Its images are only a little less diverse than a clean model's. Descending on
-        the chains' spread from such a candidate moved it onto the trigger of two VillanDiffusion
-        (ODE) models that versions 1-4 missed (cosine 0.25 -> 0.4-0.5, all fresh images on the
-        target), while no descent from eight starts on four clean models made their images
-        collapse. The RMS is held because a growing shift saturates any model into one flat image."""
+        the chains' spread from such a candidate moved it onto the trigger of the three
+        VillanDiffusion (ODE) stop-sign models that version 4 calls clean (cosine 0.25 -> 0.4-0.5,
+        94 % of fresh images on the target), while on 23 of the five zoos' 26 clean models no
+        settled shift made a single duplicate pair (docs/bench/diffusion/NOTES.md). The RMS is
+        held because a growing shift saturates any model into one flat image."""
         s = self.s
         rms = delta.pow(2).mean().sqrt().clamp_min(1e-6)
         d = delta.clone().requires_grad_(True)
@@ -497,7 +498,7 @@ def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str,
 
 class DiffusionInversionDetector(Detector):
     id = "diffusion-inversion"
-    version = "4"
+    version = "5"
     rule_id = "MSBD-D001"
     title = "Diffusion trigger inversion (PureDiffusion-style multi-timestep shift + consistency)"
     families = ("diffusion",)
@@ -557,8 +558,8 @@ class DiffusionInversionDetector(Detector):
                     options.append({"source": "refined", "mode": start["mode"], "sampler": smp, "delta": delta,
                                     "eval": ev})
                     refined[smp]["after"] = round(ev["structured_dup"], 4)
-        # Consistency settling (opt-in), on its own generator so every step above draws the same
-        # noise: the DDIM scan's candidates with the most duplicates, then the least diverse
+        # Consistency settling (version 5), on its own generator so every step above draws the same
+        # noise as in version 4: the DDIM scan's candidates with the most duplicates, then the least diverse
         # images, settled and judged on fresh noise. DDIM only: from the DDPM scan's candidates it
         # lifted none of three BadDiffusion (SDE) misses above 0.1 structured duplicates, with
         # stochastic or deterministic chains.
