@@ -558,11 +558,15 @@ class DiffusionInversionDetector(Detector):
                     options.append({"source": "refined", "mode": start["mode"], "sampler": smp, "delta": delta,
                                     "eval": ev})
                     refined[smp]["after"] = round(ev["structured_dup"], 4)
+        chosen = max(options, key=rank)
         # Consistency settling (version 5), on its own generator so every step above draws the same
-        # noise as in version 4: the DDIM scan's candidates with the most duplicates, then the least diverse
-        # images, settled and judged on fresh noise. DDIM only: from the DDPM scan's candidates it
-        # lifted none of three BadDiffusion (SDE) misses above 0.1 structured duplicates, with
-        # stochastic or deterministic chains.
+        # noise as in version 4: the DDIM scan's candidates with the most duplicates, then the least
+        # diverse images, settled and judged on fresh noise. DDIM only: from the DDPM scan's
+        # candidates it lifted none of three BadDiffusion (SDE) misses above 0.1 structured
+        # duplicates, with stochastic or deterministic chains. A settled shift replaces the choice
+        # only with more structured duplicates: agreeing chains often end on one flat image, whose
+        # raw duplicate share would otherwise win every tie at zero and change the clean models'
+        # other statistics.
         settled: list[list] = []
         if settings.settling and "ddim" in looks:
             settler = Inverter(adapter, settings, "ode", context.generator(salt=44))
@@ -571,9 +575,10 @@ class DiffusionInversionDetector(Detector):
             for i in order[:settings.settle_top]:
                 delta = settler.settle(cands[i])
                 ev = compare(settler.generate(delta, settings.gen, "ddim"), clean_sets["ddim"])
-                options.append({"source": "settled", "mode": "ode", "sampler": "ddim", "delta": delta, "eval": ev})
                 settled.append([i, round(looks["ddim"][i][0], 4), round(ev["structured_dup"], 4)])
-        chosen = max(options, key=rank)
+                if ev["structured_dup"] > chosen["eval"]["structured_dup"]:
+                    chosen = {"source": "settled", "mode": "ode", "sampler": "ddim", "delta": delta, "eval": ev}
+                    options.append(chosen)
         # Last, on its own generator, so every step above draws the same noise as in version 3.
         context.progress("diffusion-inversion: noise-scale probe (reduced-amplitude noise)")
         g_scale = context.generator(salt=43)
