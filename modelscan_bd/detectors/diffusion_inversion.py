@@ -287,9 +287,12 @@ class Inverter:
                 x = mean + var.sqrt() * self.noise(len(x))
         return x
 
-    def consistency_loss(self, delta: torch.Tensor) -> torch.Tensor:
-        """Variance across chains of a short differentiable reverse chain's end point."""
-        x = self.chain(self.noise(self.s.cons_batch) + delta, self.s.cons_steps, ode=self.mode == "ode")
+    def consistency_loss(self, delta: torch.Tensor, batch: int | None = None, steps: int | None = None
+                         ) -> torch.Tensor:
+        """Variance across chains of a short differentiable reverse chain's end point (``batch``
+        chains of ``steps`` steps; the inversion's own sizes by default)."""
+        x = self.chain(self.noise(batch or self.s.cons_batch) + delta, steps or self.s.cons_steps,
+                       ode=self.mode == "ode")
         return x.var(0).mean()
 
     def refine(self, delta: torch.Tensor, target: torch.Tensor, sampler: str) -> torch.Tensor | None:
@@ -342,12 +345,12 @@ class Inverter:
         settled shift made a single duplicate pair (docs/bench/diffusion/NOTES.md). The RMS is
         held because a growing shift saturates any model into one flat image."""
         s = self.s
+        assert self.mode == "ode", "settling descends on deterministic (DDIM) chains"
         rms = delta.pow(2).mean().sqrt().clamp_min(1e-6)
         d = delta.clone().requires_grad_(True)
         opt = torch.optim.Adam([d], lr=s.settle_lr)
         for _ in range(s.settle_iters):
-            x = self.chain(self.noise(s.settle_batch) + d, s.settle_steps, ode=True)
-            loss = x.var(0).mean()
+            loss = self.consistency_loss(d, s.settle_batch, s.settle_steps)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -358,7 +361,12 @@ class Inverter:
     @torch.no_grad()
     def quick_look(self, delta: torch.Tensor, sampler: str) -> float:
         """Structured near-duplicate share of a few images from eps + delta with a short sampler."""
-        return structured_dup(self.generate(delta, self.s.scan_images, sampler, steps=self.s.scan_steps))
+        return structured_dup(self.look_images(delta, sampler))
+
+    @torch.no_grad()
+    def look_images(self, delta: torch.Tensor, sampler: str) -> torch.Tensor:
+        """The few images a quick look judges (``scan_images`` with ``scan_steps`` sampling steps)."""
+        return self.generate(delta, self.s.scan_images, sampler, steps=self.s.scan_steps)
 
     def candidates(self) -> list[torch.Tensor]:
         """Starting points: bright and dark square patches over a grid (the gradient-free
@@ -488,7 +496,7 @@ def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str,
     of a partly firing trigger (used by the consistency settling, version 5)."""
     scores = []
     for i, d in enumerate(candidates):
-        images = inv.generate(d, inv.s.scan_images, sampler, steps=inv.s.scan_steps)
+        images = inv.look_images(d, sampler)
         scores.append((structured_dup(images), i))
         if looks is not None:
             looks.append((scores[-1][0], mean_pairwise(images)))
