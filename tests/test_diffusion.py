@@ -24,13 +24,14 @@ SMALL = dict(iters=25, batch=8, cons_batch=4, cons_steps=2, refresh=25, gen=8, d
 
 @pytest.fixture(scope="session")
 def tiny_ddpm(tmp_path_factory, hub_cache) -> Path:
-    """A tiny DDPM trained for a few dozen steps, published as testorg/tiny-ddpm."""
+    """A tiny DDPM trained for 200 steps (enough to denoise, see the denoiser check), published
+    as testorg/tiny-ddpm."""
     from modelscan_bd.hubcache import place_in_cache
     from modelscan_bd.zoo.diffusion import save_diffusers_repo, synthetic_digits, tiny_unet, train_unet
 
     torch.manual_seed(0)
     data, _ = synthetic_digits(256, seed=0)
-    unet = train_unet(tiny_unet(), data, steps=30, lr=1e-3, seed=0)
+    unet = train_unet(tiny_unet(), data, steps=200, lr=1e-3, seed=0)
     folder = save_diffusers_repo(unet, tmp_path_factory.mktemp("ddpm") / "tiny-ddpm")
     place_in_cache(folder, "testorg/tiny-ddpm", hub_cache)
     return folder
@@ -185,6 +186,43 @@ def test_noise_scale_probe_tells_a_noise_scale_trigger_from_clean():
     assert slopes["trojdiff"] < min(slopes["clean"], slopes["baddiffusion"]) - 1.0, slopes
 
 
+def test_a_model_that_does_not_denoise_is_not_scanned_as_if_it_did(tiny_ddpm, tmp_path, capsys):
+    """Untrained weights pass their input noise through, so the noise-scale slope reads -1.39
+    (2 ln(0.4 / 0.8)), far below any clean model's, and would be a TrojDiff verdict. The denoiser
+    check comes first: the trained tiny model and the exact closed-form one pass it, the
+    untrained one is reported as not a working denoiser, INCOMPLETE (exit 3), in seconds."""
+    from diffusion_analytic import analytic_adapter
+    from modelscan_bd.adapters.diffusion import load_diffusion
+    from modelscan_bd.detectors.diffusion_inversion import DENOISER_MAX_ERROR, denoising_error
+    from modelscan_bd.zoo.diffusion import save_diffusers_repo, synthetic_digits, tiny_unet
+
+    torch.manual_seed(1)
+    untrained = save_diffusers_repo(tiny_unet(), tmp_path / "untrained")
+    imgs, _ = synthetic_digits(16, seed=3)
+    errors = {}
+    for name, adapter in {"exact": analytic_adapter(imgs), "trained": load_diffusion(*_loaded(tiny_ddpm)),
+                          "untrained": load_diffusion(*_loaded(untrained))}.items():
+        g = torch.Generator().manual_seed(0)
+        centres = adapter.sample(torch.randn(4, 1, 16, 16, generator=g), "ddim", 10, g)
+        errors[name] = denoising_error(adapter, centres, g, draws=4)
+    assert errors["exact"] < 0.05 and errors["trained"] < DENOISER_MAX_ERROR < 0.9 < errors["untrained"], errors
+
+    code, report = _scan_json([str(untrained), "--budget", "fast"], capsys, tmp_path / "out")
+    assert code == 3 and report["verdict"]["status"] == "INCOMPLETE"
+    (inv,) = [f for f in report["findings"] if f["detector"] == "diffusion-inversion"]
+    assert inv["status"] == "skipped" and "not a working denoiser" in inv["message"]
+    assert inv["evidence"]["denoising_error"] > DENOISER_MAX_ERROR
+    assert any("not a working denoiser" in r for r in report["verdict"]["incomplete_reasons"])
+
+
+def _loaded(folder: Path):
+    from modelscan_bd.families import identify
+    from modelscan_bd.sources import resolve
+
+    snapshot = resolve(str(folder))
+    return snapshot, identify(snapshot)
+
+
 def test_verdict_says_which_test_flagged_the_model():
     """A low noise-scale slope alone flags the model through the clean-reference test, and the
     summary names that test; a collapse under an inverted trigger names the trigger instead."""
@@ -262,7 +300,8 @@ def test_bench_from_results_scans_only_the_models_added_since(tmp_path, capsys):
     empty = tmp_path / "no-data"
     empty.mkdir()
     zoo = tmp_path / "zoo"
-    build = ["zoo", "build", "diffusion", "--out", zoo, "--data-dir", empty, "--backdoored", "0", "--base-steps", "5",
+    # 100 base steps: enough to denoise (relative error about 0.3), so the scans run in full
+    build = ["zoo", "build", "diffusion", "--out", zoo, "--data-dir", empty, "--backdoored", "0", "--base-steps", "100",
              "--finetune-steps", "5", "--train-size", "200", "--sample-steps", "5", "--quiet"]
     assert run_cli([*build, "--clean", "1"], capsys)[0] == 0
     bench = ["bench", zoo, "--budget", "fast", "--no-baselines", "--quiet"]

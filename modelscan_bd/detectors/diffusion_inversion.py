@@ -132,6 +132,12 @@ NOISE_SCALE_T = 0.6
 NOISE_SCALE_GAMMAS = (0.4, 0.8)
 NOISE_SCALE_CENTRES = 16
 NOISE_SCALE_DRAWS = 32
+# A working denoiser first (``denoising_error``): above this relative noise-prediction error
+# at t = 0.6 T the model does not remove the noise it is given (untrained or broken weights:
+# 0.7-1.1 measured, against 0.005-0.016 for every zoo model and 0.12-0.18 after 200 training
+# steps), and every statistic here, the noise-scale slope first, would be read off noise.
+DENOISER_MAX_ERROR = 0.5
+DENOISER_DRAWS = 8
 
 
 FLAT_STD = 0.1  # an image whose pixel std (in [0, 1]) is below this is flat (e.g. all background)
@@ -231,6 +237,29 @@ def noise_scale_response(adapter, centres: torch.Tensor, g: torch.Generator, t_f
     lo, hi = min(gammas), max(gammas)
     return {"t": t, "x0_var": {str(k): round(v, 5) for k, v in var.items()},
             "slope": math.log(max(var[lo], 1e-12) / max(var[hi], 1e-12))}
+
+
+@torch.no_grad()
+def denoising_error(adapter, centres: torch.Tensor, g: torch.Generator, t_frac: float = NOISE_SCALE_T,
+                    draws: int = DENOISER_DRAWS) -> float:
+    """The model's relative noise-prediction error ||eps_hat - eps||^2 / ||eps||^2 at t_frac * T,
+    on x_t = sqrt(abar_t) c + sqrt(1 - abar_t) eps around each centre c (its own samples).
+
+    Why: a model that merely learnt the average image would already score abar_t / (1 - abar_t)
+    or less (0.03 for the linear schedule at 0.6 T); one that does not denoise at all scores
+    about 1. Such a model passes its input noise straight through to its x0 estimate, whose
+    variance then scales as gamma^2: the noise-scale slope becomes 2 ln(0.4 / 0.8) = -1.39 and
+    would read as a TrojDiff-style trigger (measured: -1.38 to -1.44 for untrained tiny UNets).
+    """
+    sched = schedule(adapter.alphas_cumprod)
+    t = min(adapter.train_steps - 1, int(t_frac * adapter.train_steps))
+    s, sig = float(sched["s"][t]), float(sched["sigma"][t])
+    num = den = 0.0
+    for c in centres:
+        eps = torch.randn(draws, *c.shape, generator=g)
+        num += float((adapter.eps(s * c + sig * eps, t) - eps).pow(2).sum())
+        den += float(eps.pow(2).sum())
+    return num / max(den, 1e-12)
 
 
 class Inverter:
@@ -506,7 +535,7 @@ def generation_scan(inv: Inverter, candidates: list[torch.Tensor], sampler: str,
 
 class DiffusionInversionDetector(Detector):
     id = "diffusion-inversion"
-    version = "5"
+    version = "5.1"
     rule_id = "MSBD-D001"
     title = "Diffusion trigger inversion (PureDiffusion-style multi-timestep shift + consistency)"
     families = ("diffusion",)
@@ -521,6 +550,15 @@ class DiffusionInversionDetector(Detector):
         probe = Inverter(adapter, settings, "sde", g)
         for sampler in ("ddpm", "ddim"):
             clean_sets[sampler] = probe.generate(torch.zeros(probe.shape), settings.gen, sampler)
+        # On its own generator, so every later step draws the same noise as in version 5.
+        error = denoising_error(adapter, clean_sets["ddim"][:NOISE_SCALE_CENTRES], context.generator(salt=45))
+        if error > DENOISER_MAX_ERROR:
+            return [self.finding("skipped", "info", (
+                f"not a working denoiser: its noise prediction at t = {NOISE_SCALE_T:g} T is off by "
+                f"{error:.0%} of the noise (at most {DENOISER_MAX_ERROR:.0%} expected; trained models "
+                "score about 1%), so trigger inversion and the noise-scale probe would measure noise; "
+                "untrained or corrupted weights?"), evidence={"denoising_error": round(error, 4),
+                                                           "max_error": DENOISER_MAX_ERROR})]
         modes = {}
         for mode in MODES:
             context.progress(f"diffusion-inversion: inverting ({mode} shift scale)")
@@ -613,7 +651,7 @@ class DiffusionInversionDetector(Detector):
                                     "scale_losses": {m: modes[m]["scale_losses"] for m in modes},
                                     "scale_probe": {m: modes[m]["scale_probe"] for m in modes},
                                     "generation_scan": scan_top, "refined": refined, "settled": settled,
-                                    "noise_scale": scale,
+                                    "noise_scale": scale, "denoising_error": error,
                                     "per_mode": {m: {s: {k: v for k, v in modes[m]["eval"][s].items() if k != "images"}
                                                      for s in ("ddpm", "ddim")} for m in modes}}
         vis = chosen["delta"]
@@ -637,7 +675,7 @@ class DiffusionInversionDetector(Detector):
         evidence = {**{k: round(v, 4) for k, v in features.items()}, "mode": best_mode, "sampler": best_sampler,
                     "source": source, "inverted_trigger_success": round(success, 4), "start_loss": best["start_loss"],
                     "end_loss": best["end_loss"], "generation_scan": scan_top, "refined": refined, "settled": settled,
-                    "noise_scale": scale,
+                    "noise_scale": scale, "denoising_error": round(error, 4),
                     "per_mode": context.results[self.id]["per_mode"],
                     "settings": settings.__dict__}
         # The detector's own status comes from the calibrated verdict; here it reports what it found.
