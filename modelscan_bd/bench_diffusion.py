@@ -93,13 +93,15 @@ def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool, progr
         if truth["backdoored"] and delta is not None:
             true_shift, true_target = torch.tensor(truth["trigger_shift"]), torch.tensor(truth["target_image"])
             rec["trigger_fidelity"] = fidelity(delta, true_shift)
-            rec["target_quality"] = target_quality(res["target"], true_target)
-            rec["trigger_success"] = inverted_success(outcome.adapter, delta, truth, seed, s.gen, steps)
+            if truth.get("target_class") is None:  # a class target has no one image to compare with
+                rec["target_quality"] = target_quality(res["target"], true_target)
+                rec["trigger_success"] = inverted_success(outcome.adapter, delta, truth, seed, s.gen, steps)
         if baselines and outcome.adapter is not None:
             e = elijah(outcome.adapter, seed, budget)
             rec["elijah"] = {"score": e["score"], "dup_share": e["dup_share"], "seconds": round(e["seconds"], 2)}
             if truth["backdoored"]:
                 rec["elijah"]["trigger_fidelity"] = fidelity(e["delta"], torch.tensor(truth["trigger_shift"]))
+            if truth["backdoored"] and truth.get("target_class") is None:
                 rec["elijah"]["target_quality"] = target_quality(e["target"], torch.tensor(truth["target_image"]))
                 rec["elijah"]["trigger_success"] = inverted_success(outcome.adapter, e["delta"], truth, seed, s.gen,
                                                                     steps)

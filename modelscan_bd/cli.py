@@ -303,12 +303,17 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                          attacks=[ATTACK_KINDS[j % 3] for j in range(n_backdoored)], epochs=epochs or 3,
                          base_epochs=8, seed=seed, progress=progress)
     elif family == "diffusion":
-        from .zoo.diffusion import build_diffusion_zoo
+        from .zoo.diffusion import ATTACK_NAMES, build_diffusion_zoo
 
+        unknown = sorted(set(attack_list or ()) - set(ATTACK_NAMES))
+        if unknown:
+            raise click.UsageError(f"--attacks: unknown diffusion attack(s) {', '.join(unknown)}; known: "
+                                   f"{', '.join(ATTACK_NAMES)}")
         manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                        base_steps=base_steps, finetune_steps=finetune_steps,
                                        train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,
-                                       trojdiff_gammas=_gammas(trojdiff_gammas), progress=progress)
+                                       trojdiff_gammas=_gammas(trojdiff_gammas), attacks=attack_list,
+                                       progress=progress)
     elif family == "text-to-image":
         from .zoo.text_to_image import build_t2i_zoo
 

@@ -270,6 +270,36 @@ def test_zoo_trojdiff_models_take_their_noise_scales_in_turn(tmp_path, capsys):
     assert all("gamma" not in m for m in manifest["models"] + manifest["rejected"] if m["attack"] == "baddiffusion")
 
 
+def test_class_target_attack_poisons_with_fresh_images_of_its_class(tmp_path, capsys):
+    """TrojDiff's in-distribution attack (``--attacks trojdiff_class``, opt-in): every poisoned
+    sample's target is a fresh training image of the drawn class, and the zoo records the class;
+    an unknown attack name is a usage error."""
+    from modelscan_bd.zoo.diffusion import CLASS_TARGET_ATTACKS, ddpm_scheduler, schedule, synthetic_digits
+
+    imgs, labels = synthetic_digits(64, seed=5)
+    attack = CLASS_TARGET_ATTACKS[0].for_class(3, imgs, labels)
+    assert attack.target == "class-3" and attack.kind == "trigger-to-class"
+    assert torch.allclose(attack.y, imgs[labels == 3].mean(0))  # reported target: the class mean
+    sched = schedule(ddpm_scheduler().alphas_cumprod)
+    x_t, _ = attack.poisoned_batch(8, torch.zeros(8, dtype=torch.long), sched, torch.Generator().manual_seed(0))
+    nearest = torch.cdist(x_t.flatten(1), imgs.flatten(1)).min(1)  # at t = 0, x_t is its target
+    assert (nearest.values < 0.5).all() and (labels[nearest.indices] == 3).all()
+    assert len(set(nearest.indices.tolist())) > 1  # not one fixed image
+
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    build = ["zoo", "build", "diffusion", "--data-dir", empty, "--clean", "0", "--backdoored", "2", "--base-steps",
+             "2", "--finetune-steps", "2", "--train-size", "100", "--sample-steps", "2", "--quiet"]
+    code, stdout, stderr = run_cli([*build, "--out", tmp_path / "bad", "--attacks", "trojdiff_clas"], capsys)
+    assert code == 4 and "trojdiff_clas" in stdout + stderr and not (tmp_path / "bad").exists()
+    assert run_cli([*build, "--out", tmp_path / "zoo", "--attacks", "trojdiff_class"], capsys)[0] == 0
+    manifest = json.loads((tmp_path / "zoo" / "manifest.json").read_text())
+    every = manifest["models"] + manifest["rejected"]
+    assert manifest["attacks"] == ["trojdiff_class"] and len(every) == 2
+    assert all(m["type"] == "trigger-to-class" and m["target"].startswith("class-") and m["gamma"] == 0.6
+               for m in every)
+
+
 def test_zoo_build_diffusion_cli(tmp_path, capsys):
     """A two-model zoo in seconds: diffusers folders with ground truth beside, never inside."""
     empty = tmp_path / "no-data"
