@@ -90,10 +90,11 @@ def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool, progr
             "steps": outcome.report["timing"]["steps"],
         }
         delta = res.get("delta")
+        one_image = truth.get("target_class") is None  # a class target has no one image to compare with
         if truth["backdoored"] and delta is not None:
             true_shift, true_target = torch.tensor(truth["trigger_shift"]), torch.tensor(truth["target_image"])
             rec["trigger_fidelity"] = fidelity(delta, true_shift)
-            if truth.get("target_class") is None:  # a class target has no one image to compare with
+            if one_image:
                 rec["target_quality"] = target_quality(res["target"], true_target)
                 rec["trigger_success"] = inverted_success(outcome.adapter, delta, truth, seed, s.gen, steps)
         if baselines and outcome.adapter is not None:
@@ -101,7 +102,7 @@ def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool, progr
             rec["elijah"] = {"score": e["score"], "dup_share": e["dup_share"], "seconds": round(e["seconds"], 2)}
             if truth["backdoored"]:
                 rec["elijah"]["trigger_fidelity"] = fidelity(e["delta"], torch.tensor(truth["trigger_shift"]))
-            if truth["backdoored"] and truth.get("target_class") is None:
+            if truth["backdoored"] and one_image:
                 rec["elijah"]["target_quality"] = target_quality(e["target"], torch.tensor(truth["target_image"]))
                 rec["elijah"]["trigger_success"] = inverted_success(outcome.adapter, e["delta"], truth, seed, s.gen,
                                                                     steps)

@@ -303,12 +303,12 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                          attacks=[ATTACK_KINDS[j % 3] for j in range(n_backdoored)], epochs=epochs or 3,
                          base_epochs=8, seed=seed, progress=progress)
     elif family == "diffusion":
-        from .zoo.diffusion import ATTACK_NAMES, build_diffusion_zoo
+        from .zoo.diffusion import build_diffusion_zoo, check_attack_names
 
-        unknown = sorted(set(attack_list or ()) - set(ATTACK_NAMES))
-        if unknown:
-            raise click.UsageError(f"--attacks: unknown diffusion attack(s) {', '.join(unknown)}; known: "
-                                   f"{', '.join(ATTACK_NAMES)}")
+        try:
+            check_attack_names(attack_list)
+        except ValueError as e:
+            raise click.UsageError(f"--attacks: {e}") from None
         manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                        base_steps=base_steps, finetune_steps=finetune_steps,
                                        train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,

@@ -204,6 +204,13 @@ def medoid(images: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 @torch.no_grad()
+def _noise_level(adapter, t_frac: float) -> tuple[int, float, float]:
+    """(t, sqrt(abar_t), sqrt(1 - abar_t)) at the timestep t_frac * T of the adapter's schedule."""
+    sched = schedule(adapter.alphas_cumprod)
+    t = min(adapter.train_steps - 1, int(t_frac * adapter.train_steps))
+    return t, float(sched["s"][t]), float(sched["sigma"][t])
+
+
 def noise_scale_response(adapter, centres: torch.Tensor, g: torch.Generator, t_frac: float = NOISE_SCALE_T,
                          gammas: tuple[float, ...] = NOISE_SCALE_GAMMAS, draws: int = NOISE_SCALE_DRAWS
                          ) -> dict[str, Any]:
@@ -223,9 +230,7 @@ def noise_scale_response(adapter, centres: torch.Tensor, g: torch.Generator, t_f
     inversion, which cannot find the blend pattern, does not need to. The slope is judged
     against clean references (``Calibration.references``), not by the shift-trigger combiner.
     """
-    sched = schedule(adapter.alphas_cumprod)
-    t = min(adapter.train_steps - 1, int(t_frac * adapter.train_steps))
-    s, sig = float(sched["s"][t]), float(sched["sigma"][t])
+    t, s, sig = _noise_level(adapter, t_frac)
     var = {}
     for gamma in gammas:
         total = 0.0
@@ -251,9 +256,7 @@ def denoising_error(adapter, centres: torch.Tensor, g: torch.Generator, t_frac: 
     variance then scales as gamma^2: the noise-scale slope becomes 2 ln(0.4 / 0.8) = -1.39 and
     would read as a TrojDiff-style trigger (measured: -1.38 to -1.44 for untrained tiny UNets).
     """
-    sched = schedule(adapter.alphas_cumprod)
-    t = min(adapter.train_steps - 1, int(t_frac * adapter.train_steps))
-    s, sig = float(sched["s"][t]), float(sched["sigma"][t])
+    t, s, sig = _noise_level(adapter, t_frac)
     num = den = 0.0
     for c in centres:
         eps = torch.randn(draws, *c.shape, generator=g)

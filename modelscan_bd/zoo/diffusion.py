@@ -252,6 +252,13 @@ CLASS_TARGET_ATTACKS = [DiffusionAttack("trojdiff_class", "blend", "class", gamm
 ATTACK_NAMES = tuple(dict.fromkeys(a.name for a in ZOO_ATTACKS + CLASS_TARGET_ATTACKS))
 
 
+def check_attack_names(attacks: list[str] | None) -> None:
+    """ValueError naming any attack not in ``ATTACK_NAMES`` (the zoo's ``attacks`` selection)."""
+    unknown = sorted(set(attacks or ()) - set(ATTACK_NAMES))
+    if unknown:
+        raise ValueError(f"unknown diffusion attack(s) {', '.join(unknown)}; known: {', '.join(ATTACK_NAMES)}")
+
+
 # --- training ----------------------------------------------------------------------------
 
 def train_unet(unet, data: torch.Tensor, steps: int, lr: float, seed: int, attack: DiffusionAttack | None = None,
@@ -325,9 +332,7 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
     """Build (or resume) the zoo; the TrojDiff-style models take their noise scales from
     ``trojdiff_gammas`` in turn (0.6 as in ``ZOO_ATTACKS`` by default). ``attacks`` (names in
     ``ATTACK_NAMES``) keeps only those recipes; ``trojdiff_class`` is available only that way."""
-    unknown = sorted(set(attacks or ()) - set(ATTACK_NAMES))
-    if unknown:
-        raise ValueError(f"unknown diffusion attack(s) {', '.join(unknown)}; known: {', '.join(ATTACK_NAMES)}")
+    check_attack_names(attacks)
     recipes = [a for a in ZOO_ATTACKS + CLASS_TARGET_ATTACKS if a.name in attacks] if attacks else ZOO_ATTACKS
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out.mkdir(parents=True, exist_ok=True)
@@ -389,9 +394,7 @@ def build_diffusion_zoo(out: Path, *, data_dir: str | None, n_clean: int, n_back
         # How often clean noise already lands on the target: a backdoor must be trigger-specific.
         false_fire = None
         if attack is not None:
-            clean_attack = DiffusionAttack(attack.name, attack.trigger, attack.target, sampler=attack.sampler,
-                                           target_class=attack.target_class, pool=attack.pool,
-                                           reference=attack.reference)
+            clean_attack = dataclasses.replace(attack, gamma=1.0)  # the same target, from plain eps
             clean_attack.mu = torch.zeros_like(attack.mu)
             false_fire = attack_success(unet, clean_attack, steps=sample_steps, seed=run_seed + 7)
         entry = {"name": name, "arch": "unet2d-tiny", "attack": attack.name if attack else None,
