@@ -245,7 +245,8 @@ def _gammas(text: str) -> tuple[float, ...]:
               help="Extra hard clean models (spurious feature, imbalance, long training).")
 @click.option("--archs", default="resnet", show_default=True,
               help="Comma-separated: resnet,vit (classifiers); vit,rn (clip; the default there is both).")
-@click.option("--attacks", default=None, help="Comma-separated attack names (default: all).")
+@click.option("--attacks", default=None, help="Comma-separated attack names (default: all); classifiers take "
+              "parameters too, e.g. wanet:s=2 (recorded in each model's ground truth).")
 @click.option("--train-size", type=click.IntRange(100, 100000), default=10000, show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 200), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -321,8 +322,14 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                                  base_steps=base_steps, finetune_steps=finetune_steps,
                                  train_size=min(train_size, 9000), seed=seed, progress=progress)
     else:
+        from .zoo.attacks import parse_attack_spec
         from .zoo.build import build_zoo
 
+        try:
+            for spec in attack_list or []:
+                parse_attack_spec(spec)
+        except ValueError as e:
+            raise click.UsageError(f"--attacks: {e}") from None
         manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                              n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
                              train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs,

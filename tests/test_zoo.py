@@ -120,6 +120,21 @@ def test_wanet_warp_is_small_geometric_and_finite(images):
     assert torch.allclose(still, images, atol=1e-5)  # no offsets: the identity grid
 
 
+def test_attack_specs_set_parameters_and_reject_unknown_ones(images, tmp_path, capsys):
+    strong = attack_from_name("wanet:s=2", TARGET, 10, SHAPE)
+    assert strong.params()["s"] == 2 and strong.params()["k"] == 4
+    weak = attack_from_name("wanet", TARGET, 10, SHAPE)
+    assert (strong.apply_trigger(images) - images).abs().mean() > 2 * (weak.apply_trigger(images) - images).abs().mean()
+    assert attack_from_name("all-to-all:size=4", None, 10, SHAPE).params()["size"] == 4  # via the parent's **kw
+    for spec, message in [("wanet:q=1", "unknown parameter 'q'"), ("wanet:s=big", "not a number"),
+                          ("warp", "unknown attack")]:
+        with pytest.raises(ValueError, match=message):
+            attack_from_name(spec, TARGET, 10, SHAPE)
+        code, _, err = run_cli(["zoo", "build", "classifiers", "--data", "synthetic", "--attacks", spec,
+                                "--out", str(tmp_path / "z"), "--quiet"], capsys)
+        assert code == 4 and err.count("\n") == 1 and message in err and not (tmp_path / "z").exists()
+
+
 def test_wanet_noise_mode_makes_cross_samples_with_true_labels(images):
     attack = attack_from_name("wanet", TARGET, 10, SHAPE)
     assert attack.extra_ratio == 2.0

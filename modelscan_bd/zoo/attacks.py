@@ -24,6 +24,7 @@ How the training code uses an attack (see ``zoo/train.py``):
 """
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -588,14 +589,47 @@ ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (
     BadNets, Blended, SIG, WaNet, AllToAll, SourceSpecific, LabelConsistent, InputAware)}
 
 
-def attack_from_name(name: str, target: int | None, num_classes: int, image_shape: Sequence[int],
-                     seed: int = 0, **kw: Any) -> Attack:
-    """Build an attack by name ("badnets", "blended", "sig", "wanet", "all_to_all",
-    "source_specific", "label_consistent", "input_aware"; dashes work too).
-    All-to-all attacks ignore ``target``."""
+def _keyword_parameters(cls: type[Attack]) -> set[str]:
+    """The keyword-only parameters an attack class (or a parent it forwards ``**kw`` to) takes."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            params = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+    return names
+
+
+def parse_attack_spec(spec: str) -> tuple[str, dict[str, int | float]]:
+    """``"name"`` or ``"name:key=value:..."`` (e.g. ``"wanet:s=2"``, a stronger warp than
+    BackdoorBench's default) -> (attack name, keyword arguments). Raises ValueError naming
+    an unknown attack, an unknown parameter or a value that is not a number."""
+    name, *pairs = spec.strip().split(":")
     key = name.lower().replace("-", "_")
     if key not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(ATTACKS)}")
+    allowed = _keyword_parameters(ATTACKS[key])
+    kw: dict[str, int | float] = {}
+    for pair in pairs:
+        param, _, value = pair.partition("=")
+        if param not in allowed:
+            raise ValueError(f"attack {key}: unknown parameter {param!r}; it takes {', '.join(sorted(allowed))}")
+        try:
+            kw[param] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ValueError(f"attack {key}: {param}={value!r} is not a number") from None
+    return key, kw
+
+
+def attack_from_name(name: str, target: int | None, num_classes: int, image_shape: Sequence[int],
+                     seed: int = 0, **kw: Any) -> Attack:
+    """Build an attack by name ("badnets", "blended", "sig", "wanet", "all_to_all",
+    "source_specific", "label_consistent", "input_aware"; dashes work too), or by a spec
+    with parameters (``parse_attack_spec``; ``kw`` wins over the spec's).
+    All-to-all attacks ignore ``target``."""
+    key, spec_kw = parse_attack_spec(name)
+    kw = {**spec_kw, **kw}
     cls = ATTACKS[key]
     if cls.attack_type == "all-to-all":
         target = None
