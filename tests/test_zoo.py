@@ -347,6 +347,17 @@ def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path, capsys):
     assert not (tmp_path / "clean-data.npz").exists()  # a refused resume leaves OUT as it was
 
 
+def test_min_asr_sets_the_zoos_bar(tmp_path, capsys):
+    code, _, _ = run_cli(["zoo", "build", "classifiers", "--data", "synthetic", "--image-size", "8", "--out",
+                          str(tmp_path), "--clean", "1", "--backdoored", "2", "--attacks", "badnets", "--train-size",
+                          "300", "--epochs", "2", "--min-asr", "0.97", "--quiet"], capsys)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert code == 0 and manifest["min_asr"] == 0.97
+    assert all(m["asr"] >= 0.97 for m in manifest["models"] if m["backdoored"])
+    assert all("below 0.97" in r["reason"] for r in manifest["rejected"] if r["asr"] < 0.97)
+    assert len(manifest["models"]) + len(manifest["rejected"]) == 3
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_zoo_build_on_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys):
     code, _, err = run_cli(["zoo", "build", "classifiers", "--data", "synthetic", "--out", str(tmp_path / "z"),

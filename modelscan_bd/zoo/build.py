@@ -30,7 +30,7 @@ SCAN_IMAGES = 500
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
               progress: Callable[[str], None], jobs: int = 1, resume: bool = False,
-              device: str = "cpu", image_size: int = 32) -> dict[str, Any]:
+              device: str = "cpu", image_size: int = 32, min_asr: float = 0.9) -> dict[str, Any]:
     if data_name == "synthetic":
         dataset = synthetic_dataset(image_size=image_size, n_train=train_size, n_test=1000, seed=seed)
     else:
@@ -42,7 +42,7 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
-                                    progress=progress, jobs=jobs, resume=resume, device=device)
+                                    progress=progress, jobs=jobs, resume=resume, device=device, min_asr=min_asr)
     manifest["clean_data"] = CLEAN_DATA_FILE
     write_partial_manifest(out, manifest)
     plans = [_hard_plan(dataset, HARD_KINDS[k % len(HARD_KINDS)], k, archs[0], seed + 1000 + k, epochs, device)
