@@ -220,6 +220,14 @@ def zoo() -> None:
     """Build zoos of clean and backdoored models (ground truth beside each)."""
 
 
+def _check_attacks(check, attacks: list[str] | None) -> None:
+    """A family's ``--attacks`` check (ValueError) as a one-line usage error, before anything is built."""
+    try:
+        check(attacks)
+    except ValueError as e:
+        raise click.UsageError(f"--attacks: {e}") from None
+
+
 def _gammas(text: str) -> tuple[float, ...]:
     """``--trojdiff-gammas``: noise scales in (0, 1)."""
     try:
@@ -309,10 +317,7 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
     elif family == "diffusion":
         from .zoo.diffusion import build_diffusion_zoo, check_attack_names
 
-        try:
-            check_attack_names(attack_list)
-        except ValueError as e:
-            raise click.UsageError(f"--attacks: {e}") from None
+        _check_attacks(check_attack_names, attack_list)
         manifest = build_diffusion_zoo(Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                                        base_steps=base_steps, finetune_steps=finetune_steps,
                                        train_size=min(train_size, 9000), seed=seed, sample_steps=sample_steps,
@@ -325,14 +330,10 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                                  base_steps=base_steps, finetune_steps=finetune_steps,
                                  train_size=min(train_size, 9000), seed=seed, progress=progress)
     else:
-        from .zoo.attacks import parse_attack_spec
+        from .zoo.attacks import check_attack_specs
         from .zoo.build import build_zoo
 
-        try:
-            for spec in attack_list or []:
-                parse_attack_spec(spec)
-        except ValueError as e:
-            raise click.UsageError(f"--attacks: {e}") from None
+        _check_attacks(check_attack_specs, attack_list)
         manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                              n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
                              train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs,

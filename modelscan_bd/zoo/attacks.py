@@ -622,6 +622,12 @@ def parse_attack_spec(spec: str) -> tuple[str, dict[str, int | float]]:
     return key, kw
 
 
+def check_attack_specs(specs: list[str] | None) -> None:
+    """ValueError for the first spec ``parse_attack_spec`` refuses (the classifier zoo's ``attacks``)."""
+    for spec in specs or ():
+        parse_attack_spec(spec)
+
+
 def attack_from_name(name: str, target: int | None, num_classes: int, image_shape: Sequence[int],
                      seed: int = 0, **kw: Any) -> Attack:
     """Build an attack by name ("badnets", "blended", "sig", "wanet", "all_to_all",

@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
-from .save import (DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, groundtruth_record, save_hub_repo,
-                   earlier_manifest, write_json, write_partial_manifest)
+from .save import (DEFAULT_MIN_ASR, DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, earlier_manifest,
+                   groundtruth_record, save_hub_repo, write_json, write_partial_manifest)
 from .train import DEFAULT_EPOCHS, TrainResult, train_many
 
 HARD_KINDS = ("spurious", "imbalanced", "long")
@@ -30,7 +30,8 @@ SCAN_IMAGES = 500
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
               progress: Callable[[str], None], jobs: int = 1, resume: bool = False,
-              device: str = "cpu", image_size: int = 32, min_asr: float = 0.9) -> dict[str, Any]:
+              device: str = "cpu", image_size: int = 32,
+              min_asr: float = DEFAULT_MIN_ASR) -> dict[str, Any]:
     if data_name == "synthetic":
         dataset = synthetic_dataset(image_size=image_size, n_train=train_size, n_test=1000, seed=seed)
     else:

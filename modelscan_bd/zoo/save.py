@@ -30,6 +30,7 @@ from .train import TrainResult, train_many
 GROUNDTRUTH_FILE = "groundtruth.json"
 ATTACK_STATE_FILE = "attack_state.safetensors"
 MANIFEST_FILE = "manifest.json"
+DEFAULT_MIN_ASR = 0.9  # the benchmark's bar: a backdoored model is kept only from this attack success on
 DEFAULT_ZOO_ATTACKS = ("badnets", "blended", "wanet", "sig", "all_to_all", "input_aware", "label_consistent")
 
 
@@ -136,7 +137,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                          archs: Sequence[str] = ("resnet",), attacks: Sequence[str] = DEFAULT_ZOO_ATTACKS,
                          count_clean: int = 2, count_backdoored: int = 4, seed: int = 0,
                          epochs: int | None = None, poison_rate: float | None = None,
-                         min_asr: float = 0.9, max_acc_drop: float = 0.03,
+                         min_asr: float = DEFAULT_MIN_ASR, max_acc_drop: float = 0.03,
                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                          progress: Callable[[str], None] | None = None, jobs: int = 1,
                          resume: bool = False, device: str = "cpu") -> dict[str, Any]:
