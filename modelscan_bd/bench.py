@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
-from .verdict import FEATURES, Calibration, fit_calibration, load_calibration, probability
+from .verdict import FEATURES, REFERENCES, Calibration, fit_calibration, load_calibration, probability
 
 RESULTS_FILE = "results.json"
 
@@ -115,6 +115,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "candidate": trig.get("label"), "trigger_success": trig.get("holdout_success"),
             "trigger_iou": mask_iou(trig.get("patch_mask"), _true_mask(zoo, entry)),
             "signal_label": (results.get("signal-trigger") or {}).get("label"),
+            "warp_label": (results.get("warp-trigger") or {}).get("label"),
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],
         }
@@ -153,7 +154,7 @@ def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[i
 def calibrate(records: list[dict], version: str, description: str, budget: str | None = None) -> Calibration:
     return fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
                            version=version, description=description, detectors=load_calibration().detectors,
-                           budget=budget)
+                           budget=budget, references=REFERENCES)
 
 
 def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
@@ -204,13 +205,16 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
     model was scanned with."""
     from .detectors.signal import signal_found
     from .detectors.trigger import trigger_found
+    from .detectors.warp import warp_found
     from .scan import _suspected_targets
 
     f = record["features"]
-    signal_label = record.get("signal_label")
+    signal_label, warp_label = record.get("signal_label"), record.get("warp_label")
     results = {
         "signal-trigger": {"label": signal_label, "flagged": signal_label is not None and signal_found(
             f.get("signal_gap"), f.get("signal_success"), cal.detectors.get("signal", {}))},
+        "warp-trigger": {"label": warp_label, "flagged": warp_label is not None and warp_found(
+            f.get("warp_fragility"), f.get("warp_success"), cal.detectors.get("warp", {}))},
         "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(
             f.get("trigger_log_ratio"), f.get("trigger_holdout_success"), cal.detectors.get("trigger", {}))},
     }

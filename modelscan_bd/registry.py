@@ -18,10 +18,11 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.signal import SignalTriggerDetector
     from .detectors.t2i_assimilation import T2IAssimilationDetector
     from .detectors.trigger import TriggerRecoveryDetector
+    from .detectors.warp import WarpTriggerDetector
 
     return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector, SignalTriggerDetector,
-            EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector,
-            T2IAssimilationDetector]
+            WarpTriggerDetector, EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector,
+            DiffusionInversionDetector, T2IAssimilationDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

@@ -208,11 +208,13 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
 
 
 def _suspected_targets(results: dict) -> list[int]:
-    """The label of the most specific evidence: a recovered trigger, unless only a signal
-    trigger (SIG-style, which the patch/blend inversion cannot express) was recovered."""
-    signal = results.get("signal-trigger") or {}
-    if signal.get("flagged") and not (results.get("trigger-recovery") or {}).get("flagged"):
-        return [int(signal["label"])]
+    """The label of the most specific evidence: a recovered patch/blend trigger, else a recovered
+    signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express."""
+    if not (results.get("trigger-recovery") or {}).get("flagged"):
+        for key in ("signal-trigger", "warp-trigger"):
+            r = results.get(key) or {}
+            if r.get("flagged"):
+                return [int(r["label"])]
     for key in ("trigger-recovery", "exposure-collapse", "mmbd"):
         r = results.get(key) or {}
         label = r.get("label", r.get("target"))

@@ -16,6 +16,9 @@ from typing import Any, Callable
 
 FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio", "trigger_holdout_success",
             "untargeted_log_ratio", "mmbd_neglog10_p", "signal_gap", "signal_success")
+# Judged against clean references only (``Calibration.references``), never weighted by the combiner:
+# no warp-trigger family has been in a classifier fitting split (WaNet does not train at the zoo's recipe).
+REFERENCES = {"warp_fragility": 1}
 
 
 @dataclass
@@ -70,6 +73,7 @@ def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
     trig = results.get("trigger-recovery") or {}
     mmbd = results.get("mmbd") or {}
     signal = results.get("signal-trigger") or {}
+    warp = results.get("warp-trigger") or {}
     p = mmbd.get("p_value")
     return {
         "collapse_concentration": collapse.get("concentration"),
@@ -80,6 +84,8 @@ def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
         "mmbd_neglog10_p": None if p is None else min(10.0, -math.log10(max(float(p), 1e-300))),
         "signal_gap": signal.get("gap"),
         "signal_success": signal.get("holdout_success"),
+        "warp_fragility": warp.get("fragility"),
+        "warp_success": warp.get("holdout_success"),
     }
 
 

@@ -16,12 +16,10 @@ import pytest
 import torch
 
 from modelscan_bd.adapters.classifier import ClassifierAdapter
-from modelscan_bd.cleandata import from_arrays
-from modelscan_bd.detectors.base import ScanContext
 from modelscan_bd.detectors.signal import AMPLITUDE, SignalTriggerDetector
 from modelscan_bd.scan import _suspected_targets
 from modelscan_bd.verdict import extract_features
-from tiny_gratings import C, S, make_data, train_poisoned
+from tiny_gratings import C, S, detector_runs, make_data, train_poisoned
 
 TARGET = 3
 SEEDS = (0, 1)
@@ -37,20 +35,12 @@ def train(seed: int, backdoor: bool, epochs: int = 4) -> ClassifierAdapter:
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# Determinism and the too-little-data skip of both per-label inversions: tests/test_warp.py.
 
 
 @pytest.fixture(scope="module")
 def scans():
-    out = {}
-    for seed in SEEDS:
-        for backdoor in (False, True):
-            adapter = train(seed, backdoor)
-            x, y = make_data(300, torch.Generator().manual_seed(100 + seed))
-            clean = from_arrays(x, y, adapter, seed=seed)
-            context = ScanContext(seed=seed, budget="standard", clean=clean)
-            findings = SignalTriggerDetector().run(adapter, context)
-            out[(seed, backdoor)] = (adapter, findings, context)
-    return out
+    return detector_runs(SignalTriggerDetector(), add_signal, TARGET, SEEDS)
 
 
 def test_the_backdoored_models_learned_the_signal(scans):
@@ -91,18 +81,6 @@ def test_evidence_is_consistent_and_bounded(scans):
         assert ev["amplitude"] == AMPLITUDE
 
 
-def test_same_seed_same_result():
-    adapter = train(0, True, epochs=1)
-    x, y = make_data(120, torch.Generator().manual_seed(3))
-    clean = from_arrays(x, y, adapter, seed=0)
-    runs = []
-    for _ in range(2):
-        context = ScanContext(seed=0, budget="fast", clean=clean)
-        SignalTriggerDetector().run(adapter, context)
-        runs.append(context.results["signal-trigger"])
-    assert runs[0] == runs[1]
-
-
 def test_verdict_reads_the_signal_and_prefers_a_recovered_patch_trigger():
     results = {"signal-trigger": {"label": 3, "gap": 0.6, "holdout_success": 0.95, "flagged": True},
                "trigger-recovery": {"label": 5, "log_ratio": 0.1, "flagged": False},
@@ -115,12 +93,6 @@ def test_verdict_reads_the_signal_and_prefers_a_recovered_patch_trigger():
     results["signal-trigger"]["flagged"] = False
     results["trigger-recovery"]["flagged"] = False
     assert _suspected_targets(results) == [5]
-
-
-def test_skips_without_enough_clean_data():
-    adapter = train(0, False, epochs=1)
-    (f,) = SignalTriggerDetector().run(adapter, ScanContext(seed=0, budget="standard", clean=None))
-    assert f.status == "skipped"
 
 
 def test_bench_rebuilds_the_reported_target_from_a_record():

@@ -200,11 +200,12 @@ def test_registry_lists_builtins_in_order():
     from modelscan_bd.registry import all_detectors, select
 
     ids = [c.id for c in all_detectors()]
-    assert ids[:4] == ["mmbd", "exposure-collapse", "signal-trigger", "trigger-recovery"]
+    assert ids[:5] == ["mmbd", "exposure-collapse", "signal-trigger", "warp-trigger", "trigger-recovery"]
     assert [c.id for c in select("classifier", "fast", ["mmbd"])] == ["mmbd"]
-    # the fast calibration (also the merge gate's) predates signal-trigger, so it runs from standard up
-    assert "signal-trigger" not in [c.id for c in select("classifier", "fast")]
-    assert "signal-trigger" in [c.id for c in select("classifier", "standard")]
+    # the fast calibration (also the merge gate's) predates signal- and warp-trigger: they run from standard up
+    for late in ("signal-trigger", "warp-trigger"):
+        assert late not in [c.id for c in select("classifier", "fast")]
+        assert late in [c.id for c in select("classifier", "standard")]
 
 
 def test_verdict_fit_separates_and_is_deterministic():

@@ -68,3 +68,19 @@ def train_poisoned(seed: int, poison=None, target: int = 3, epochs: int = 4) -> 
         x[idx] = poison(x[idx])
         y[idx] = target
     return fit(x, y, g, epochs)
+
+
+def detector_runs(detector, poison, target: int = 3, seeds=(0, 1), epochs: int = 4) -> dict:
+    """A clean and a ``poison``-backdoored tiny model per seed, each run through ``detector`` at
+    ``standard`` on 300 fresh clean images: {(seed, backdoored): (adapter, findings, context)}."""
+    from modelscan_bd.cleandata import from_arrays
+    from modelscan_bd.detectors.base import ScanContext
+
+    out = {}
+    for seed in seeds:
+        for backdoor in (False, True):
+            adapter = train_poisoned(seed, poison if backdoor else None, target, epochs)
+            x, y = make_data(300, torch.Generator().manual_seed(100 + seed))
+            context = ScanContext(seed=seed, budget="standard", clean=from_arrays(x, y, adapter, seed=seed))
+            out[(seed, backdoor)] = (adapter, detector.run(adapter, context), context)
+    return out

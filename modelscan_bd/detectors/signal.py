@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..findings import Artifact, Finding
-from .base import Detector, ScanContext
+from .base import ScanContext
+from .per_label import PerLabelDetector, draw_per_label, frozen, other_label_pools
 
 # Below BackdoorBench's SIG amplitude (Δ = 40/255 ≈ 0.157): a learned signal still fires,
 # while what a clean model's universal perturbations reach stays small.
@@ -63,30 +64,23 @@ def invert_signals(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
                    amplitude: float = AMPLITUDE) -> dict[str, torch.Tensor]:
     """One bounded 1-D signal per (axis, label), optimised towards that label on ``images``.
     Returns {axis: (K, 1, H or 1, W or 1) signals}, each within ±amplitude."""
-    model.eval()
-    frozen = [p.requires_grad_(False) for p in model.parameters()]
     _, c, h, w = images.shape
     k = num_classes
     per = max(MIN_PER_SIGNAL, settings.images_per_step // (2 * k))
     params = {"columns": torch.zeros(k, 1, 1, w, requires_grad=True),
               "rows": torch.zeros(k, 1, h, 1, requires_grad=True)}
     opt = torch.optim.Adam(list(params.values()), lr=settings.lr)
-    pools = [torch.nonzero(labels != t).flatten() for t in range(k)]
+    pools = other_label_pools(labels, k)
     targets = torch.arange(k).repeat_interleave(per).repeat(2)
-    try:
+    with frozen(model):
         for _ in range(settings.steps):
             # every label gets its own images (never of that label), the two axes share them
-            idx = torch.stack([pool[torch.randint(len(pool), (per,), generator=generator)] if len(pool) else
-                               torch.zeros(per, dtype=torch.long) for pool in pools])
-            x = images[idx]  # (k, per, c, h, w)
+            x = images[draw_per_label(pools, per, generator)]  # (k, per, c, h, w)
             batch = torch.cat([(x + params[a].clamp(-amplitude, amplitude)[:, None]).clamp(0, 1) for a in AXES])
             loss = F.cross_entropy(model(batch.reshape(-1, c, h, w)), targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     return {a: params[a].detach().clamp(-amplitude, amplitude) for a in AXES}
 
 
@@ -109,22 +103,18 @@ def signal_success(model: torch.nn.Module, signals: dict[str, torch.Tensor], ima
     return out
 
 
-class SignalTriggerDetector(Detector):
+class SignalTriggerDetector(PerLabelDetector):
     id = "signal-trigger"
     version = "1"
     rule_id = "MSBD-C004"
     title = "Signal-trigger inversion over every label (SIG-style additive signals)"
-    families = ("classifier",)
-    needs_clean_data = True
-    cost = "low"
     order = 15
-    # Not at ``fast``: that budget's calibration (also the merge gate's) predates this detector.
-    budgets = ("standard", "thorough")
 
     def run(self, target, context: ScanContext) -> list[Finding]:
+        skipped = self.too_little_clean(context)
+        if skipped:
+            return skipped
         clean = context.clean
-        if clean is None or len(clean.exposure_idx) < 4 or len(clean.holdout_idx) < 4:
-            return [self.skipped("needs at least 8 clean images (none or too few given)")]
         k = int(target.num_classes)
         settings = SETTINGS[context.budget]
         context.progress(f"signal inversion: {2 * k} signals ({k} labels x {len(AXES)} orientations)")
