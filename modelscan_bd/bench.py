@@ -299,6 +299,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
 
     manifest = json.loads((zoo / "manifest.json").read_text())
     family = manifest.get("family")
+    if fit_rows and family in ("clip", "text-to-image", "diffusion"):
+        raise UsageError(f"--fit-rows is for classifier and merging zoos, not {family}")
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 
@@ -324,18 +326,23 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                    holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                                    calibration_out=calibration_out, from_results=from_results, command=command,
                                    progress=progress)
+    if fit_rows and not calibrate:
+        raise UsageError("--fit-rows needs --calibrate")
+    extra = other_fitting_records(fit_rows or [], holdout_attacks, budget)  # usage errors before any scan
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
                                                                            known=known), budget)
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
-        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+        fit_all = fit + [r for rs in extra.values() for r in rs]
+        if not any(r["backdoored"] for r in fit_all) or all(r["backdoored"] for r in fit_all):
             raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = calibrate_records(fit, zoo, budget)
+        cal = calibrate_records(fit_all, zoo, budget, extra)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
         split_desc = (f"held-out split: {len(held)} models (training seeds {holdout_seeds} and attack families "
-                      f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others")
+                      f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others"
+                      + "".join(f" and {len(rs)} models of {name}" for name, rs in extra.items()))
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
@@ -389,10 +396,28 @@ def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, c
     return result
 
 
-def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None) -> Calibration:
+def other_fitting_records(files: list[str], holdout_attacks: list[str], budget: str) -> dict[str, list[dict]]:
+    """``--fit-rows`` for classifier zoos: other zoos' bench records (their ``results.json``),
+    fitted on together with this zoo's fitting split, by file name. Such a zoo is a fitting zoo
+    (a recipe the main zoo lacks, e.g. longer training): all its models are fitted on except
+    the hard ones and the attack families held out, and none of them is reported."""
+    out: dict[str, list[dict]] = {}
+    for f in files:
+        earlier = json.loads(Path(f).read_text())
+        scanned_at = records_budget(earlier["provenance"])
+        if scanned_at != budget:
+            raise UsageError(f"--fit-rows {f} was scanned at budget {scanned_at}, not {budget}")
+        out[str(f)] = [r for r in earlier["records"] if r["attack"] not in holdout_attacks and not r["hard"]]
+    return out
+
+
+def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
+                      extra: dict[str, list[dict]] | None = None) -> Calibration:
     version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
-    return calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
-                                   f"({sum(r['backdoored'] for r in fit)} backdoored)"
+    n_extra = sum(len(rs) for rs in (extra or {}).values())
+    return calibrate(fit, version, f"fitted on {len(fit) - n_extra} models of zoo {zoo.name}"
+                                   + "".join(f" + {len(rs)} of {name}" for name, rs in (extra or {}).items())
+                                   + f" ({sum(r['backdoored'] for r in fit)} backdoored)"
                                    + (f" scanned at budget {budget}" if budget else ""), budget)
 
 

@@ -357,8 +357,9 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
               help="Reuse the per-model records of an earlier run (same budget) and scan only the models "
                    "added to the zoo since.")
 @click.option("--fit-rows", "fit_rows", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Merging zoos, with --calibrate: also fit on another fitting zoo's rows (the fit-rows.jsonl its "
-                   "bench wrote); repeatable.")
+              help="With --calibrate: also fit on another fitting zoo; repeatable. Merging zoos: the fit-rows.jsonl "
+                   "its bench wrote; classifier zoos: its bench's results.json (all models but the hard ones and "
+                   "the --holdout-attacks).")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
           from_results, fit_rows, quiet) -> None:

@@ -64,7 +64,7 @@ def test_zoo_layout_keeps_answers_out_of_repos(tiny_zoo):
 
 
 def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
-    out = tmp_path / "bench"
+    out = tiny_zoo / "bench-fast"  # the next test reuses these scans
     code, stdout, _ = run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)
     assert code == 0
     result = json.loads((out / "results.json").read_text())
@@ -105,3 +105,31 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert evaluated["records"][k]["features"].keys() == dropped["features"].keys()
     # hard clean models are always in the evaluated split, never fitted on
     assert evaluated["metrics"]["hard_clean_fpr"] is not None
+
+
+def test_bench_fits_on_other_zoos_records_with_fit_rows(tiny_zoo, tmp_path, capsys):
+    out = tiny_zoo / "bench-fast"  # the first test's scans
+    if not (out / "results.json").exists():  # run alone
+        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    records = json.loads((out / "results.json").read_text())["records"]
+    # The other zoo (here the same records again) joins the fit; the evaluated split is unchanged.
+    common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
+              "--quiet"]
+    cal1, cal2 = tmp_path / "cal1.json", tmp_path / "cal2.json"
+    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b1", *common, "--calibration-out", cal1], capsys)[0] == 0
+    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", *common, "--calibration-out", cal2,
+                    "--fit-rows", out / "results.json"], capsys)[0] == 0
+    other = [r for r in records if not r["hard"]]  # nor the held-out families (none here)
+    assert f"+ {len(other)} of {out / 'results.json'}" in json.loads(cal2.read_text())["description"]
+    assert "+ " not in json.loads(cal1.read_text())["description"]
+    b2 = json.loads((tmp_path / "b2" / "results.json").read_text())
+    assert f"and {len(other)} models of" in b2["split"]
+    assert {r["name"] for r in records if r["hard"]} <= {r["name"] for r in b2["records"]}
+
+    # Usage errors, before any scan: without --calibrate; records of another budget.
+    code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", "--fit-rows", out / "results.json",
+                               "--quiet"], capsys)
+    assert code == 4 and "--fit-rows needs --calibrate" in stderr and not (tmp_path / "b3").exists()
+    code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b4", "--calibrate", "--fit-rows",
+                               out / "results.json", "--quiet"], capsys)
+    assert code == 4 and "budget fast, not standard" in stderr and not (tmp_path / "b4").exists()
