@@ -151,10 +151,12 @@ def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[i
     return fit, held
 
 
-def calibrate(records: list[dict], version: str, description: str, budget: str | None = None) -> Calibration:
+def calibrate(records: list[dict], version: str, description: str, budget: str | None = None,
+              other_clean: list[dict] | None = None) -> Calibration:
     return fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
                            version=version, description=description, detectors=load_calibration().detectors,
-                           budget=budget, references=REFERENCES)
+                           budget=budget, references=REFERENCES,
+                           other_recipes_clean=[r["features"] for r in other_clean or []])
 
 
 def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
@@ -294,13 +296,15 @@ def to_markdown(result: dict[str, Any]) -> str:
 def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
               holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
               from_results: str | None, command: str, progress: Callable[[str], None],
-              fit_rows: list[str] | None = None) -> dict[str, Any]:
+              fit_rows: list[str] | None = None, other_recipes: list[str] | None = None) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
     manifest = json.loads((zoo / "manifest.json").read_text())
     family = manifest.get("family")
-    if fit_rows and family in ("clip", "text-to-image", "diffusion"):
-        raise UsageError(f"--fit-rows is for classifier and merging zoos, not {family}")
+    if fit_rows and manifest.get("kind") != "merging":
+        raise UsageError(f"--fit-rows is for merging zoos, not a {family or 'classifier'} zoo")
+    if other_recipes and (family in ("clip", "text-to-image", "diffusion") or manifest.get("kind") == "merging"):
+        raise UsageError(f"--other-recipes is for classifier zoos, not a {family or manifest.get('kind')} zoo")
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 
@@ -326,23 +330,23 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                    holdout_attacks=holdout_attacks, holdout_seeds=holdout_seeds,
                                    calibration_out=calibration_out, from_results=from_results, command=command,
                                    progress=progress)
-    if fit_rows and not calibrate:
-        raise UsageError("--fit-rows needs --calibrate")
-    extra = other_fitting_records(fit_rows or [], holdout_attacks, budget)  # usage errors before any scan
+    if other_recipes and not calibrate:
+        raise UsageError("--other-recipes needs --calibrate")
+    others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
                                                                            known=known), budget)
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
-        fit_all = fit + [r for rs in extra.values() for r in rs]
-        if not any(r["backdoored"] for r in fit_all) or all(r["backdoored"] for r in fit_all):
+        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
             raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = calibrate_records(fit_all, zoo, budget, extra)
+        cal = calibrate_records(fit, zoo, budget, others)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
         split_desc = (f"held-out split: {len(held)} models (training seeds {holdout_seeds} and attack families "
                       f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others"
-                      + "".join(f" and {len(rs)} models of {name}" for name, rs in extra.items()))
+                      + "".join(f"; threshold also from {len(rs)} clean models of {name}"
+                                for name, rs in others.items()))
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
@@ -396,29 +400,31 @@ def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, c
     return result
 
 
-def other_fitting_records(files: list[str], holdout_attacks: list[str], budget: str) -> dict[str, list[dict]]:
-    """``--fit-rows`` for classifier zoos: other zoos' bench records (their ``results.json``),
-    fitted on together with this zoo's fitting split, by file name. Such a zoo is a fitting zoo
-    (a recipe the main zoo lacks, e.g. longer training): all its models are fitted on except
-    the hard ones and the attack families held out, and none of them is reported."""
+def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:
+    """``--other-recipes``: the clean models (hard ones aside) of other zoos' bench records (their
+    ``results.json``), by file, whose recipe the zoo lacks (e.g. longer training). They set the
+    BACKDOORED threshold together with the fitting split's clean models (``fit_calibration``'s
+    ``other_recipes_clean``); the combiner is never fitted on them, and none is reported."""
     out: dict[str, list[dict]] = {}
     for f in files:
         earlier = json.loads(Path(f).read_text())
         scanned_at = records_budget(earlier["provenance"])
         if scanned_at != budget:
-            raise UsageError(f"--fit-rows {f} was scanned at budget {scanned_at}, not {budget}")
-        out[str(f)] = [r for r in earlier["records"] if r["attack"] not in holdout_attacks and not r["hard"]]
+            raise UsageError(f"--other-recipes {f} was scanned at budget {scanned_at}, not {budget}")
+        out[str(f)] = [r for r in earlier["records"] if not r["backdoored"] and not r["hard"]]
     return out
 
 
 def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
-                      extra: dict[str, list[dict]] | None = None) -> Calibration:
+                      others: dict[str, list[dict]] | None = None) -> Calibration:
     version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
-    n_extra = sum(len(rs) for rs in (extra or {}).values())
-    return calibrate(fit, version, f"fitted on {len(fit) - n_extra} models of zoo {zoo.name}"
-                                   + "".join(f" + {len(rs)} of {name}" for name, rs in (extra or {}).items())
-                                   + f" ({sum(r['backdoored'] for r in fit)} backdoored)"
-                                   + (f" scanned at budget {budget}" if budget else ""), budget)
+    other_clean = [r for rs in (others or {}).values() for r in rs]
+    return calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
+                                   f"({sum(r['backdoored'] for r in fit)} backdoored)"
+                                   + (f" scanned at budget {budget}" if budget else "")
+                                   + (f"; BACKDOORED threshold also from {len(other_clean)} clean models of "
+                                      f"{len(others)} zoos of other recipes" if other_clean else ""),
+                     budget, other_clean)
 
 
 def _json_default(obj):

@@ -357,12 +357,14 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
               help="Reuse the per-model records of an earlier run (same budget) and scan only the models "
                    "added to the zoo since.")
 @click.option("--fit-rows", "fit_rows", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="With --calibrate: also fit on another fitting zoo; repeatable. Merging zoos: the fit-rows.jsonl "
-                   "its bench wrote; classifier zoos: its bench's results.json (all models but the hard ones and "
-                   "the --holdout-attacks).")
+              help="Merging zoos, with --calibrate: also fit on another fitting zoo's rows (the fit-rows.jsonl its "
+                   "bench wrote); repeatable.")
+@click.option("--other-recipes", "other_recipes", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Classifier zoos, with --calibrate: another zoo's bench results.json whose clean models, of a "
+                   "recipe this zoo lacks (e.g. longer training), set the BACKDOORED threshold too; repeatable.")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
-          from_results, fit_rows, quiet) -> None:
+          from_results, fit_rows, other_recipes, quiet) -> None:
     """Scan every model of a zoo and measure detection against the ground truth."""
     from .bench import run_bench
 
@@ -371,6 +373,7 @@ def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, 
                        holdout_attacks=[a for a in holdout_attacks.split(",") if a],
                        holdout_seeds=[int(s) for s in holdout_seeds.split(",") if s],
                        calibration_out=calibration_out, from_results=from_results, fit_rows=list(fit_rows),
+                       other_recipes=list(other_recipes),
                        command="modelscan-bd " + " ".join(sys.argv[1:]), progress=status_printer(quiet))
     click.echo(result["markdown"])
 

@@ -122,14 +122,17 @@ def reference_tests(features: dict[str, float | None], cal: Calibration) -> dict
     """Each clean-reference test whose feature was measured: its z (reference deviations beyond
     the clean mean, positive towards a backdoor) and its probability: 0 short of the cut (a
     one-class test says nothing about a value clean models can have; a soft tail lifted clean
-    models at z 2.2 into SUSPICIOUS), from 0.5 at the cut rising beyond it."""
+    models at z 2.2 into SUSPICIOUS), from the BACKDOORED threshold at the cut rising beyond it
+    (a test that fires is a detection, however high the combiner's threshold sits)."""
     out = {}
+    t = min(max(cal.backdoored_threshold, 1e-6), 1 - 1e-6)
+    at_cut = math.log(t / (1 - t))
     for name, ref in cal.references.items():
         v = features.get(name)
         if v is None:
             continue
         z = ref["direction"] * (float(v) - ref["mean"]) / ref["sd"]
-        p = _sigmoid(z - ref["z_cut"]) if z >= ref["z_cut"] else 0.0
+        p = _sigmoid(z - ref["z_cut"] + at_cut) if z >= ref["z_cut"] else 0.0
         out[name] = {"z": round(z, 3), "z_cut": ref["z_cut"], "p": p}
     return out
 
@@ -236,7 +239,9 @@ def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str
 def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], features, *, version: str,
                     description: str, detectors: dict[str, Any] | None = None, max_fpr: float = 0.05,
                     max_threshold: float = 0.9, budget: str | None = None,
-                    references: dict[str, int] | None = None, z_cut: float = 3.0) -> Calibration:
+                    references: dict[str, int] | None = None, z_cut: float = 3.0,
+                    other_recipes_clean: list[dict[str, float | None]] | None = None,
+                    other_recipes_max_threshold: float = 0.95) -> Calibration:
     """Fit the logistic combiner and set its thresholds, the same way for every family.
 
     ``references`` (feature -> direction) adds clean-reference tests (``fit_references``) cut at
@@ -245,6 +250,12 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
     BACKDOORED: the lowest probability that keeps the fitting split's FPR at or below
     ``max_fpr`` (never below 0.5 nor above ``max_threshold``); SUSPICIOUS: above every clean
     model seen in fitting (never below 0.25).
+
+    ``other_recipes_clean``: features of clean models trained by other recipes (e.g. longer),
+    never fitted on. The combiner's scores shift with the recipe while the ranking holds, so
+    BACKDOORED is then the cut at ``max_fpr`` over every clean model seen, fitting split and
+    these (never above ``other_recipes_max_threshold``), and the fitting recipe's own cut
+    becomes SUSPICIOUS.
     """
     mean, scale, weights, bias, fill = fit_logistic(rows, labels, features)
     cal = Calibration(version=version, provisional=False, description=description, features=list(features),
@@ -256,6 +267,13 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
         k = int(math.floor((1 - max_fpr) * len(clean)))
         cal.backdoored_threshold = float(min(max_threshold, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
         cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
+    if other_recipes_clean:
+        every = sorted(clean + [probability(r, cal)[0] for r in other_recipes_clean])
+        k = int(math.floor((1 - max_fpr) * len(every)))
+        in_recipe = cal.backdoored_threshold
+        cal.backdoored_threshold = float(min(other_recipes_max_threshold,
+                                             max(in_recipe, every[min(k, len(every) - 1)] + 1e-6)))
+        cal.suspicious_threshold = in_recipe
     return cal
 
 

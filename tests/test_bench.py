@@ -107,29 +107,30 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert evaluated["metrics"]["hard_clean_fpr"] is not None
 
 
-def test_bench_fits_on_other_zoos_records_with_fit_rows(tiny_zoo, tmp_path, capsys):
+def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_path, capsys):
     out = tiny_zoo / "bench-fast"  # the first test's scans
     if not (out / "results.json").exists():  # run alone
         assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
     records = json.loads((out / "results.json").read_text())["records"]
-    # The other zoo (here the same records again) joins the fit; the evaluated split is unchanged.
+    # The other recipe's zoo (here the same records again): its clean models join the threshold only.
     common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
               "--quiet"]
     cal1, cal2 = tmp_path / "cal1.json", tmp_path / "cal2.json"
     assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b1", *common, "--calibration-out", cal1], capsys)[0] == 0
     assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", *common, "--calibration-out", cal2,
-                    "--fit-rows", out / "results.json"], capsys)[0] == 0
-    other = [r for r in records if not r["hard"]]  # nor the held-out families (none here)
-    assert f"+ {len(other)} of {out / 'results.json'}" in json.loads(cal2.read_text())["description"]
-    assert "+ " not in json.loads(cal1.read_text())["description"]
+                    "--other-recipes", out / "results.json"], capsys)[0] == 0
+    c1, c2 = json.loads(cal1.read_text()), json.loads(cal2.read_text())
+    assert c2["weights"] == c1["weights"] and c2["suspicious_threshold"] == c1["backdoored_threshold"]
+    assert c2["backdoored_threshold"] >= c1["backdoored_threshold"]
+    other_clean = [r for r in records if not r["hard"] and not r["backdoored"]]
+    assert f"also from {len(other_clean)} clean models of 1 zoos" in c2["description"]
     b2 = json.loads((tmp_path / "b2" / "results.json").read_text())
-    assert f"and {len(other)} models of" in b2["split"]
-    assert {r["name"] for r in records if r["hard"]} <= {r["name"] for r in b2["records"]}
+    assert f"threshold also from {len(other_clean)} clean models of" in b2["split"]
+    assert [r["name"] for r in b2["records"]] == [r["name"] for r in records]
 
-    # Usage errors, before any scan: without --calibrate; records of another budget.
-    code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", "--fit-rows", out / "results.json",
-                               "--quiet"], capsys)
-    assert code == 4 and "--fit-rows needs --calibrate" in stderr and not (tmp_path / "b3").exists()
-    code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b4", "--calibrate", "--fit-rows",
-                               out / "results.json", "--quiet"], capsys)
-    assert code == 4 and "budget fast, not standard" in stderr and not (tmp_path / "b4").exists()
+    # Usage errors, before any scan: without --calibrate; records of another budget; --fit-rows here.
+    for args, message in ((["--other-recipes", out / "results.json"], "--other-recipes needs --calibrate"),
+                          (["--calibrate", "--other-recipes", out / "results.json"], "budget fast, not standard"),
+                          (["--calibrate", "--fit-rows", out / "results.json"], "--fit-rows is for merging zoos")):
+        code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", *args, "--quiet"], capsys)
+        assert code == 4 and message in stderr and not (tmp_path / "b3").exists()

@@ -247,6 +247,33 @@ def test_clean_reference_test_flags_on_its_own_and_only_beyond_its_cut(tmp_path)
     assert Calibration(**json.loads(cal.to_json())).references == cal.references
 
 
+def test_other_recipes_clean_models_raise_backdoored_and_keep_the_recipe_cut_as_suspicious():
+    """Clean models of another recipe whose scores sit higher (same ranking) move BACKDOORED to
+    the 5 % cut over every clean model seen; the fitting recipe's own cut becomes SUSPICIOUS; the
+    weights do not change; a reference test that fires still reaches BACKDOORED."""
+    from modelscan_bd.verdict import combiner_probability, fit_calibration, probability, reference_tests
+
+    clean = [{"x": v / 10, "r": 1.0 + v / 100} for v in range(10)]
+    bad = [{"x": 1.0 + v / 10, "r": 1.0} for v in range(10)]
+    rows, labels = clean + bad, [0] * 10 + [1] * 10
+    plain = fit_calibration(rows, labels, ("x",), version="t", description="t", references={"r": 1})
+    longer = [{"x": 0.75 + v / 20} for v in range(20)]  # shifted up, still below most backdoored
+    cal = fit_calibration(rows, labels, ("x",), version="t", description="t", references={"r": 1},
+                          other_recipes_clean=longer)
+    assert cal.weights == plain.weights and cal.bias == plain.bias
+    assert cal.suspicious_threshold == plain.backdoored_threshold < cal.backdoored_threshold <= 0.95
+    every = sorted([combiner_probability(r, cal)[0] for r in clean + longer])
+    assert sum(p >= cal.backdoored_threshold for p in every) <= 0.05 * len(every)
+    assert cal.backdoored_threshold == every[int(0.95 * len(every))] + 1e-6
+    # a reference test fires at its cut with the BACKDOORED threshold's probability, whatever that is
+    ref = cal.references["r"]
+    at_cut = {"x": 0.0, "r": ref["mean"] + ref["z_cut"] * ref["sd"] + 1e-9}
+    assert abs(reference_tests(at_cut, cal)["r"]["p"] - cal.backdoored_threshold) < 1e-6
+    assert probability({**at_cut, "r": at_cut["r"] + ref["sd"]}, cal)[0] > cal.backdoored_threshold
+    assert fit_calibration(rows, labels, ("x",), version="t", description="t",
+                           other_recipes_clean=[]).backdoored_threshold == plain.backdoored_threshold
+
+
 def test_exposure_consensus_runner_up_is_another_label():
     from modelscan_bd.exposure import ExposureResult, ExposureRun
 
