@@ -34,7 +34,8 @@ def main(records: str, cal_path: str) -> None:
     cal.detectors["warp"] = {"fragility_threshold": DEFAULT_FRAGILITY, "success_threshold": DEFAULT_SUCCESS}
     base = cal.version.split("+")[0]
     cal.version = f"{base}+warp-{datetime.date.today().isoformat()}"
-    cal.description = (cal.description.split(";")[0] + f"; warp_fragility reference from {len(fit)} clean models "
+    cal.description = (cal.description.split("; warp_fragility")[0]
+                       + f"; warp_fragility reference from {len(fit)} clean models "
                        "(CIFAR-10 seeds 0-13 at 20 epochs, 6 at 40 epochs)")
     open(cal_path, "w").write(cal.to_json())
     print(json.dumps(cal.references, indent=1))
