@@ -362,20 +362,27 @@ def load_or_scan(from_results: str | None, scan: Callable[[dict[str, dict] | Non
     extended with ``zoo build``'s larger counts). ``scan(known)`` scans the zoo's models
     that are not in ``known``.
 
-    Records scanned at another budget are refused (a usage error, before anything is
-    written): their features come from another exposure and would be judged by the wrong
-    calibration. Every family's benchmark comes through here.
+    Records scanned at another budget are refused (``read_results_at``). Every family's
+    benchmark comes through here.
     """
     if not from_results:
         return scan(None), None
-    earlier = json.loads(Path(from_results).read_text())
-    scanned_at = records_budget(earlier["provenance"])
-    if scanned_at != budget:
-        raise UsageError(f"--from-results {from_results} was scanned at budget {scanned_at}, "
-                         f"not {budget}: pass --budget {scanned_at} or scan again")
+    earlier = read_results_at(from_results, budget, "--from-results")
     known = {r["name"]: r for r in earlier["records"]}
     records = scan(known)
     return records, {**earlier["provenance"], "scanned_here": [r["name"] for r in records if r["name"] not in known]}
+
+
+def read_results_at(path: str, budget: str, option: str) -> dict[str, Any]:
+    """An earlier bench run's results, refused (a usage error, before anything is written) when
+    its records were scanned at another budget: their features come from another exposure and
+    would be judged by the wrong calibration."""
+    earlier = json.loads(Path(path).read_text())
+    scanned_at = records_budget(earlier["provenance"])
+    if scanned_at != budget:
+        raise UsageError(f"{option} {path} was scanned at budget {scanned_at}, not {budget}: "
+                         f"pass --budget {scanned_at} or scan again")
+    return earlier
 
 
 def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, calibration: dict | None,
@@ -407,10 +414,7 @@ def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:
     ``other_recipes_clean``); the combiner is never fitted on them, and none is reported."""
     out: dict[str, list[dict]] = {}
     for f in files:
-        earlier = json.loads(Path(f).read_text())
-        scanned_at = records_budget(earlier["provenance"])
-        if scanned_at != budget:
-            raise UsageError(f"--other-recipes {f} was scanned at budget {scanned_at}, not {budget}")
+        earlier = read_results_at(f, budget, "--other-recipes")
         out[str(f)] = [r for r in earlier["records"] if not r["backdoored"] and not r["hard"]]
     return out
 
