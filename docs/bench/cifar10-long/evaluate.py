@@ -6,8 +6,8 @@ function of a record's features and the calibration):
 
 Sets: the CIFAR-10 benchmark's held-out split (20 epochs); the 40-epoch clean models of WaNet
 pilot zoos 301 and 302; the 16 WaNet models of the warp bench (their records have the warp
-feature; the pilots' predate it); and two zoos built for this check, s304 (40 epochs) and s305
-(60 epochs). The threshold's clean models came from
+feature; the pilots' predate it); two zoos built for this check, s304 (40 epochs) and s305
+(60 epochs); and s306 (the benchmark's 20 epochs), built after the new threshold was fixed. The threshold's clean models came from
 pilot zoos 300 and 303 and the warp bench's rebuilt zoos 300-302, none of them here.
 """
 import json
@@ -31,7 +31,8 @@ def evaluation_sets() -> dict[str, list[dict]]:
     return {"CIFAR-10 held-out (20 epochs)": held, "clean of WaNet pilots 301+302 (40 epochs)": pilot,
             "WaNet of the warp bench (40 epochs)": wanet,
             "zoo s304 (40 epochs)": records("results-c40-s304.json"),
-            "zoo s305 (60 epochs)": records("results-c60-s305.json")}
+            "zoo s305 (60 epochs)": records("results-c60-s305.json"),
+            "zoo s306 (20 epochs, built after)": records("results-c20-s306.json")}
 
 
 def summary(rs: list[dict], cal: Calibration) -> dict:
