@@ -134,3 +134,9 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
                           (["--calibrate", "--fit-rows", out / "results.json"], "--fit-rows is for merging zoos")):
         code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", *args, "--quiet"], capsys)
         assert code == 4 and message in stderr and not (tmp_path / "b3").exists()
+    other = tmp_path / "diffusion-zoo"  # another family's zoo: refused before its models are read
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"family": "diffusion", "models": []}))
+    code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", "--other-recipes",
+                               out / "results.json", "--quiet"], capsys)
+    assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
