@@ -301,10 +301,11 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
 
     manifest = json.loads((zoo / "manifest.json").read_text())
     family = manifest.get("family")
-    if fit_rows and manifest.get("kind") != "merging":
-        raise UsageError(f"--fit-rows is for merging zoos, not a {family or 'classifier'} zoo")
-    if other_recipes and (family in ("clip", "text-to-image", "diffusion") or manifest.get("kind") == "merging"):
-        raise UsageError(f"--other-recipes is for classifier zoos, not a {family or manifest.get('kind')} zoo")
+    kind = manifest.get("kind") or family or "classifier"
+    if fit_rows and kind != "merging":
+        raise UsageError(f"--fit-rows is for merging zoos, not a {kind} zoo")
+    if other_recipes and kind != "classifier":
+        raise UsageError(f"--other-recipes is for classifier zoos, not a {kind} zoo")
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 

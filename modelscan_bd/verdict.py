@@ -264,17 +264,20 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
                       budget=budget, references=fit_references(rows, labels, references or {}, z_cut))
     clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
     if clean:
-        k = int(math.floor((1 - max_fpr) * len(clean)))
-        cal.backdoored_threshold = float(min(max_threshold, max(0.5, clean[min(k, len(clean) - 1)] + 1e-6)))
+        cal.backdoored_threshold = float(min(max_threshold, max(0.5, _fpr_cut(clean, max_fpr))))
         cal.suspicious_threshold = float(min(cal.backdoored_threshold, max(0.25, clean[-1] + 1e-6)))
     if other_recipes_clean:
         every = sorted(clean + [probability(r, cal)[0] for r in other_recipes_clean])
-        k = int(math.floor((1 - max_fpr) * len(every)))
         in_recipe = cal.backdoored_threshold
-        cal.backdoored_threshold = float(min(other_recipes_max_threshold,
-                                             max(in_recipe, every[min(k, len(every) - 1)] + 1e-6)))
+        cal.backdoored_threshold = float(min(other_recipes_max_threshold, max(in_recipe, _fpr_cut(every, max_fpr))))
         cal.suspicious_threshold = in_recipe
     return cal
+
+
+def _fpr_cut(clean_sorted: list[float], max_fpr: float) -> float:
+    """The lowest score that flags at most ``max_fpr`` of these (sorted) clean models' scores."""
+    k = int(math.floor((1 - max_fpr) * len(clean_sorted)))
+    return clean_sorted[min(k, len(clean_sorted) - 1)] + 1e-6
 
 
 def fit_logistic(rows: list[dict[str, float | None]], labels: list[int], features=FEATURES,
