@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import __version__
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .verdict import FEATURES, REFERENCES, Calibration, fit_calibration, load_calibration, probability
 
 RESULTS_FILE = "results.json"
@@ -97,7 +97,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
     clean_data = str(zoo / "clean-data.npz")
     records: list[dict[str, Any]] = []
     for entry in entries_to_scan(zoo, records, known, progress):
-        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        truth = read_truth(zoo, entry)
         entry = {**entry, "truth": truth}
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data))
@@ -127,12 +127,36 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
     return records
 
 
+def read_zoo_json(zoo: Path, relative: str | Path) -> Any:
+    """A zoo's JSON file (manifest, ground truth); a missing or unreadable one is a one-line input error."""
+    path = zoo / relative
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"not a complete zoo: {path} is missing (zoos come from `modelscan-bd zoo build`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"unreadable zoo file {path}: {exc}") from None
+
+
+def read_manifest(zoo: Path) -> dict[str, Any]:
+    """The zoo's ``manifest.json``, checked to list its models."""
+    manifest = read_zoo_json(zoo, "manifest.json")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), list):
+        raise InputError(f"unreadable zoo file {zoo / 'manifest.json'}: no list of models")
+    return manifest
+
+
+def read_truth(zoo: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """A zoo model's ``groundtruth.json``."""
+    return read_zoo_json(zoo, Path(entry["truth_dir"]) / "groundtruth.json")
+
+
 def entries_to_scan(zoo: Path, records: list[dict], known: dict[str, dict] | None,
                     progress: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     """The zoo manifest's entries, in order, that still need a scan. Models with a record in
     ``known`` (an earlier run's, by name) are not scanned again: their record goes straight
     into ``records``, so the records stay in manifest order. Every family's zoo scan loops here."""
-    models = json.loads((zoo / "manifest.json").read_text())["models"]
+    models = read_manifest(zoo)["models"]
     for i, entry in enumerate(models):
         if known and entry["name"] in known:
             records.append(known[entry["name"]])
@@ -299,7 +323,7 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               fit_rows: list[str] | None = None, other_recipes: list[str] | None = None) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
-    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest = read_manifest(zoo)
     family = manifest.get("family")
     kind = manifest.get("kind") or family or "classifier"
     if fit_rows and kind != "merging":

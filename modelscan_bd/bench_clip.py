@@ -15,7 +15,6 @@ model. Numbers on the fitting split are never reported.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, manifest_hash, provenance_lines,
-                    tpr_at_fpr, write_results)
+                    read_manifest, read_truth, tpr_at_fpr, write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_calibration, load_calibration, probability
@@ -38,11 +37,11 @@ def scan_clip_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], N
     from .scan import ScanConfig, scan
     from .scan_clip import clip_features, suspected_concept
 
-    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest = read_manifest(zoo)
     clean_data = str(zoo / manifest.get("clean_data", "clean-data.npz"))
     records: list[dict[str, Any]] = []
     for entry in entries_to_scan(zoo, records, known, progress):
-        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        truth = read_truth(zoo, entry)
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data,
                                                             labels=manifest["classes"]))

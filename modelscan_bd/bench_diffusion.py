@@ -21,8 +21,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, provenance_lines, tpr_at_fpr,
-                    write_results)
+from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, provenance_lines, read_truth,
+                    tpr_at_fpr, write_results)
 from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
@@ -74,7 +74,7 @@ def scan_diffusion_zoo(zoo: Path, budget: str, seed: int, baselines: bool, progr
     steps = {"ddpm": s.ddpm_steps, "ddim": s.ddim_steps}
     records: list[dict[str, Any]] = []
     for entry in entries_to_scan(zoo, records, known, progress):
-        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        truth = read_truth(zoo, entry)
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed))
         seconds = time.perf_counter() - t

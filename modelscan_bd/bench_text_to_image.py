@@ -12,14 +12,13 @@ never reported as results.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .bench import _mean, _rate, auroc, entries_to_scan, load_or_scan, write_results
+from .bench import _mean, _rate, auroc, entries_to_scan, load_or_scan, read_truth, write_results
 from .bench_diffusion import calibrate_alternating, detection_metrics, header_lines
 from .verdict import Calibration
 
@@ -34,7 +33,7 @@ def scan_t2i_zoo(zoo: Path, budget: str, seed: int, progress: Callable[[str], No
     torch.set_num_threads(1)
     records: list[dict[str, Any]] = []
     for entry in entries_to_scan(zoo, records, known, progress):
-        truth = json.loads((zoo / entry["truth_dir"] / "groundtruth.json").read_text())
+        truth = read_truth(zoo, entry)
         t = time.perf_counter()
         outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed))
         seconds = time.perf_counter() - t

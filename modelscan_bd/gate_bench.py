@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from .bench import auroc, provenance, tpr_at_fpr
+from .bench import auroc, provenance, read_manifest, tpr_at_fpr
 from .gate import GateOptions, load_member, run_gate, with_state
 from .gate_calibration import fit_merging_calibration, fitting_summary
 from .verdict import load_calibration
@@ -145,7 +145,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
     extra_fit_rows: other fitting zoos' ``fit-rows.jsonl``, fitted on together with this one's."""
     if threads:
         torch.set_num_threads(threads)
-    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest = read_manifest(zoo)
     entries = {m["name"]: m for m in manifest["models"]}
     cands = [m for m in manifest["models"] if m.get("role") == "candidate"]
     clean = [m["name"] for m in cands if not m["backdoored"]]

@@ -140,3 +140,17 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
     code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", "--other-recipes",
                                out / "results.json", "--quiet"], capsys)
     assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
+
+
+def test_bench_on_a_broken_zoo_is_a_one_line_error(tmp_path, capsys):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    manifest = zoo / "manifest.json"
+    entry = {"name": "m", "path": "models/m", "truth_dir": "truth/m"}
+    cases = ((None, "is missing"), ("{\"models\": [", "unreadable zoo file"), ("{}", "no list of models"),
+             (json.dumps({"models": [entry]}), "groundtruth.json is missing"))
+    for text, message in cases:
+        if text is not None:
+            manifest.write_text(text)
+        code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "out", "--no-baselines", "--quiet"], capsys)
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
