@@ -127,20 +127,20 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
     return records
 
 
-def read_zoo_json(zoo: Path, relative: str | Path) -> Any:
-    """A zoo's JSON file (manifest, ground truth); a missing or unreadable one is a one-line input error."""
-    path = zoo / relative
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the bench reads (zoo manifest, ground truth, earlier results); a missing or
+    unreadable one is a one-line input error naming ``what`` it is."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise InputError(f"not a complete zoo: {path} is missing (zoos come from `modelscan-bd zoo build`)") from None
+        raise InputError(f"{what} {path} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"unreadable zoo file {path}: {exc}") from None
+        raise InputError(f"unreadable {what} {path}: {exc}") from None
 
 
 def read_manifest(zoo: Path) -> dict[str, Any]:
     """The zoo's ``manifest.json``, checked to list its models."""
-    manifest = read_zoo_json(zoo, "manifest.json")
+    manifest = read_json(zoo / "manifest.json", "zoo file (zoos come from `modelscan-bd zoo build`)")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), list):
         raise InputError(f"unreadable zoo file {zoo / 'manifest.json'}: no list of models")
     return manifest
@@ -148,7 +148,7 @@ def read_manifest(zoo: Path) -> dict[str, Any]:
 
 def read_truth(zoo: Path, entry: dict[str, Any]) -> dict[str, Any]:
     """A zoo model's ``groundtruth.json``."""
-    return read_zoo_json(zoo, Path(entry["truth_dir"]) / "groundtruth.json")
+    return read_json(zoo / entry["truth_dir"] / "groundtruth.json", "zoo file")
 
 
 def entries_to_scan(zoo: Path, records: list[dict], known: dict[str, dict] | None,
@@ -402,7 +402,10 @@ def read_results_at(path: str, budget: str, option: str) -> dict[str, Any]:
     """An earlier bench run's results, refused (a usage error, before anything is written) when
     its records were scanned at another budget: their features come from another exposure and
     would be judged by the wrong calibration."""
-    earlier = json.loads(Path(path).read_text())
+    earlier = read_json(Path(path), f"{option} file")
+    if not (isinstance(earlier, dict) and isinstance(earlier.get("records"), list)
+            and isinstance(earlier.get("provenance"), dict)):
+        raise InputError(f"unreadable {option} file {path}: not a bench results.json")
     scanned_at = records_budget(earlier["provenance"])
     if scanned_at != budget:
         raise UsageError(f"{option} {path} was scanned at budget {scanned_at}, not {budget}: "

@@ -154,3 +154,10 @@ def test_bench_on_a_broken_zoo_is_a_one_line_error(tmp_path, capsys):
             manifest.write_text(text)
         code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "out", "--no-baselines", "--quiet"], capsys)
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    # An earlier run's results that are not JSON, or not a bench's: the same kind of error.
+    for text, message in (("{", "unreadable --from-results file"), ("[]", "not a bench results.json")):
+        results = tmp_path / "results.json"
+        results.write_text(text)
+        code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "out", "--from-results", results, "--quiet"],
+                                  capsys)
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
