@@ -138,6 +138,27 @@ def read_json(path: Path, what: str) -> Any:
         raise InputError(f"unreadable {what} {path}: {exc}") from None
 
 
+def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    """A JSON-lines file the bench reads (one JSON object per line); a missing file, or a line
+    that is not a JSON object, is a one-line input error naming the file and the line."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"unreadable {what} {path}: {exc}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"unreadable {what} {path}, line {number}: {exc}") from None
+        if not isinstance(row, dict):
+            raise InputError(f"unreadable {what} {path}, line {number}: not a JSON object")
+        rows.append(row)
+    return rows
+
+
 def read_manifest(zoo: Path) -> dict[str, Any]:
     """The zoo's ``manifest.json``, checked to list its models."""
     manifest = read_json(zoo / "manifest.json", "zoo file (zoos come from `modelscan-bd zoo build`)")
@@ -333,8 +354,10 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 
+        # read before any scan, so a bad file fails in a second, not after an hour of scanning
+        extra = [row for f in fit_rows or [] for row in read_jsonl(Path(f), "--fit-rows file")]
         return run_merging_bench(zoo, out, budget=budget, seed=seed, command=command, calibrate=calibrate,
-                                 calibration_out=calibration_out, extra_fit_rows=fit_rows, progress=progress)
+                                 calibration_out=calibration_out, extra_fit_rows=extra, progress=progress)
     if family == "clip":
         from .bench_clip import run_clip_bench
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from .bench import auroc, provenance, read_manifest, tpr_at_fpr
+from .bench import auroc, provenance, read_jsonl, read_manifest, tpr_at_fpr
 from .gate import GateOptions, load_member, run_gate, with_state
 from .gate_calibration import fit_merging_calibration, fitting_summary
 from .verdict import load_calibration
@@ -136,13 +136,13 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
                       methods: tuple[str, ...] = tuple(METHOD_SETTINGS), max_groups: int | None = None,
                       threads: int | None = None, variant_calibration: str | None = None,
                       deadline: float | None = None, calibrate: bool = False, calibration_out: str | None = None,
-                      extra_fit_rows: list[str] | None = None,
+                      extra_fit_rows: list[dict[str, Any]] | None = None,
                       progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """threads: torch threads for this run (None: leave them to the caller); deadline: a
     ``time.time()`` after which no new group is started (a time-boxed run); calibrate: this
     zoo is a fitting zoo: fit the merging calibration on its variants and merges (``fit_rows``)
     and write it to ``calibration_out`` (the decisions recorded here are then not held-out numbers);
-    extra_fit_rows: other fitting zoos' ``fit-rows.jsonl``, fitted on together with this one's."""
+    extra_fit_rows: the rows of other fitting zoos' ``fit-rows.jsonl``, fitted on together with this one's."""
     if threads:
         torch.set_num_threads(threads)
     manifest = read_manifest(zoo)
@@ -159,8 +159,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
     cal_version = load_calibration(options.variant_calibration_path()).version
     done = {}
     if log.exists():
-        for line in log.read_text().splitlines():
-            r = json.loads(line)
+        for r in read_jsonl(log, "bench log (delete it to start over)"):
             if r.get("variant_calibration") == cal_version:  # records under another calibration are re-decided
                 done[(r["group_index"], r["method"])] = r
     cache_file = out / "scan-cache.json"
@@ -241,7 +240,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
         rows = [{**r, "zoo": f"seed {manifest.get('seed')} ({result['provenance']['zoo_manifest_sha256']})"}
                 for r in fit_rows(records)]
         (out / "fit-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        extra = [json.loads(line) for f in extra_fit_rows or [] for line in Path(f).read_text().splitlines()]
+        extra = list(extra_fit_rows or [])
         zoos = sorted({r.get("zoo") or "unnamed" for r in extra})
         also = f" and {len(extra)} rows of other fitting zoos ({'; '.join(zoos)})" if extra else ""
         fitted = fit_merging_calibration(rows + extra, (

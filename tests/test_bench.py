@@ -161,3 +161,13 @@ def test_bench_on_a_broken_zoo_is_a_one_line_error(tmp_path, capsys):
         code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "out", "--from-results", results, "--quiet"],
                                   capsys)
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    # A merging zoo's extra fitting rows with a broken line: refused before any scan.
+    manifest.write_text(json.dumps({"kind": "merging", "models": []}))
+    rows = tmp_path / "fit-rows.jsonl"
+    for text, message in (('{"item": "a"}\n{"item": \n', "line 2"),
+                          ('{"item": "a"}\n[1]\n', "line 2: not a JSON object")):
+        rows.write_text(text)
+        code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "out", "--calibrate", "--fit-rows", rows,
+                                   "--quiet"], capsys)
+        assert code == 2 and "unreadable --fit-rows file" in stderr and message in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
