@@ -143,6 +143,22 @@ def test_too_few_classes_skipped():
     assert "mmbd" not in ctx.results
 
 
+def test_many_class_models_share_one_step_s_rows_among_their_classes():
+    from modelscan_bd.detectors.mmbd import images_per_class
+
+    # up to 10 classes the budget's starts per class; beyond, about a 10-class model's rows in all
+    assert [images_per_class(16, c) for c in (4, 10, 20, 43, 200)] == [16, 16, 8, 4, 4]
+    assert images_per_class(8, 43) == 4 and images_per_class(32, 43) == 7
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 20))
+    labels = [str(k) for k in range(20)]
+    adapter = ClassifierAdapter(PixelClassifier(net, MEAN, STD), 20, labels,
+                                Preprocess(size=(3, 4, 4), mean=MEAN, std=STD, source="test"), "lin")
+    f, _ = scan(adapter)  # fast: 8 starts per class at 10 classes
+    assert f.status in ("passed", "failed") and len(f.evidence["margins"]) == 20
+    assert (f.evidence["images_per_class"], f.evidence["steps"]) == (4, 100)
+
+
 def test_gamma_order_test():
     from scipy import stats
 
