@@ -8,7 +8,8 @@ and EBYD's variance test run in the same process on the same clean data.
 
 ``--calibrate`` fits the verdict combiner on one split and reports on the other: the
 held-out split is other training seeds AND whole attack families never seen in
-fitting. Numbers on the fitting split are never reported.
+fitting. Numbers on the fitting split are never reported. With ``--cuts-only`` the shipped
+combiner is kept and only its cuts for the zoo's class count are fitted (``class_cuts_records``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, UsageError
-from .verdict import FEATURES, REFERENCES, Calibration, fit_calibration, load_calibration, probability
+from .verdict import FEATURES, REFERENCES, Calibration, fit_calibration, fit_class_cuts, load_calibration, probability
 
 RESULTS_FILE = "results.json"
 
@@ -204,10 +205,11 @@ def calibrate(records: list[dict], version: str, description: str, budget: str |
                            other_recipes_clean=[r["features"] for r in other_clean or []])
 
 
-def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
+def metrics(records: list[dict], cal: Calibration, num_classes: int | None = None) -> dict[str, Any]:
+    """num_classes: the zoo's class count, which picks the calibration's cuts (``Calibration.cuts_for``)."""
     labels = [int(r["backdoored"]) for r in records]
     probs = [probability(r["features"], cal)[0] for r in records]
-    flagged = [p >= cal.backdoored_threshold for p in probs]
+    flagged = [p >= cal.cuts_for(num_classes)[0] for p in probs]
     out: dict[str, Any] = {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
@@ -341,7 +343,8 @@ def to_markdown(result: dict[str, Any]) -> str:
 def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, calibrate: bool,
               holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
               from_results: str | None, command: str, progress: Callable[[str], None],
-              fit_rows: list[str] | None = None, other_recipes: list[str] | None = None) -> dict[str, Any]:
+              fit_rows: list[str] | None = None, other_recipes: list[str] | None = None,
+              cuts_only: bool = False) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
     manifest = read_manifest(zoo)
@@ -351,6 +354,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         raise UsageError(f"--fit-rows is for merging zoos, not a {kind} zoo")
     if other_recipes and kind != "classifier":
         raise UsageError(f"--other-recipes is for classifier zoos, not a {kind} zoo")
+    if cuts_only and kind != "classifier":
+        raise UsageError(f"--cuts-only is for classifier zoos, not a {kind} zoo")
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 
@@ -380,14 +385,20 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                    progress=progress)
     if other_recipes and not calibrate:
         raise UsageError("--other-recipes needs --calibrate")
+    if cuts_only and not calibrate:
+        raise UsageError("--cuts-only needs --calibrate")
     others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
                                                                            known=known), budget)
+    num_classes = manifest.get("num_classes")
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
-        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+        if cuts_only:
+            cal = class_cuts_records(fit, zoo, num_classes, budget, others)
+        elif not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
             raise ValueError("the fitting split needs both clean and backdoored models")
-        cal = calibrate_records(fit, zoo, budget, others)
+        else:
+            cal = calibrate_records(fit, zoo, budget, others)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
@@ -395,12 +406,17 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                       f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others"
                       + "".join(f"; threshold also from {len(rs)} clean models of {name}"
                                 for name, rs in others.items()))
+        if cuts_only:
+            backdoored, suspicious, _ = cal.cuts_for(num_classes)
+            split_desc += (f"; only the cuts for {num_classes}-class models were fitted (BACKDOORED "
+                           f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f}), on the clean models of the fitting "
+                           f"split and of any zoos above")
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-    return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc, metrics(evaluated, cal), records,
-                         to_markdown, budget=budget, seed=seed)
+    return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc,
+                         metrics(evaluated, cal, num_classes), records, to_markdown, budget=budget, seed=seed)
 
 
 def load_or_scan(from_results: str | None, scan: Callable[[dict[str, dict] | None], list[dict]],
@@ -480,6 +496,28 @@ def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
                                    + (f"; BACKDOORED threshold also from {len(other_clean)} clean models of "
                                       f"{len(others)} zoos of other recipes" if other_clean else ""),
                      budget, other_clean)
+
+
+def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int | None, budget: str,
+                       others: dict[str, list[dict]] | None = None) -> Calibration:
+    """``--cuts-only``: the shipped calibration at ``budget``, its combiner unchanged, with cuts for
+    models of this zoo's class count fitted on the fitting split's clean models (hard ones aside,
+    as ``split`` keeps them out) and the ``--other-recipes`` clean models."""
+    if not num_classes:
+        raise UsageError(f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record "
+                         "num_classes (rebuild the zoo with `modelscan-bd zoo build`)")
+    base = load_calibration(budget=budget)
+    clean = [r["features"] for r in fit if not r["backdoored"]]
+    clean += [r["features"] for rs in (others or {}).values() for r in rs]
+    if not clean:
+        raise ValueError("the fitting split has no clean models to fit the cuts on")
+    # the version names the clean models it was fitted on, so two fits never share one
+    fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
+    return fit_class_cuts(
+        base, clean, num_classes, version=f"{base.version}+cuts{num_classes}-{_dt.date.today().isoformat()}-"
+                                          f"{fitted_on}",
+        description=f"fitted on {len(clean)} clean models of zoo {zoo.name}" + (" and of other zoos" if others else "")
+                    + f" ({num_classes} classes, budget {budget}); combiner {base.version} unchanged")
 
 
 def _json_default(obj):

@@ -204,7 +204,7 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
 
     return calibrated_verdict(extract_features(context.results), cal, incomplete,
                               detail=f"; suspected target {names or 'unknown'}", note=note, pattern=pattern,
-                              targets=lambda: picked)
+                              targets=lambda: picked, num_classes=adapter.num_classes)
 
 
 def _suspected_targets(results: dict) -> list[int]:

@@ -45,6 +45,21 @@ class Calibration:
     # For a trigger family held out of fitting no combiner weight can be learnt, only what clean
     # models look like (``reference_tests``, fitted by ``fit_references``).
     references: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Cuts for models of more classes than the combiner was fitted on, each {"min_classes",
+    # "backdoored_threshold", "suspicious_threshold", "description"}. On GTSRB's 43 classes the
+    # CIFAR-10 weights still rank models well but every score sits lower (docs/bench/gtsrb), so a
+    # class count gets its own cuts, fitted on a zoo of that class count (``bench --calibrate
+    # --cuts-only``, ``fit_class_cuts``) with the weights left as they are.
+    class_cuts: list[dict[str, Any]] = field(default_factory=list)
+
+    def cuts_for(self, num_classes: int | None) -> tuple[float, float, dict[str, Any] | None]:
+        """BACKDOORED and SUSPICIOUS thresholds for a model of ``num_classes`` classes, and the
+        class-count entry they come from (None: the file's own cuts)."""
+        entries = [c for c in self.class_cuts if num_classes is not None and num_classes >= c["min_classes"]]
+        if not entries:
+            return self.backdoored_threshold, self.suspicious_threshold, None
+        entry = max(entries, key=lambda c: c["min_classes"])
+        return float(entry["backdoored_threshold"]), float(entry["suspicious_threshold"]), entry
 
     def describe(self) -> dict[str, Any]:
         out = {"version": self.version, "provisional": self.provisional, "description": self.description}
@@ -154,10 +169,11 @@ def fit_references(rows: list[dict[str, float | None]], labels: list[int], refer
     return out
 
 
-def status_for(p: float, cal: Calibration, incomplete: bool) -> str:
-    if p >= cal.backdoored_threshold:
+def status_for(p: float, cal: Calibration, incomplete: bool, num_classes: int | None = None) -> str:
+    backdoored, suspicious, _ = cal.cuts_for(num_classes)
+    if p >= backdoored:
         return "BACKDOORED"
-    if p >= cal.suspicious_threshold:
+    if p >= suspicious:
         return "SUSPICIOUS"
     return "INCOMPLETE" if incomplete else "CLEAN"
 
@@ -191,19 +207,22 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                        targets: Callable[[], list[tuple[int, str]]] | None = None,
                        title: str = "Backdoor model detection (calibrated verdict)",
                        extra: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None,
-                       evidence: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None):
+                       evidence: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None,
+                       num_classes: int | None = None):
     """The verdict dict and its MSBD-V001 finding, built the same way for every family.
 
     ``detail`` follows a BACKDOORED or SUSPICIOUS summary inside its sentence, ``note`` is a
     sentence after it; either (and ``pattern``) may be a function of the status. ``targets``
     is asked only for a flagged model and gives (label, name) pairs; ``pattern`` defaults to
     all-to-one when a flagged model has targets. ``extra`` adds keys to the verdict and
-    ``evidence`` to the finding (either may also be a function of the status).
+    ``evidence`` to the finding (either may also be a function of the status). ``num_classes``
+    picks the calibration's cuts for that class count (``Calibration.cuts_for``).
     """
     from .findings import Finding
 
     p, missing = probability(features, cal)
-    status = status_for(p, cal, bool(incomplete))
+    status = status_for(p, cal, bool(incomplete), num_classes)
+    backdoored_cut, suspicious_cut, class_cut = cal.cuts_for(num_classes)
     flagged = status in ("BACKDOORED", "SUSPICIOUS")
     picked = targets() if (flagged and targets is not None) else []
     summary = summary_for(status, p, _for_status(detail, status), incomplete) + _for_status(note, status)
@@ -215,10 +234,11 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                "features": rounded, "calibration": cal.describe(), **(_for_status(extra, status) or {})}
     finding = Finding(rule_id="MSBD-V001", detector="verdict", detector_version=cal.version,
                       status="failed" if flagged else "passed", severity=severity_for(status, p),
-                      title=title, message=summary, score=p, threshold=cal.backdoored_threshold,
+                      title=title, message=summary, score=p, threshold=backdoored_cut,
                       target_labels=[t for t, _ in picked],
                       evidence={"features": rounded, "filled_features": missing,
-                                "suspicious_threshold": cal.suspicious_threshold, "calibration": cal.describe(),
+                                "suspicious_threshold": suspicious_cut, "calibration": cal.describe(),
+                                **({"class_cut": class_cut} if class_cut else {}),
                                 **({"reference_tests": reference_tests(features, cal)} if cal.references else {}),
                                 **(_for_status(evidence, status) or {})})
     return verdict, finding
@@ -272,6 +292,30 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
         cal.backdoored_threshold = float(min(other_recipes_max_threshold, max(in_recipe, _fpr_cut(every, max_fpr))))
         cal.suspicious_threshold = in_recipe
     return cal
+
+
+def fit_class_cuts(cal: Calibration, clean_rows: list[dict[str, float | None]], min_classes: int, *,
+                   version: str, description: str, max_fpr: float = 0.05, suspicious_fpr: float = 0.2,
+                   floor: float = 0.25) -> Calibration:
+    """``cal`` with its own weights and new cuts for models of ``min_classes`` classes or more,
+    read off clean models of that class count (``clean_rows``, their features): BACKDOORED the
+    lowest score that flags at most ``max_fpr`` of them, SUSPICIOUS at most ``suspicious_fpr``
+    (about one clean model in five reaches it). Neither goes below ``floor`` nor above the
+    file's own cut: this moves cuts down for scores that sit lower, never up."""
+    import copy
+
+    clean = sorted(probability(r, cal)[0] for r in clean_rows)
+    if not clean:
+        raise ValueError("fitting class-count cuts needs clean models")
+    backdoored = min(cal.backdoored_threshold, max(floor, _fpr_cut(clean, max_fpr)))
+    suspicious = min(backdoored, cal.suspicious_threshold, max(floor, _fpr_cut(clean, suspicious_fpr)))
+    out = copy.deepcopy(cal)
+    out.version = version
+    out.class_cuts = [c for c in cal.class_cuts if c["min_classes"] != min_classes] + [
+        {"min_classes": int(min_classes), "backdoored_threshold": float(backdoored),
+         "suspicious_threshold": float(suspicious), "clean_models": len(clean), "description": description}]
+    out.class_cuts.sort(key=lambda c: c["min_classes"])
+    return out
 
 
 def _fpr_cut(clean_sorted: list[float], max_fpr: float) -> float:

@@ -142,6 +142,49 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
     assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
 
 
+def test_bench_cuts_only_fits_the_class_count_cuts_and_the_scan_uses_them(tiny_zoo, tmp_path, capsys):
+    from modelscan_bd.reports import validate_report
+    from modelscan_bd.verdict import Calibration, load_calibration, probability
+
+    out = tiny_zoo / "bench-fast"  # the first test's scans
+    if not (out / "results.json").exists():  # run alone
+        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    classes = json.loads((tiny_zoo / "manifest.json").read_text())["num_classes"]
+    cal_file = tmp_path / "cuts.json"
+    code, _, err = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b", "--from-results", out / "results.json",
+                            "--budget", "fast", "--calibrate", "--cuts-only", "--holdout-seeds", "1",
+                            "--calibration-out", cal_file, "--quiet"], capsys)
+    assert code == 0, err
+    shipped, fitted = load_calibration(budget="fast"), Calibration(**json.loads(cal_file.read_text()))
+    assert fitted.weights == shipped.weights and fitted.bias == shipped.bias  # the combiner is the shipped one
+    assert fitted.version.startswith(f"{shipped.version}+cuts{classes}-")
+    backdoored, suspicious, entry = fitted.cuts_for(classes)
+    assert entry["min_classes"] == classes and suspicious <= backdoored <= shipped.backdoored_threshold
+    result = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert f"only the cuts for {classes}-class models" in result["split"]
+    held = [r for r in result["records"] if r["seed"] == 1 or r["hard"]]
+    flagged = [probability(r["features"], fitted)[0] >= backdoored for r in held if not r["backdoored"]]
+    assert result["metrics"]["fpr"] == (sum(flagged) / len(flagged) if flagged else None)
+    # a scan with that file judges a model of that class count by those cuts, and says so
+    model = next(m for m in json.loads((tiny_zoo / "manifest.json").read_text())["models"] if m["backdoored"])
+    code, _, err = run_cli(["scan", tiny_zoo / model["path"], "--clean-data", tiny_zoo / "clean-data.npz",
+                            "--budget", "fast", "--calibration", cal_file, "--out", tmp_path / "scan"], capsys)
+    assert code in (0, 1), err
+    report = json.loads((tmp_path / "scan" / "report.json").read_text())
+    validate_report(report)
+    verdict = next(f for f in report["findings"] if f["rule_id"] == "MSBD-V001")
+    assert verdict["threshold"] == backdoored and verdict["evidence"]["class_cut"] == entry
+    # --cuts-only alone, or on another family's zoo: usage errors before any scan
+    code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", "--cuts-only", "--quiet"], capsys)
+    assert code == 4 and "--cuts-only needs --calibrate" in stderr and not (tmp_path / "b3").exists()
+    other = tmp_path / "clip-zoo"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"family": "clip", "models": []}))
+    code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b4", "--calibrate", "--cuts-only", "--quiet"],
+                              capsys)
+    assert code == 4 and "--cuts-only is for classifier zoos, not a clip zoo" in stderr
+
+
 def test_bench_on_a_broken_zoo_is_a_one_line_error(tmp_path, capsys):
     zoo = tmp_path / "zoo"
     zoo.mkdir()

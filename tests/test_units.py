@@ -274,6 +274,44 @@ def test_other_recipes_clean_models_raise_backdoored_and_keep_the_recipe_cut_as_
                            other_recipes_clean=[]).backdoored_threshold == plain.backdoored_threshold
 
 
+def test_class_count_cuts_move_down_for_many_class_models_and_keep_the_weights():
+    """Clean models of a larger class count whose scores sit lower get their own, lower cuts (5 %
+    and 20 % of them flagged); the weights, and the cuts for fewer classes, stay; the verdict uses
+    the model's class count."""
+    import json
+
+    from modelscan_bd.verdict import (Calibration, calibrated_verdict, fit_calibration, fit_class_cuts, probability,
+                                      status_for)
+
+    clean = [{"x": v / 10} for v in range(10)]
+    bad = [{"x": 1.0 + v / 10} for v in range(10)]
+    cal = fit_calibration(clean + bad, [0] * 10 + [1] * 10, ("x",), version="t", description="t")
+    many = [{"x": 0.3 + v / 40} for v in range(20)]  # clean 43-class models: lower, on the same scale
+    cut = fit_class_cuts(cal, many, 43, version="t+cuts43", description="d")
+    assert cut.weights == cal.weights and cut.bias == cal.bias and cut.version == "t+cuts43" and cal.class_cuts == []
+    backdoored, suspicious, entry = cut.cuts_for(43)
+    assert entry["min_classes"] == 43 and entry["clean_models"] == 20
+    assert 0.25 <= suspicious <= backdoored < cal.backdoored_threshold
+    scores = [probability(r, cal)[0] for r in many]
+    assert sum(p >= backdoored for p in scores) <= 1 and sum(p >= suspicious for p in scores) <= 4
+    assert cut.cuts_for(10) == (cal.backdoored_threshold, cal.suspicious_threshold, None)
+    assert cut.cuts_for(None)[2] is None and cut.cuts_for(100)[2] == entry
+    # a model between the two BACKDOORED cuts: flagged as a 43-class model, not as a 10-class one
+    row = next({"x": x / 100} for x in range(200) if backdoored <= probability({"x": x / 100}, cal)[0])
+    assert probability(row, cal)[0] < cal.backdoored_threshold
+    assert status_for(probability(row, cal)[0], cut, False, 43) == "BACKDOORED"
+    assert status_for(probability(row, cal)[0], cut, False, 10) != "BACKDOORED"
+    verdict, finding = calibrated_verdict(row, cut, [], num_classes=43)
+    assert verdict["status"] == "BACKDOORED" and finding.threshold == backdoored
+    assert finding.evidence["class_cut"] == entry and finding.evidence["suspicious_threshold"] == suspicious
+    assert calibrated_verdict(row, cut, [], num_classes=10)[0]["status"] != "BACKDOORED"
+    assert Calibration(**json.loads(cut.to_json())).cuts_for(43) == cut.cuts_for(43)  # the file keeps them
+    # refitting the same class count replaces its entry; clean models scoring higher never raise the cuts
+    high = fit_class_cuts(cut, [{"x": 3.0}] * 5, 43, version="t2", description="d2")
+    assert len(high.class_cuts) == 1
+    assert high.cuts_for(43)[:2] == (cal.backdoored_threshold, cal.suspicious_threshold)
+
+
 def test_exposure_consensus_runner_up_is_another_label():
     from modelscan_bd.exposure import ExposureResult, ExposureRun
 
