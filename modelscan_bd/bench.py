@@ -128,28 +128,31 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
     return records
 
 
+def _read_text(path: Path, what: str) -> str:
+    """A file the bench reads; a missing or unreadable one is a one-line input error naming ``what`` it is."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"unreadable {what} {path}: {exc}") from None
+
+
 def read_json(path: Path, what: str) -> Any:
     """A JSON file the bench reads (zoo manifest, ground truth, earlier results); a missing or
     unreadable one is a one-line input error naming ``what`` it is."""
+    text = _read_text(path, what)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{what} {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise InputError(f"unreadable {what} {path}: {exc}") from None
 
 
 def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
     """A JSON-lines file the bench reads (one JSON object per line); a missing file, or a line
     that is not a JSON object, is a one-line input error naming the file and the line."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{what} {path} is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"unreadable {what} {path}: {exc}") from None
     rows = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_read_text(path, what).splitlines(), 1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -209,7 +212,8 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
     """num_classes: the zoo's class count, which picks the calibration's cuts (``Calibration.cuts_for``)."""
     labels = [int(r["backdoored"]) for r in records]
     probs = [probability(r["features"], cal)[0] for r in records]
-    flagged = [p >= cal.cuts_for(num_classes)[0] for p in probs]
+    backdoored_cut = cal.cuts_for(num_classes)[0]
+    flagged = [p >= backdoored_cut for p in probs]
     out: dict[str, Any] = {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
@@ -407,18 +411,16 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                       + "".join(f"; threshold also from {len(rs)} clean models of {name}"
                                 for name, rs in others.items()))
         if cuts_only:
-            backdoored, suspicious, _ = cal.cuts_for(num_classes)
-            split_desc += (f"; only the cuts for {num_classes}-class models were fitted (BACKDOORED "
-                           f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f}), on the clean models of the fitting "
-                           f"split and of any zoos above")
+            split_desc += (f"; only the cuts for {num_classes}-class models were fitted, on the clean models of "
+                           f"the fitting split and of any zoos above")
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-        backdoored, suspicious, entry = cal.cuts_for(num_classes)
-        if entry:
-            split_desc += (f", judged by its cuts for {entry['min_classes']}+-class models (BACKDOORED "
-                           f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})")
+    backdoored, suspicious, entry = cal.cuts_for(num_classes)
+    if entry:
+        split_desc += (f"; judged by its cuts for {entry['min_classes']}+-class models (BACKDOORED "
+                       f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})")
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc,
                          metrics(evaluated, cal, num_classes), records, to_markdown, budget=budget, seed=seed)
 

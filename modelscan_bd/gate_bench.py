@@ -240,7 +240,7 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
         rows = [{**r, "zoo": f"seed {manifest.get('seed')} ({result['provenance']['zoo_manifest_sha256']})"}
                 for r in fit_rows(records)]
         (out / "fit-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        extra = list(extra_fit_rows or [])
+        extra = extra_fit_rows or []
         zoos = sorted({r.get("zoo") or "unnamed" for r in extra})
         also = f" and {len(extra)} rows of other fitting zoos ({'; '.join(zoos)})" if extra else ""
         fitted = fit_merging_calibration(rows + extra, (
