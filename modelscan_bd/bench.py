@@ -400,7 +400,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         if cuts_only:
             cal = class_cuts_records(fit, zoo, num_classes, budget, others)
         elif not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
-            raise ValueError("the fitting split needs both clean and backdoored models")
+            raise UsageError("the fitting split needs both clean and backdoored models: hold out fewer seeds or "
+                             "attacks")
         else:
             cal = calibrate_records(fit, zoo, budget, others)
         if calibration_out:
@@ -516,7 +517,7 @@ def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int | None, budg
     clean = [r["features"] for r in fit if not r["backdoored"]]
     clean += [r["features"] for rs in (others or {}).values() for r in rs]
     if not clean:
-        raise ValueError("the fitting split has no clean models to fit the cuts on")
+        raise UsageError("the fitting split has no clean models to fit the cuts on: hold out fewer seeds")
     # the version names the clean models it was fitted on, so two fits never share one
     fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
     return fit_class_cuts(

@@ -174,6 +174,15 @@ def test_bench_cuts_only_fits_the_class_count_cuts_and_the_scan_uses_them(tiny_z
     validate_report(report)
     verdict = next(f for f in report["findings"] if f["rule_id"] == "MSBD-V001")
     assert verdict["threshold"] == backdoored and verdict["evidence"]["class_cut"] == entry
+    # every seed held out: nothing to fit on, a one-line usage error (exit 4) with nothing written
+    seeds = ",".join(str(m["seed"]) for m in json.loads((tiny_zoo / "manifest.json").read_text())["models"])
+    for extra, message in ((["--cuts-only"], "no clean models to fit the cuts on"),
+                           ([], "needs both clean and backdoored models")):
+        code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b5", "--from-results", out / "results.json",
+                                   "--budget", "fast", "--calibrate", *extra, "--holdout-seeds", seeds, "--quiet"],
+                                  capsys)
+        assert code == 4 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert not (tmp_path / "b5").exists()
     # --cuts-only alone, or on another family's zoo: usage errors before any scan
     code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", "--cuts-only", "--quiet"], capsys)
     assert code == 4 and "--cuts-only needs --calibrate" in stderr and not (tmp_path / "b3").exists()
