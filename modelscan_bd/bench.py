@@ -284,6 +284,12 @@ def _mean(xs: list) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def require_both_kinds(fit: list[dict], hint: str) -> None:
+    """A combiner fit needs clean and backdoored models; without both it is the user's split, not a bug."""
+    if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
+        raise UsageError(f"the fitting split needs both clean and backdoored models: {hint}")
+
+
 def manifest_hash(zoo: Path) -> str:
     return hashlib.sha256((zoo / "manifest.json").read_bytes()).hexdigest()[:16]
 
@@ -399,10 +405,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         fit, held = split(records, holdout_attacks, holdout_seeds)
         if cuts_only:
             cal = class_cuts_records(fit, zoo, num_classes, budget, others)
-        elif not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
-            raise UsageError("the fitting split needs both clean and backdoored models: hold out fewer seeds or "
-                             "attacks")
         else:
+            require_both_kinds(fit, "hold out fewer seeds or attacks")
             cal = calibrate_records(fit, zoo, budget, others)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, manifest_hash, provenance_lines,
-                    read_manifest, read_truth, tpr_at_fpr, write_results)
+                    read_manifest, read_truth, require_both_kinds, tpr_at_fpr, write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_calibration, load_calibration, probability
@@ -197,8 +197,7 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
         # The classifier defaults name classifier attacks; a CLIP zoo holds out its own.
         holdout_attacks = [a for a in holdout_attacks if a in ATTACKS] or list(DEFAULT_HOLDOUT_ATTACKS)
         fit, held = split(records, holdout_attacks, holdout_seeds)
-        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
-            raise ValueError("the fitting split needs both clean and backdoored models")
+        require_both_kinds(fit, "hold out fewer seeds or attacks")
         version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
         cal = calibrate(fit, version, f"fitted on {len(fit)} models of CLIP zoo {zoo.name} "
                                       f"({sum(r['backdoored'] for r in fit)} backdoored) scanned at budget {budget}",

@@ -135,14 +135,13 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
     split description). Shared by the diffusion and text-to-image benches."""
     import datetime as _dt
 
-    from .bench import manifest_hash
+    from .bench import manifest_hash, require_both_kinds
     from .reports.atomic import atomic_write_text
     from .verdict import fit_calibration, load_calibration
 
     if calibrate:
         fit, held = split_diffusion(records, holdout_attacks)
-        if not any(r["backdoored"] for r in fit) or all(r["backdoored"] for r in fit):
-            raise ValueError("the fitting split needs both clean and backdoored models")
+        require_both_kinds(fit, "hold out fewer attacks")
         labels = [int(r["backdoored"]) for r in fit]
         cal = fit_calibration([r["features"] for r in fit], labels, features,
                               version=f"{family}-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",

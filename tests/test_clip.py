@@ -277,3 +277,19 @@ def test_clip_bench_reuses_records_only_from_the_same_budget(tmp_path, capsys):
     assert result["provenance"]["budget"] == "fast" and result["provenance"]["seed"] == 0
     assert result["metrics"]["models"] == 6 and "scan budget: fast, seed 0" in stdout
     assert result["provenance"]["records_from"]["scanned_here"] == []
+
+
+def test_clip_bench_calibrate_with_one_kind_in_the_fitting_split_is_a_usage_error(tmp_path, capsys):
+    """--calibrate on records that are all clean has nothing to fit: one line, exit 4, nothing written."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    recs = [_record(f"c{i}", "clean", False, i, 0.05 + 0.01 * i, None, 0.3, 0.2 + 0.05 * i) for i in range(4)]
+    (zoo / "manifest.json").write_text(json.dumps({"family": "clip", "models": [
+        {"name": r["name"], "path": f"models/{r['name']}", "truth_dir": f"truth/{r['name']}"} for r in recs]}))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"provenance": {"date": "d", "command": "modelscan-bd bench zoo --budget fast",
+                                                  "machine": "m", "torch_threads": 1}, "records": recs}))
+    code, _, stderr = run_cli(["bench", zoo, "--from-results", earlier, "--budget", "fast", "--calibrate",
+                               "--out", tmp_path / "b", "--quiet"], capsys)
+    assert code == 4 and not (tmp_path / "b").exists()
+    assert "needs both clean and backdoored models" in stderr and "Traceback" not in stderr

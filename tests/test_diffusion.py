@@ -518,6 +518,19 @@ def test_refits_on_the_same_zoo_get_their_own_calibration_version(tmp_path):
     assert fit(0.0) != fit(0.2) and fit(0.0).startswith("diffusion-")
 
 
+def test_a_fitting_split_of_one_kind_is_a_usage_error(tmp_path):
+    """All-clean diffusion records give the combiner nothing to fit: the user's error (exit 4), not a traceback."""
+    from modelscan_bd.bench_diffusion import calibrate_alternating
+    from modelscan_bd.errors import UsageError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": []}))
+    records = [{"name": f"m{i}", "attack": "clean", "backdoored": False, "features": {"structured_dup": 0.01 * i}}
+               for i in range(4)]
+    with pytest.raises(UsageError, match="needs both clean and backdoored models"):
+        calibrate_alternating(records, tmp_path, family="diffusion", features=("structured_dup",),
+                              holdout_attacks=[], calibrate=True, calibration_out=None, budget="fast")
+
+
 def test_settling_keeps_the_shift_size_and_makes_the_chains_agree():
     """Consistency settling (version 5): from a square inside the planted ODE backdoor's stop-sign
     trigger, the descent keeps the candidate's RMS, lowers the spread of short DDIM chains from
