@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import torch
 
+from .errors import UsageError
 from .bench import auroc, provenance, read_jsonl, read_manifest, tpr_at_fpr
 from .gate import GateOptions, load_member, run_gate, with_state
 from .gate_calibration import fit_merging_calibration, fitting_summary
@@ -236,7 +237,8 @@ def run_merging_bench(zoo: Path, out: Path, *, budget: str = "fast", seed: int =
               "records": records}
     if calibrate:
         if stopped:
-            raise ValueError("the run stopped at its deadline: fit the merging calibration on a complete run")
+            raise UsageError("the run stopped at its deadline: fit the merging calibration on a complete run "
+                             "(rerun to resume it)")
         rows = [{**r, "zoo": f"seed {manifest.get('seed')} ({result['provenance']['zoo_manifest_sha256']})"}
                 for r in fit_rows(records)]
         (out / "fit-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

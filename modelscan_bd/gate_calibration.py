@@ -24,6 +24,7 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import UsageError
 from .verdict import Calibration, fit_calibration, load_calibration, probability
 
 MERGING_FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio", "trigger_holdout_success",
@@ -33,12 +34,14 @@ ASR_POSITIVE = 0.5
 
 def fit_merging_calibration(rows: list[dict[str, Any]], description: str, max_fpr: float = 0.05) -> Calibration:
     """rows: {"features": {...}, "asr": float | None} (None: no backdoor in the model)."""
+    # Both are the user's fitting set (a zoo, --fit-rows), not a bug: one-line usage errors, exit 4.
     if not rows:
-        raise ValueError("no rows to fit the merging calibration on")
+        raise UsageError("no rows to fit the merging calibration on")
     feats = [r["features"] for r in rows]
     labels = [int((r.get("asr") or 0.0) >= ASR_POSITIVE) for r in rows]
     if len(set(labels)) < 2:
-        raise ValueError("the fitting rows need both backdoored and clean models")
+        raise UsageError("the fitting rows need both backdoored and clean models: add a zoo of the other kind "
+                         "with --fit-rows")
     cal = fit_calibration(feats, labels, MERGING_FEATURES, version="merging", description=description,
                           detectors=load_calibration().detectors, max_fpr=max_fpr, max_threshold=0.95)
     fitted = [cal.mean, cal.scale, cal.weights, cal.bias]

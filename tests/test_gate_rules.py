@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from modelscan_bd.errors import UsageError
 from modelscan_bd.gate import GateOptions, _carrier, _decide, _usable, candidate_trigger, rescore, settled
 from modelscan_bd.gate_calibration import MERGING_FEATURES, fit_merging_calibration, fitting_summary
 from modelscan_bd.verdict import load_calibration, probability
@@ -169,8 +170,10 @@ def test_merging_calibration_separates_its_fitting_rows_and_rescores_from_featur
     assert out["status"] == "BACKDOORED" and out["suspected_targets"] == [4]
     assert out["probability"] == pytest.approx(probability(rows[-1]["features"], cal)[0], abs=1e-4)
     assert rescore({**bd, "features": rows[0]["features"]}, cal)["status"] == "CLEAN"
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="need both backdoored and clean models"):
         fit_merging_calibration([r for r in rows if not r["asr"]], "one class")
+    with pytest.raises(UsageError, match="no rows"):
+        fit_merging_calibration([], "none")
 
 
 def test_shipped_merging_calibration_loads():
