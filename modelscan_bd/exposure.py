@@ -103,9 +103,15 @@ class ExposureResult:
         n = len(self.runs)
         concentration = sum(r.histogram_after[label] / max(1, sum(r.histogram_after)) for r in self.runs) / n
         others = sorted((k for k in votes if k != label), key=lambda k: (-votes[k], -share_sum[k], k))
+        # Mean post-exposure share per label: with many classes a backdoor target can hold the
+        # most mass without topping any single run, or come second in every run.
+        shares = [sum(r.histogram_after[k] / max(1, sum(r.histogram_after)) for r in self.runs) / n
+                  for k in range(len(self.runs[0].histogram_after))]
+        by_share = sorted(range(len(shares)), key=lambda k: (-shares[k], k))[:5]
         return {"label": int(label), "agreement": votes[label] / n, "concentration": concentration,
                 "runs": n, "votes": {int(k): v for k, v in votes.items()},
-                "runner_up": int(others[0]) if others else None}
+                "runner_up": int(others[0]) if others else None,
+                "by_share": [(int(k), shares[k]) for k in by_share]}
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason,

@@ -43,6 +43,7 @@ class ExposureCollapseDetector(Detector):
             "consensus_label": label, "consensus_name": target.labels[label],
             "agreement": round(cons["agreement"], 4), "concentration": round(cons["concentration"], 4),
             "votes": cons["votes"], "runner_up": cons["runner_up"],
+            "mean_share_top": {str(k): round(v, 4) for k, v in cons["by_share"]},
             "collapsed_runs": f"{len(collapsed)}/{len(runs)}", "median_steps_to_collapse": speed,
             "mean_entropy_after": round(sum(entropy_of(r.histogram_after) for r in runs) / len(runs), 4),
             "per_run": [{"method": r.method, "seed": r.seed, "top_label": r.top_label,
@@ -51,7 +52,7 @@ class ExposureCollapseDetector(Detector):
         }
         context.results[self.id] = {"label": label, "agreement": cons["agreement"],
                                     "concentration": cons["concentration"], "runner_up": cons["runner_up"],
-                                    "score": score}
+                                    "by_share": [k for k, _ in cons["by_share"]], "score": score}
         name = target.labels[label]
         if score >= threshold:
             return [self.finding("failed", "medium",

@@ -32,6 +32,13 @@ SETTINGS = {
 }
 
 
+# Beyond this many classes, exposure's mass spreads over several labels and the vote winner and
+# runner-up can miss the target (GTSRB): the two labels with the most mean post-exposure share
+# are inverted as well. Up to 10 classes the candidates stay as they were calibrated.
+SHARE_CANDIDATES_ABOVE = 10
+SHARE_CANDIDATES = 2
+
+
 def thresholds(cal: dict) -> tuple[float, float]:
     """(log ratio, held-out success) a recovered trigger must reach, from the calibration's
     ``trigger`` block."""
@@ -50,7 +57,7 @@ def _log_ratio(reference: list[float], candidate: float) -> float:
 
 class TriggerRecoveryDetector(Detector):
     id = "trigger-recovery"
-    version = "1"
+    version = "2"
     rule_id = "MSBD-C002"
     title = "Trigger recovery for the candidate target (Neural Cleanse, candidate-restricted)"
     families = ("classifier",)
@@ -62,7 +69,7 @@ class TriggerRecoveryDetector(Detector):
         clean = context.clean
         if clean is None or len(clean.exposure_idx) < 4 or len(clean.holdout_idx) < 4:
             return [self.skipped("needs at least 8 clean images (none or too few given)")]
-        candidates = self._candidates(context)
+        candidates = self._candidates(context, target.num_classes)
         if not candidates:
             return [self.skipped("no candidate label: exposure and the data-free test both unavailable")]
         settings, n_refs = SETTINGS[context.budget]
@@ -117,11 +124,14 @@ class TriggerRecoveryDetector(Detector):
                              evidence=evidence, artifacts=artifacts)]
 
     @staticmethod
-    def _candidates(context: ScanContext) -> list[int]:
-        """Exposure's collapse label and runner-up, and the data-free test's suspect."""
+    def _candidates(context: ScanContext, num_classes: int) -> list[int]:
+        """Exposure's collapse label and runner-up, and the data-free test's suspect; beyond
+        ``SHARE_CANDIDATES_ABOVE`` classes also exposure's labels with the most mean share."""
         collapse = context.results.get("exposure-collapse") or {}
         mmbd = context.results.get("mmbd") or {}
         found = [collapse.get("label"), collapse.get("runner_up"), mmbd.get("target")]
+        if num_classes > SHARE_CANDIDATES_ABOVE:
+            found += (collapse.get("by_share") or [])[:SHARE_CANDIDATES]
         return list(dict.fromkeys(int(c) for c in found if c is not None))
 
     @staticmethod
