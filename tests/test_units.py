@@ -325,6 +325,30 @@ def test_exposure_consensus_runner_up_is_another_label():
     assert cons["label"] == 8 and cons["runner_up"] == 7 and cons["agreement"] == 0.5
 
 
+def test_exposure_ranks_labels_by_mean_share_beyond_the_votes():
+    """A label second in every run holds more mean share than labels that each top one run; it is
+    ranked by share, and trigger recovery inverts it when the model has more than 10 classes."""
+    from modelscan_bd.detectors.base import ScanContext
+    from modelscan_bd.detectors.trigger import TriggerRecoveryDetector
+    from modelscan_bd.exposure import ExposureResult, ExposureRun
+
+    def run(top):
+        hist = [0] * 43
+        hist[top], hist[42] = 40, 35
+        hist[(top + 7) % 42] = 25
+        return ExposureRun("m", 0, None, 1, None, False, [], [10] * 43, hist, top, 0.4)
+
+    cons = ExposureResult("done", runs=[run(k) for k in (3, 9, 15, 21)]).consensus()
+    assert cons["runner_up"] != 42 and cons["label"] != 42
+    assert [k for k, _ in cons["by_share"][:1]] == [42]
+    assert abs(cons["by_share"][0][1] - 0.35) < 1e-9
+    collapse = {"label": cons["label"], "runner_up": cons["runner_up"], "by_share": [k for k, _ in cons["by_share"]]}
+    context = ScanContext(seed=0, budget="fast", results={"exposure-collapse": collapse, "mmbd": {"target": 5}})
+    many = TriggerRecoveryDetector._candidates(context, 43)
+    assert 42 in many and many[:3] == [cons["label"], cons["runner_up"], 5]
+    assert TriggerRecoveryDetector._candidates(context, 10) == [cons["label"], cons["runner_up"], 5]
+
+
 def test_shipped_classifier_calibration_per_budget():
     """Each budget gets the calibration fitted on scans at that budget; a budget without its own
     file falls back to the default one (fitted at `standard`, the scanner's default)."""
