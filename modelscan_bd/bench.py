@@ -524,11 +524,12 @@ def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int | None, budg
         raise UsageError("the fitting split has no clean models to fit the cuts on: hold out fewer seeds")
     # the version names the clean models it was fitted on, so two fits never share one
     fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
+    # a refit replaces the shipped cuts for this class count, so its tag replaces theirs too
+    combiner = re.sub(rf"\+cuts{num_classes}-\d{{4}}-\d{{2}}-\d{{2}}-[0-9a-f]{{8}}", "", base.version)
     return fit_class_cuts(
-        base, clean, num_classes, version=f"{base.version}+cuts{num_classes}-{_dt.date.today().isoformat()}-"
-                                          f"{fitted_on}",
+        base, clean, num_classes, version=f"{combiner}+cuts{num_classes}-{_dt.date.today().isoformat()}-{fitted_on}",
         description=f"fitted on {len(clean)} clean models of zoo {zoo.name}" + (" and of other zoos" if others else "")
-                    + f" ({num_classes} classes, budget {budget}); combiner {base.version} unchanged")
+                    + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")
 
 
 def _json_default(obj):

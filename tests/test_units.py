@@ -312,6 +312,22 @@ def test_class_count_cuts_move_down_for_many_class_models_and_keep_the_weights()
     assert high.cuts_for(43)[:2] == (cal.backdoored_threshold, cal.suspicious_threshold)
 
 
+def test_refitted_class_cuts_replace_the_shipped_cuts_version_tag(tmp_path):
+    """`bench --cuts-only` on a class count the shipped file already has cuts for: the new
+    version names the combiner and the new cuts once, not the old cuts' tag as well."""
+    from modelscan_bd.bench import class_cuts_records
+    from modelscan_bd.verdict import FEATURES, load_calibration
+
+    shipped = load_calibration(budget="standard")
+    old = [c for c in shipped.class_cuts if c["min_classes"] == 43]
+    assert old, "the standard file ships cuts for 43 classes"
+    fit = [{"backdoored": False, "features": {f: shipped.fill.get(f, 0.0) for f in FEATURES}}] * 3
+    cal = class_cuts_records(fit, tmp_path, 43, "standard")
+    assert cal.version.count("+cuts43-") == 1 and cal.version != shipped.version
+    assert cal.version.split("+cuts43-")[0] == shipped.version.split("+cuts43-")[0]
+    assert len(cal.class_cuts) == len(shipped.class_cuts) and cal.cuts_for(43)[2]["clean_models"] == 3
+
+
 def test_exposure_consensus_runner_up_is_another_label():
     from modelscan_bd.exposure import ExposureResult, ExposureRun
 
