@@ -1,5 +1,5 @@
 """Pre-registered comparison (PREREGISTERED.md): GTSRB records of the shipped scanner (v1) and of
-trigger recovery v2 (share-candidates.patch), both judged by the shipped calibration's 43-class cuts.
+trigger recovery v2 (share-candidates.patch), both judged by the 43-class cuts shipped then (calibration-v1.json).
 
     python docs/bench/gtsrb/share-candidates/compare.py [s400 s420 ...]   # > compare.txt
 """
@@ -12,7 +12,7 @@ from modelscan_bd.verdict import Calibration, probability
 
 HERE = Path(__file__).resolve().parent
 
-cal = Calibration(**json.load(open(HERE.parents[3] / 'modelscan_bd/calibration/classifier.json')))
+cal = Calibration(**json.load(open(HERE / 'calibration-v1.json')))  # the file shipped at the first try
 D = str(HERE.parent) + '/'
 v1 = {'s400': D + 'results-mmbd2.json', 's420': D + 'results-blind-s420-mmbd2.json', 's440': D + 'results-blind-s440.json',
       's460': D + 'results-blind-s460.json', 's480': D + 'results-blind-s480.json', 's500': D + 'results-blind-s500.json'}
