@@ -51,7 +51,9 @@ class ZeroShotTriggerDetector(TriggerRecoveryDetector):
         return [_with_text(f, target) for f in findings]
 
     @staticmethod
-    def _candidates(context: ScanContext) -> list[int]:
+    def _candidates(context: ScanContext, num_classes: int) -> list[int]:
+        """The collapse label and runner-up and DECREE's label, whatever the concept count: the
+        CLIP calibration was fitted on these (the classifier's share candidates are not used)."""
         collapse = context.results.get("clip-collapse") or {}
         decree = context.results.get("decree") or {}
         found = [collapse.get("label"), collapse.get("runner_up"), decree.get("label")]
