@@ -397,6 +397,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         raise UsageError("--other-recipes needs --calibrate")
     if cuts_only and not calibrate:
         raise UsageError("--cuts-only needs --calibrate")
+    if cuts_only and not manifest.get("num_classes"):
+        raise UsageError(no_class_count(zoo))
     others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
                                                                            known=known), budget)
@@ -509,14 +511,18 @@ def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
                      budget, other_clean)
 
 
+def no_class_count(zoo: Path) -> str:
+    return (f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record num_classes "
+            "(rebuild the zoo with `modelscan-bd zoo build`)")
+
+
 def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int | None, budget: str,
                        others: dict[str, list[dict]] | None = None) -> Calibration:
     """``--cuts-only``: the shipped calibration at ``budget``, its combiner unchanged, with cuts for
     models of this zoo's class count fitted on the fitting split's clean models (hard ones aside,
     as ``split`` keeps them out) and the ``--other-recipes`` clean models."""
     if not num_classes:
-        raise UsageError(f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record "
-                         "num_classes (rebuild the zoo with `modelscan-bd zoo build`)")
+        raise UsageError(no_class_count(zoo))
     base = load_calibration(budget=budget)
     clean = [r["features"] for r in fit if not r["backdoored"]]
     clean += [r["features"] for rs in (others or {}).values() for r in rs]

@@ -142,6 +142,15 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
     assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
 
 
+def test_bench_cuts_only_without_a_class_count_is_a_usage_error_before_any_scan(tmp_path, capsys):
+    zoo = tmp_path / "old-zoo"  # a manifest from before zoos recorded num_classes
+    zoo.mkdir()
+    (zoo / "manifest.json").write_text(json.dumps({"models": [{"name": "m", "path": "missing"}]}))
+    code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "b", "--calibrate", "--cuts-only", "--quiet"], capsys)
+    assert code == 4 and "does not record num_classes" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
 def test_bench_cuts_only_fits_the_class_count_cuts_and_the_scan_uses_them(tiny_zoo, tmp_path, capsys):
     from modelscan_bd.reports import validate_report
     from modelscan_bd.verdict import Calibration, load_calibration, probability
