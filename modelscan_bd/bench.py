@@ -398,7 +398,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
     if cuts_only and not calibrate:
         raise UsageError("--cuts-only needs --calibrate")
     if cuts_only and not manifest.get("num_classes"):
-        raise UsageError(no_class_count(zoo))
+        raise UsageError(f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record "
+                         "num_classes (rebuild the zoo with `modelscan-bd zoo build`)")
     others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
                                                                            known=known), budget)
@@ -511,18 +512,12 @@ def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
                      budget, other_clean)
 
 
-def no_class_count(zoo: Path) -> str:
-    return (f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record num_classes "
-            "(rebuild the zoo with `modelscan-bd zoo build`)")
-
-
-def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int | None, budget: str,
+def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str,
                        others: dict[str, list[dict]] | None = None) -> Calibration:
     """``--cuts-only``: the shipped calibration at ``budget``, its combiner unchanged, with cuts for
     models of this zoo's class count fitted on the fitting split's clean models (hard ones aside,
-    as ``split`` keeps them out) and the ``--other-recipes`` clean models."""
-    if not num_classes:
-        raise UsageError(no_class_count(zoo))
+    as ``split`` keeps them out) and the ``--other-recipes`` clean models. ``run_bench`` has
+    checked that the zoo records ``num_classes``."""
     base = load_calibration(budget=budget)
     clean = [r["features"] for r in fit if not r["backdoored"]]
     clean += [r["features"] for rs in (others or {}).values() for r in rs]

@@ -101,14 +101,15 @@ class ExposureResult:
         # Ties are broken by summed share, then by label id: deterministic.
         label = max(votes, key=lambda k: (votes[k], share_sum[k], -k))
         n = len(self.runs)
-        concentration = sum(r.histogram_after[label] / max(1, sum(r.histogram_after)) for r in self.runs) / n
-        others = sorted((k for k in votes if k != label), key=lambda k: (-votes[k], -share_sum[k], k))
-        # Mean post-exposure share per label: with many classes a backdoor target can hold the
-        # most mass without topping any single run, or come second in every run.
-        shares = [sum(r.histogram_after[k] / max(1, sum(r.histogram_after)) for r in self.runs) / n
+        # Mean post-exposure share per label (the consensus label's is its concentration): with many
+        # classes a backdoor target can hold the most mass without topping any single run, or come
+        # second in every run.
+        totals = [max(1, sum(r.histogram_after)) for r in self.runs]
+        shares = [sum(r.histogram_after[k] / t for r, t in zip(self.runs, totals)) / n
                   for k in range(len(self.runs[0].histogram_after))]
+        others = sorted((k for k in votes if k != label), key=lambda k: (-votes[k], -share_sum[k], k))
         by_share = sorted(range(len(shares)), key=lambda k: (-shares[k], k))[:5]
-        return {"label": int(label), "agreement": votes[label] / n, "concentration": concentration,
+        return {"label": int(label), "agreement": votes[label] / n, "concentration": shares[label],
                 "runs": n, "votes": {int(k): v for k, v in votes.items()},
                 "runner_up": int(others[0]) if others else None,
                 "by_share": [(int(k), shares[k]) for k in by_share]}
