@@ -20,7 +20,8 @@ v2 = {z: str(HERE / f'results-v2-{z}.json') for z in v1}
 b, s_, _ = cal.cuts_for(43)
 
 
-def load(files, zoos):
+def load(files, zoos, cal=cal):
+    """The records of ``zoos`` (``files``: zoo -> results.json), each scored by ``cal``."""
     out = []
     for z in zoos:
         for r in json.load(open(files[z]))['records']:
@@ -42,15 +43,20 @@ def summary(recs, label):
           f" s/model {sum(r['seconds'] for r in recs) / len(recs):.1f}")
 
 
-zoos = [z for z in v1 if len(sys.argv) < 2 or z in sys.argv[1:]]
-old, new = load(v1, zoos), load(v2, zoos)
-summary(old, 'v1')
-summary(new, 'v2')
-for z in zoos:
-    summary([r for r in old if r['zoo'] == z], f'  v1 {z}')
-    summary([r for r in new if r['zoo'] == z], f'  v2 {z}')
-for o, n in zip(old, new):
-    assert o['name'] == n['name']
-    if abs(o['p'] - n['p']) > 0.02 or o['candidate'] != n['candidate']:
-        print(f"    {o['zoo']} {o['name']:28} target {str(o['target']):>4}  v1 cand {o['candidate']:>2} p {o['p']:.3f}"
-              f"  ->  v2 cand {n['candidate']:>2} p {n['p']:.3f}")
+def main():
+    zoos = [z for z in v1 if len(sys.argv) < 2 or z in sys.argv[1:]]
+    old, new = load(v1, zoos), load(v2, zoos)
+    summary(old, 'v1')
+    summary(new, 'v2')
+    for z in zoos:
+        summary([r for r in old if r['zoo'] == z], f'  v1 {z}')
+        summary([r for r in new if r['zoo'] == z], f'  v2 {z}')
+    for o, n in zip(old, new):
+        assert o['name'] == n['name']
+        if abs(o['p'] - n['p']) > 0.02 or o['candidate'] != n['candidate']:
+            print(f"    {o['zoo']} {o['name']:28} target {str(o['target']):>4}  v1 cand {o['candidate']:>2} p {o['p']:.3f}"
+                  f"  ->  v2 cand {n['candidate']:>2} p {n['p']:.3f}")
+
+
+if __name__ == '__main__':
+    main()

@@ -6,8 +6,9 @@ candidates) judged by cuts refitted on v2 scores of the same 22 clean models (ca
 import json
 from pathlib import Path
 
+from compare import load  # this folder's first-try script
 from modelscan_bd.bench import auroc, reported_target
-from modelscan_bd.verdict import Calibration, probability
+from modelscan_bd.verdict import Calibration
 
 HERE = Path(__file__).resolve().parent
 D = HERE.parent
@@ -17,16 +18,6 @@ V1 = {'s400': D / 'results-mmbd2.json', 's420': D / 'results-blind-s420-mmbd2.js
       's460': D / 'results-blind-s460.json', 's480': D / 'results-blind-s480.json', 's500': D / 'results-blind-s500.json',
       's520': HERE / 'results-v1-s520.json'}
 V2 = {z: HERE / f'results-v2-{z}.json' for z in V1}
-
-
-def load(files, zoos, cal):
-    out = []
-    for z in zoos:
-        for r in json.load(open(files[z]))['records']:
-            r['zoo'] = z
-            r['p'] = probability(r['features'], cal)[0]
-            out.append(r)
-    return out
 
 
 def summary(recs, label, cal):
