@@ -15,7 +15,7 @@ from modelscan_bd.errors import InputError, UsageError
 from modelscan_bd.zoo.architectures import build_model
 from modelscan_bd.zoo.attacks import ATTACKS, attack_from_name
 from modelscan_bd.zoo.save import build_classifier_zoo, groundtruth_record, load_attack, save_hub_repo
-from modelscan_bd.zoo.train import _batch, attack_success_rate, evaluate, train_classifier
+from modelscan_bd.zoo.train import _batch, attack_success_rate, choose_poison, evaluate, train_classifier
 
 SHAPE = (3, 32, 32)
 TARGET = 3
@@ -181,6 +181,18 @@ def test_source_specific_cover_set_keeps_labels_outside_the_source(images):
     assert torch.equal(y_c, y)
     assert torch.all(x_c[y != 5][:, :, 29:, 29:] == 1.0)
     assert torch.equal(x_c[y == 5], images[y == 5])  # a triggered source image belongs to the target
+
+
+def test_source_specific_keeps_part_of_a_rare_source_class_clean():
+    # 43 classes, the source holds 2 % of the set: a 5 % poison rate would take the whole class, and the
+    # model would relabel it without any trigger. BadNets' candidates are not capped.
+    y = torch.arange(1000) % 50
+    y[y >= 43] = 0
+    g = torch.Generator().manual_seed(0)
+    ss = attack_from_name("source_specific", TARGET, 43, SHAPE, source=5)
+    picked = choose_poison(ss, y, 0.05, g)
+    assert len(picked) == 12 and bool((y[picked] == 5).all())  # 60 % of the source's 20 samples
+    assert len(choose_poison(attack_from_name("badnets", TARGET, 43, SHAPE), y, 0.05, g)) == 50
 
 
 def test_training_batch_replaces_clean_samples_with_extras(images):

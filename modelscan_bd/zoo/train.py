@@ -95,10 +95,10 @@ def attack_success_rate(model: PreTrainedModel, attack: Attack, x: Tensor, y: Te
 
 
 def choose_poison(attack: Attack, y: Tensor, poison_rate: float, generator: torch.Generator) -> Tensor:
-    """Indices of the training samples to poison: ``poison_rate`` of the whole set,
-    drawn among the attack's candidates (all of them when there are fewer)."""
+    """Indices of the training samples to poison: ``poison_rate`` of the whole set, drawn
+    among the attack's candidates (at most ``max_candidate_share`` of them when there are fewer)."""
     candidates = torch.nonzero(attack.poison_candidates(y)).flatten()
-    count = min(round(poison_rate * len(y)), len(candidates))
+    count = min(round(poison_rate * len(y)), int(len(candidates) * attack.max_candidate_share))
     return candidates[torch.randperm(len(candidates), generator=generator)[:count]].sort().values
 
 
