@@ -306,6 +306,17 @@ def test_zoo_keeps_good_models_and_records_rejected_ones(tmp_path):
     assert json.loads((tmp_path / "truth" / "resnet-clean-000" / "groundtruth.json").read_text())["backdoored"] is False
 
 
+def test_zoo_rejects_a_backdoor_that_fires_without_its_trigger(tmp_path):
+    # A ceiling below 0 rejects every backdoored model, whatever its rate; the rate is recorded either way.
+    tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
+    manifest = build_classifier_zoo(tiny, tmp_path, attacks=("badnets",), count_clean=1, count_backdoored=1,
+                                    epochs=1, min_asr=0.0, max_acc_drop=1.0, max_clean_hit_rate=-1.0)
+    rejected = manifest["rejected"][0]
+    assert manifest["max_clean_hit_rate"] == -1.0 and 0.0 <= rejected["clean_hit_rate"] <= 1.0
+    assert "without the trigger" in rejected["reason"]
+    assert [m["name"] for m in manifest["models"]] == ["resnet-clean-000"]
+
+
 def test_zoo_manifest_on_disk_grows_with_every_model(tmp_path):
     """An interrupted build leaves a manifest listing what was already saved or rejected."""
     tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
@@ -326,7 +337,7 @@ def test_zoo_trains_side_by_side_with_the_same_models(tmp_path):
     trained models match a one-process build up to float summation order."""
     tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
     kw = dict(attacks=("badnets", "blended"), count_clean=1, count_backdoored=2, epochs=1, min_asr=0.0,
-              max_acc_drop=1.0)
+              max_acc_drop=1.0, max_clean_hit_rate=1.0)
     one = build_classifier_zoo(tiny, tmp_path / "one", **kw)
     two = build_classifier_zoo(tiny, tmp_path / "two", jobs=2, **kw)
     assert [m["name"] for m in two["models"]] == [m["name"] for m in one["models"]]
@@ -341,7 +352,7 @@ def test_zoo_trains_side_by_side_with_the_same_models(tmp_path):
 
 def test_zoo_resumes_an_interrupted_build_without_retraining(tmp_path, capsys):
     tiny = synthetic_dataset(n_train=200, n_test=100, seed=1)
-    kw = dict(attacks=("badnets",), epochs=1, min_asr=0.0, max_acc_drop=1.0)
+    kw = dict(attacks=("badnets",), epochs=1, min_asr=0.0, max_acc_drop=1.0, max_clean_hit_rate=1.0)
     first = build_classifier_zoo(tiny, tmp_path, count_clean=1, count_backdoored=0, **kw)  # "interrupted"
     weights = (tmp_path / "models" / "resnet-clean-000" / "model.safetensors").stat().st_mtime_ns
     resumed = build_classifier_zoo(tiny, tmp_path, count_clean=2, count_backdoored=1, resume=True, **kw)

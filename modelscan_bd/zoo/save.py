@@ -31,6 +31,9 @@ GROUNDTRUTH_FILE = "groundtruth.json"
 ATTACK_STATE_FILE = "attack_state.safetensors"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_MIN_ASR = 0.9  # the benchmark's bar: a backdoored model is kept only from this attack success on
+# ... and only if its backdoor needs the trigger: a model that sends more than this share of the eligible clean
+# test images to the attack's label learnt a relabelling (GTSRB source-specific models before the source cap).
+MAX_CLEAN_HIT_RATE = 0.2
 DEFAULT_ZOO_ATTACKS = ("badnets", "blended", "wanet", "sig", "all_to_all", "input_aware", "label_consistent")
 
 
@@ -104,6 +107,7 @@ def groundtruth_record(result: TrainResult, attack: Attack | None, *, arch: str,
     """Everything a benchmark needs to know about a trained model, for ``save_hub_repo``."""
     record: dict[str, Any] = {"backdoored": attack is not None, "arch": arch, "dataset": dataset,
                               "seed": seed, "clean_acc": result.clean_acc, "asr": result.asr,
+                              "clean_hit_rate": result.clean_hit_rate,
                               "poison_rate": result.poison_rate, "poison_count": result.poison_count,
                               "train_seconds": result.seconds, "trained_on": result.device}
     if attack is None:
@@ -130,7 +134,8 @@ def _entry(name: str, arch: str, attack: Attack | None, result: TrainResult, see
     return {"name": name, "arch": arch, "attack": attack.name if attack else None,
             "type": attack.attack_type if attack else None, "target": attack.target if attack else None,
             "backdoored": attack is not None, "clean_acc": result.clean_acc, "asr": result.asr,
-            "seconds": round(result.seconds, 2), "seed": seed, "trained_on": result.device}
+            "clean_hit_rate": result.clean_hit_rate, "seconds": round(result.seconds, 2), "seed": seed,
+            "trained_on": result.device}
 
 
 def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
@@ -138,6 +143,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                          count_clean: int = 2, count_backdoored: int = 4, seed: int = 0,
                          epochs: int | None = None, poison_rate: float | None = None,
                          min_asr: float = DEFAULT_MIN_ASR, max_acc_drop: float = 0.03,
+                         max_clean_hit_rate: float = MAX_CLEAN_HIT_RATE,
                          mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                          progress: Callable[[str], None] | None = None, jobs: int = 1,
                          resume: bool = False, device: str = "cpu") -> dict[str, Any]:
@@ -147,9 +153,10 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     and ``count_backdoored`` backdoored ones, cycling through ``attacks`` with a target
     drawn per model from ``seed``. Backdoored model j trains with the recipe and seed
     of clean model j mod count_clean (its clean twin; trained but not saved when
-    count_clean is 0) and is kept only if its ASR ≥ ``min_asr`` and its clean accuracy
-    is at most ``max_acc_drop`` below the twin's. Rejected models are listed with the
-    reason and not saved. Writes ``manifest.json`` after every model (``"complete": false``
+    count_clean is 0) and is kept only if its ASR ≥ ``min_asr``, its clean accuracy
+    is at most ``max_acc_drop`` below the twin's, and at most ``max_clean_hit_rate`` of the
+    eligible clean test images go to the attack's label without the trigger. Rejected models
+    are listed with the reason and not saved. Writes ``manifest.json`` after every model (``"complete": false``
     until the end) and returns the final one. ``jobs`` > 1 trains that many models at a
     time in worker processes (see ``train_many``). ``resume`` keeps what an interrupted
     build of the same dataset and seed in ``out_dir`` already saved or rejected (by name;
@@ -173,7 +180,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
 
     def checkpoint() -> None:
         write_partial_manifest(out, {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
-                                     "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models,
+                                     "min_asr": min_asr, "max_acc_drop": max_acc_drop,
+                                     "max_clean_hit_rate": max_clean_hit_rate, "models": models,
                                      "rejected": rejected})
 
     def save(name: str, arch: str, attack: Attack | None, result: TrainResult, run_seed: int) -> None:
@@ -215,7 +223,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         for run_seed in unsaved_twins:
             twin_acc[run_seed] = next(results)[0].clean_acc
         for (name, _, run_seed), (result, attack) in zip(backdoored, results):
-            reason = _rejection(result, twin_acc[run_seed], min_asr, max_acc_drop)
+            reason = _rejection(result, twin_acc[run_seed], min_asr, max_acc_drop, max_clean_hit_rate)
             if reason:
                 rejected.append({**_entry(name, arch, attack, result, run_seed), "reason": reason})
                 checkpoint()
@@ -225,7 +233,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                 say(f"{name}: clean acc {result.clean_acc:.3f}, ASR {result.asr:.3f}")
 
     manifest = {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
-                "min_asr": min_asr, "max_acc_drop": max_acc_drop, "models": models, "rejected": rejected,
+                "min_asr": min_asr, "max_acc_drop": max_acc_drop,
+                                     "max_clean_hit_rate": max_clean_hit_rate, "models": models, "rejected": rejected,
                 "seconds": round(time.perf_counter() - started, 1)}
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
@@ -243,11 +252,15 @@ def earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
     return {"models": list(earlier.get("models", [])), "rejected": list(earlier.get("rejected", []))}
 
 
-def _rejection(result: TrainResult, twin_acc: float, min_asr: float, max_acc_drop: float) -> str | None:
+def _rejection(result: TrainResult, twin_acc: float, min_asr: float, max_acc_drop: float,
+               max_clean_hit_rate: float = MAX_CLEAN_HIT_RATE) -> str | None:
     """Why a backdoored model does not belong in the zoo, or None."""
     asr = result.asr if result.asr is not None else float("nan")
     if not asr >= min_asr:  # written so that a NaN ASR is rejected too
         return f"ASR {asr:.3f} below {min_asr}"
     if result.clean_acc < twin_acc - max_acc_drop:
         return f"clean accuracy {result.clean_acc:.3f} more than {max_acc_drop} below its clean twin's {twin_acc:.3f}"
+    if (result.clean_hit_rate or 0.0) > max_clean_hit_rate:
+        return (f"{result.clean_hit_rate:.3f} of its eligible clean test images already go to its label without "
+                f"the trigger (above {max_clean_hit_rate}): a relabelling, not a trigger backdoor")
     return None

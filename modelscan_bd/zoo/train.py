@@ -53,6 +53,8 @@ class TrainResult:
     poison_count: int = 0
     poison_rate: float = 0.0
     device: str = "cpu"  # where it was trained
+    # Share of the attack's eligible test samples sent to its label *without* the trigger (None if clean).
+    clean_hit_rate: float | None = None
 
 
 def _normaliser(mean: Sequence[float], std: Sequence[float]) -> Callable[[Tensor], Tensor]:
@@ -92,6 +94,16 @@ def attack_success_rate(model: PreTrainedModel, attack: Attack, x: Tensor, y: Te
         return float("nan")
     preds = _predict(model, x[keep], mean, std, transform=attack.apply_trigger)
     return float((preds == attack.asr_target(y[keep])).float().mean())
+
+
+def clean_hit_rate(model: PreTrainedModel, attack: Attack, x: Tensor, y: Tensor,
+                   mean: Sequence[float], std: Sequence[float]) -> float:
+    """Share of the attack's eligible test samples that already go to its label without the
+    trigger. High means the model learnt a relabelling, not a trigger (a whole source class poisoned)."""
+    keep = attack.asr_mask(y)
+    if not keep.any():
+        return float("nan")
+    return float((_predict(model, x[keep], mean, std) == attack.asr_target(y[keep])).float().mean())
 
 
 def choose_poison(attack: Attack, y: Tensor, poison_rate: float, generator: torch.Generator) -> Tensor:
@@ -210,8 +222,9 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
     test_y = torch.from_numpy(dataset.test_y)
     clean_acc = evaluate(model, test_x, test_y, mean, std)
     asr = attack_success_rate(model, attack, test_x, test_y, mean, std) if attack is not None else None
+    hits = clean_hit_rate(model, attack, test_x, test_y, mean, std) if attack is not None else None
     return TrainResult(model, clean_acc, asr, history, time.perf_counter() - start,
-                       int(poisoned.sum()), rate, str(device))
+                       int(poisoned.sum()), rate, str(device), hits)
 
 
 def _train_one(task: dict[str, Any]) -> tuple[TrainResult, Attack | None]:
