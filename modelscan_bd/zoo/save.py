@@ -156,8 +156,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     count_clean is 0) and is kept only if its ASR ≥ ``min_asr``, its clean accuracy
     is at most ``max_acc_drop`` below the twin's, and at most ``max_clean_hit_rate`` of the
     eligible clean test images go to the attack's label without the trigger. Rejected models
-    are listed with the reason and not saved. Writes ``manifest.json`` after every model (``"complete": false``
-    until the end) and returns the final one. ``jobs`` > 1 trains that many models at a
+    are listed with the reason and not saved. Writes ``manifest.json`` after every model
+    (``"complete": false`` until the end) and returns the final one. ``jobs`` > 1 trains that many models at a
     time in worker processes (see ``train_many``). ``resume`` keeps what an interrupted
     build of the same dataset and seed in ``out_dir`` already saved or rejected (by name;
     the plan is drawn in the same order, so a name means the same model). ``device``
@@ -178,11 +178,12 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         return {"arch": arch, "dataset": dataset, "attack": attack, "poison_rate": poison_rate, "epochs": epochs,
                 "seed": run_seed, "mean": mean, "std": std, "device": device}
 
+    # What every manifest of this build says before its models, the partial ones and the final one.
+    header = {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed, "min_asr": min_asr,
+              "max_acc_drop": max_acc_drop, "max_clean_hit_rate": max_clean_hit_rate}
+
     def checkpoint() -> None:
-        write_partial_manifest(out, {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
-                                     "min_asr": min_asr, "max_acc_drop": max_acc_drop,
-                                     "max_clean_hit_rate": max_clean_hit_rate, "models": models,
-                                     "rejected": rejected})
+        write_partial_manifest(out, {**header, "models": models, "rejected": rejected})
 
     def save(name: str, arch: str, attack: Attack | None, result: TrainResult, run_seed: int) -> None:
         truth = groundtruth_record(result, attack, arch=arch, dataset=dataset.name, seed=run_seed)
@@ -232,10 +233,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                 save(name, arch, attack, result, run_seed)
                 say(f"{name}: clean acc {result.clean_acc:.3f}, ASR {result.asr:.3f}")
 
-    manifest = {"dataset": dataset.name, "num_classes": dataset.num_classes, "seed": seed,
-                "min_asr": min_asr, "max_acc_drop": max_acc_drop,
-                                     "max_clean_hit_rate": max_clean_hit_rate, "models": models, "rejected": rejected,
-                "seconds": round(time.perf_counter() - started, 1)}
+    manifest = {**header, "models": models, "rejected": rejected, "seconds": round(time.perf_counter() - started, 1)}
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
@@ -253,7 +251,7 @@ def earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
 
 
 def _rejection(result: TrainResult, twin_acc: float, min_asr: float, max_acc_drop: float,
-               max_clean_hit_rate: float = MAX_CLEAN_HIT_RATE) -> str | None:
+               max_clean_hit_rate: float) -> str | None:
     """Why a backdoored model does not belong in the zoo, or None."""
     asr = result.asr if result.asr is not None else float("nan")
     if not asr >= min_asr:  # written so that a NaN ASR is rejected too

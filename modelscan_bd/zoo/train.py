@@ -87,23 +87,15 @@ def evaluate(model: PreTrainedModel, x: Tensor, y: Tensor, mean: Sequence[float]
 
 
 def attack_success_rate(model: PreTrainedModel, attack: Attack, x: Tensor, y: Tensor,
-                        mean: Sequence[float], std: Sequence[float]) -> float:
-    """Share of the attack's eligible test samples that the trigger sends to its label."""
+                        mean: Sequence[float], std: Sequence[float], triggered: bool = True) -> float:
+    """Share of the attack's eligible test samples that the trigger sends to its label. With
+    ``triggered=False``, the share that goes there without the trigger: the clean hit rate, high when
+    the model learnt a relabelling, not a trigger (a whole source class poisoned)."""
     keep = attack.asr_mask(y)
     if not keep.any():
         return float("nan")
-    preds = _predict(model, x[keep], mean, std, transform=attack.apply_trigger)
+    preds = _predict(model, x[keep], mean, std, transform=attack.apply_trigger if triggered else None)
     return float((preds == attack.asr_target(y[keep])).float().mean())
-
-
-def clean_hit_rate(model: PreTrainedModel, attack: Attack, x: Tensor, y: Tensor,
-                   mean: Sequence[float], std: Sequence[float]) -> float:
-    """Share of the attack's eligible test samples that already go to its label without the
-    trigger. High means the model learnt a relabelling, not a trigger (a whole source class poisoned)."""
-    keep = attack.asr_mask(y)
-    if not keep.any():
-        return float("nan")
-    return float((_predict(model, x[keep], mean, std) == attack.asr_target(y[keep])).float().mean())
 
 
 def choose_poison(attack: Attack, y: Tensor, poison_rate: float, generator: torch.Generator) -> Tensor:
@@ -221,8 +213,10 @@ def train_classifier(arch: str, dataset: ImageDataset, attack: Attack | None = N
     test_x = dataset.to_tensor(dataset.test_x)
     test_y = torch.from_numpy(dataset.test_y)
     clean_acc = evaluate(model, test_x, test_y, mean, std)
-    asr = attack_success_rate(model, attack, test_x, test_y, mean, std) if attack is not None else None
-    hits = clean_hit_rate(model, attack, test_x, test_y, mean, std) if attack is not None else None
+    asr = hits = None
+    if attack is not None:
+        asr = attack_success_rate(model, attack, test_x, test_y, mean, std)
+        hits = attack_success_rate(model, attack, test_x, test_y, mean, std, triggered=False)
     return TrainResult(model, clean_acc, asr, history, time.perf_counter() - start,
                        int(poisoned.sum()), rate, str(device), hits)
 
