@@ -20,6 +20,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402  (does not import huggingface_hub)
+
+_SESSION_THREADS = torch.get_num_threads()
 
 TARGET = 4  # the tiny backdoored model's target label
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -101,6 +104,16 @@ def copy_repo(src: Path, dst: Path) -> Path:
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_threads_restored():
+    """Each module ends with torch's thread count as the session began: a session fixture
+    that trains on one thread, or a CLI call with ``--threads``, sets it for the whole
+    process, and the modules after it then ran on one thread unasked (the merge gate's
+    tests 1.4x slower)."""
+    yield
+    torch.set_num_threads(_SESSION_THREADS)
 
 
 @pytest.fixture(scope="module")
