@@ -2,6 +2,8 @@
 (trigger-transfer attribution on trained models is in tests/test_gate.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from modelscan_bd.errors import UsageError
@@ -166,10 +168,14 @@ def test_merging_calibration_separates_its_fitting_rows_and_rescores_from_featur
     summary = fitting_summary(rows, cal)
     assert summary["tpr"] == 1.0 and summary["fpr"] <= 0.05
     bd = {**_scan("CLEAN", 0.1), "features": rows[-1]["features"], "trigger": {"label": 4}}
-    out = rescore(bd, cal)
+    out = rescore(bd, cal, 10)
     assert out["status"] == "BACKDOORED" and out["suspected_targets"] == [4]
     assert out["probability"] == pytest.approx(probability(rows[-1]["features"], cal)[0], abs=1e-4)
-    assert rescore({**bd, "features": rows[0]["features"]}, cal)["status"] == "CLEAN"
+    assert rescore({**bd, "features": rows[0]["features"]}, cal, 10)["status"] == "CLEAN"
+    # A calibration's cuts for many-class models apply to a rescored variant as to a scan.
+    strict = dataclasses.replace(cal, class_cuts=[{"min_classes": 20, "backdoored_threshold": 1.0,
+                                                   "suspicious_threshold": 1.0, "description": "test"}])
+    assert rescore(bd, strict, 10)["status"] == "BACKDOORED" and rescore(bd, strict, 43)["status"] == "CLEAN"
     with pytest.raises(UsageError, match="need both backdoored and clean models"):
         fit_merging_calibration([r for r in rows if not r["asr"]], "one class")
     with pytest.raises(UsageError, match="no rows"):
