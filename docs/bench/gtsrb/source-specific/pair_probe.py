@@ -6,9 +6,13 @@ the model classifies correctly (500 images: 1-34 per GTSRB class), and tested un
 the image beneath it ("jitter").
 
     python docs/bench/gtsrb/source-specific/pair_probe.py ZOO OUT.jsonl [names...]   # > pair_probe.txt
+
+With ``--clean-npz FILE --per-class N`` (pair_probe-more-images.txt) the images come from FILE instead
+(GTSRB's 6,000 test images: 27-360 per class): up to N correctly classified images of each source to
+invert on and as many others to test the found trigger on ("holdout"; half each for a rarer class), 8 per step, 300 steps.
 """
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from statistics import median
@@ -16,11 +20,18 @@ from statistics import median
 import torch
 import torch.nn.functional as F
 
+from modelscan_bd.cleandata import load_clean_data
+from modelscan_bd.gate import load_member
 from modelscan_bd.scan import ScanConfig, scan
 
-ZOO = Path(sys.argv[1])
-OUT = Path(sys.argv[2])
-only = set(sys.argv[3:])
+ap = argparse.ArgumentParser()
+ap.add_argument("zoo", type=Path)
+ap.add_argument("out", type=Path)
+ap.add_argument("names", nargs="*")
+ap.add_argument("--clean-npz", type=Path)
+ap.add_argument("--per-class", type=int, default=60)
+args = ap.parse_args()
+ZOO, OUT, only = args.zoo, args.out, set(args.names)
 torch.set_num_threads(2)
 
 
@@ -84,15 +95,26 @@ def main():
         if only and name not in only:
             continue
         truth = json.loads((ZOO / entry["truth_dir"] / "groundtruth.json").read_text())
-        outcome = scan(str(ZOO / entry["path"]), ScanConfig(budget="standard", seed=0,
-                                                            clean_data=str(ZOO / "clean-data.npz"),
-                                                            detectors=["exposure-collapse"]))
-        ctx, adapter = outcome.context, outcome.adapter
-        clean = ctx.clean
+        if args.clean_npz:
+            adapter = load_member(str(ZOO / entry["path"]), lambda m: None).adapter
+            clean = load_clean_data(args.clean_npz, adapter, budget=10 ** 6, seed=0)
+        else:
+            outcome = scan(str(ZOO / entry["path"]), ScanConfig(budget="standard", seed=0,
+                                                                clean_data=str(ZOO / "clean-data.npz"),
+                                                                detectors=["exposure-collapse"]))
+            adapter, clean = outcome.adapter, outcome.context.clean
         C = adapter.num_classes
         x, y = clean.images, clean.labels.clone()
         with torch.no_grad():
-            y[adapter.model(x).argmax(1) != y] = -1
+            y[torch.cat([adapter.model(b).argmax(1) for b in x.split(500)]) != y] = -1
+        held = torch.full_like(y, -1)  # the images a found trigger is tested on, kept out of inversion
+        if args.clean_npz:
+            order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+            for c in range(C):
+                mine = order[y[order] == c]
+                k = min(args.per_class, len(mine) // 2)  # half of a rare class each
+                held[mine[k:2 * k]] = c
+                y[mine[k:]] = -1
         src = truth.get("params", {}).get("source")
         tgt = truth.get("target")
         cands = [tgt if tgt is not None else ORACLE_CLEAN[int(name[-1]) % len(ORACLE_CLEAN)]]
@@ -101,12 +123,18 @@ def main():
         t0 = time.perf_counter()
         slots = [(s, t) for t in cands for s in range(C) if s != t and int((y == s).sum()) >= 1]
         pools = [torch.nonzero(y == s).flatten() for s, t in slots]
+        steps, n = (300, 8) if args.clean_npz else (STEPS, NIMG)
         sizes, masks, pats = invert_pools(adapter.model, x, y.clamp(min=0), pools, [t for s, t in slots],
-                                          steps=STEPS, n=NIMG, generator=g)
+                                          steps=steps, n=n, generator=g)
+        if args.clean_npz:
+            with torch.no_grad():
+                out["holdout"] = {s_: round(float((adapter.model((1 - masks[i]) * x[held == s_] + masks[i] * pats[i])
+                                                   .argmax(1) == t_).float().mean()), 3)
+                                  for i, (s_, t_) in enumerate(slots) if int((held == s_).sum())}
         dt = time.perf_counter() - t0
         jit = []
         for i, (s_, t_) in enumerate(slots):
-            xs = x[y == s_]
+            xs = x[held == s_] if args.clean_npz else x[y == s_]
             hits = []
             with torch.no_grad():
                 for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1), (2, 2), (-2, -2)):
@@ -117,7 +145,9 @@ def main():
         out["pairs"] = rows
         print(name[-12:], "src", src, "tgt", cands[0], "top5 (s,size,jitter):", [(a, round(b, 4), round(c, 2)) for a, b, c in rows[:6]],
               "true:", [(a, round(b, 4), round(c, 2), rows.index(r) + 1) for r in rows for a, b, c in [r] if a == src],
-              "median", round(median(min(1, r[1]) for r in rows), 4), flush=True)
+              "median", round(median(min(1, r[1]) for r in rows), 4),
+              *(["holdout of top6:", [out["holdout"].get(a) for a, _, _ in rows[:6]]] if args.clean_npz else []),
+              flush=True)
         res = []
         for t in cands:
             row = [(s, float(sz)) for (s, tt), sz in zip(slots, sizes) if tt == t]
