@@ -9,7 +9,8 @@ the image beneath it ("jitter").
 
 With ``--clean-npz FILE --per-class N`` (pair_probe-more-images.txt) the images come from FILE instead
 (GTSRB's 6,000 test images: 27-360 per class): up to N correctly classified images of each source to
-invert on and as many others to test the found trigger on ("holdout"; half each for a rarer class), 8 per step, 300 steps.
+invert on and as many others to test the found trigger on ("holdout"; half each for a rarer class), 8 per
+step, 300 steps; "off_source": the found trigger's success on the held-out images of every other class.
 """
 import argparse
 import json
@@ -131,6 +132,12 @@ def main():
                 out["holdout"] = {s_: round(float((adapter.model((1 - masks[i]) * x[held == s_] + masks[i] * pats[i])
                                                    .argmax(1) == t_).float().mean()), 3)
                                   for i, (s_, t_) in enumerate(slots) if int((held == s_).sum())}
+                # The same trigger on the held-out images of every other class: a source-specific
+                # attack trains it NOT to move them (its cover set); a universal patch may.
+                others = [(held >= 0) & (held != s_) & (held != t_) for s_, t_ in slots]
+                out["off_source"] = {s_: round(float((adapter.model((1 - masks[i]) * x[others[i]] + masks[i] * pats[i])
+                                                      .argmax(1) == t_).float().mean()), 3)
+                                     for i, (s_, t_) in enumerate(slots)}
         dt = time.perf_counter() - t0
         jit = []
         for i, (s_, t_) in enumerate(slots):
