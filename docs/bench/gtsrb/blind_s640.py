@@ -15,25 +15,14 @@ S640 = {"s640": HERE / "results-blind-s640.json"}
 BLIND = {z: pooled.OLD[z] for z in ("s460", "s480", "s500", "s520")}
 
 
-def own_cut(label, recs):
-    cut = pooled.CAL.backdoored_threshold
-    tp = sum(r["p"] >= cut for r in recs if r["backdoored"])
-    fp = sum(r["p"] >= cut for r in recs if not r["backdoored"])
-    n_bd = sum(bool(r["backdoored"]) for r in recs)
-    print(f"{label}, the file's own cut (p >= {cut:.3f}): TPR {tp}/{n_bd} FPR {fp}/{len(recs) - n_bd}")
-
-
 def main():
     new, blind = pooled.records(S640), pooled.records(BLIND)
     pooled.line("s640", new)
-    own_cut("s640", new)
+    pooled.line("s640, the file's own cut", new, pooled.CAL.backdoored_threshold)
     pooled.line("blind zoos s460-s520 (as before)", blind)
     pooled.line("blind zoos s460-s520 + s640", blind + new)
-    own_cut("blind zoos s460-s520 + s640", blind + new)
-    old, ss = pooled.records(pooled.OLD), pooled.records(pooled.NEW)
-    every = ([r for r in old if r["attack"] != "source_specific"]
-             + [r for r in ss if (r["zoo"], r["name"]) not in pooled.REJECTED_NOW])
-    pooled.line("every GTSRB zoo (the 101 of source-specific/pooled.txt) + s640", every + new)
+    pooled.line("blind zoos s460-s520 + s640, the file's own cut", blind + new, pooled.CAL.backdoored_threshold)
+    pooled.line("every GTSRB zoo (the 101 of source-specific/pooled.txt) + s640", pooled.every_zoo() + new)
     for r in new:
         print(f"  {r['name']:22} target {str(r['target']):>4}  p {r['p']:.3f}  candidate {r['candidate']}  "
               f"{r['seconds']:.1f} s")

@@ -31,12 +31,25 @@ def records(files):
     return out
 
 
-def line(label, recs):
+def line(label, recs, cut=CUT):
     y = [bool(r["backdoored"]) for r in recs]
-    tp = sum(r["p"] >= CUT for r in recs if r["backdoored"])
-    fp = sum(r["p"] >= CUT for r in recs if not r["backdoored"])
+    tp = sum(r["p"] >= cut for r in recs if r["backdoored"])
+    fp = sum(r["p"] >= cut for r in recs if not r["backdoored"])
     print(f"{label}: {len(recs)} models ({sum(y)} backdoored), AUROC {auroc([r['p'] for r in recs], y):.3f}, "
-          f"BACKDOORED (p >= {CUT:.3f}) TPR {tp}/{sum(y)} FPR {fp}/{len(y) - sum(y)}")
+          f"BACKDOORED (p >= {cut:.3f}) TPR {tp}/{sum(y)} FPR {fp}/{len(y) - sum(y)}")
+
+
+def kept_now(new):
+    """The source-specific models after the cap that the zoo's rules keep now."""
+    return [r for r in new if r["attack"] == "source_specific" and (r["zoo"], r["name"]) not in REJECTED_NOW]
+
+
+def every_zoo():
+    """All GTSRB models the rules keep now: the seven zoos' all-to-one models, this folder's kept
+    source-specific ones, and every clean model (the 101 of the last line)."""
+    old, new = records(OLD), records(NEW)
+    return ([r for r in old if r["backdoored"] and r["attack"] != "source_specific"] + kept_now(new)
+            + [r for r in old + new if not r["backdoored"]])
 
 
 def main():
@@ -50,9 +63,8 @@ def main():
     line("source-specific before the cap (s400) vs all clean", ss_old + clean)
     line("source-specific after the cap vs all clean", ss_new + clean)
     line("all zoos, source-specific after the cap only", a2o + ss_new + clean)
-    kept = [r for r in ss_new if (r["zoo"], r["name"]) not in REJECTED_NOW]
-    line("source-specific the zoo's rules keep now vs all clean", kept + clean)
-    line("all zoos, source-specific the zoo's rules keep now", a2o + kept + clean)
+    line("source-specific the zoo's rules keep now vs all clean", kept_now(new) + clean)
+    line("all zoos, source-specific the zoo's rules keep now", every_zoo())
     for r in ss_old + ss_new:
         print(f"  {r['zoo']:7} {r['name']:28} target {r['target']:>2}  p {r['p']:.3f}  candidate {r['candidate']}")
 
