@@ -108,8 +108,9 @@ def main():
         x, y = clean.images, clean.labels.clone()
         with torch.no_grad():
             y[torch.cat([adapter.model(b).argmax(1) for b in x.split(500)]) != y] = -1
-        held = torch.full_like(y, -1)  # the images a found trigger is tested on, kept out of inversion
-        if args.clean_npz:
+        held = y.clone()  # the images a found trigger is tested on: by default the ones it was fitted on
+        if args.clean_npz:  # ... here others, kept out of inversion
+            held[:] = -1
             order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
             for c in range(C):
                 mine = order[y[order] == c]
@@ -127,27 +128,24 @@ def main():
         steps, n = (300, 8) if args.clean_npz else (STEPS, NIMG)
         sizes, masks, pats = invert_pools(adapter.model, x, y.clamp(min=0), pools, [t for s, t in slots],
                                           steps=steps, n=n, generator=g)
+
+        @torch.no_grad()
+        def success(i, images):
+            """Share of ``images`` that slot i's trigger sends to its target."""
+            return float((adapter.model((1 - masks[i]) * images + masks[i] * pats[i]).argmax(1) == slots[i][1])
+                         .float().mean())
+
         if args.clean_npz:
-            with torch.no_grad():
-                out["holdout"] = {s_: round(float((adapter.model((1 - masks[i]) * x[held == s_] + masks[i] * pats[i])
-                                                   .argmax(1) == t_).float().mean()), 3)
-                                  for i, (s_, t_) in enumerate(slots) if int((held == s_).sum())}
-                # The same trigger on the held-out images of every other class: a source-specific
-                # attack trains it NOT to move them (its cover set); a universal patch may.
-                others = [(held >= 0) & (held != s_) & (held != t_) for s_, t_ in slots]
-                out["off_source"] = {s_: round(float((adapter.model((1 - masks[i]) * x[others[i]] + masks[i] * pats[i])
-                                                      .argmax(1) == t_).float().mean()), 3)
-                                     for i, (s_, t_) in enumerate(slots)}
+            out["holdout"] = {s_: round(success(i, x[held == s_]), 3)
+                              for i, (s_, _) in enumerate(slots) if int((held == s_).sum())}
+            # The same trigger on the held-out images of every other class: a source-specific
+            # attack trains it NOT to move them (its cover set); a universal patch may.
+            out["off_source"] = {s_: round(success(i, x[(held >= 0) & (held != s_) & (held != t_)]), 3)
+                                 for i, (s_, t_) in enumerate(slots)}
         dt = time.perf_counter() - t0
-        jit = []
-        for i, (s_, t_) in enumerate(slots):
-            xs = x[held == s_] if args.clean_npz else x[y == s_]
-            hits = []
-            with torch.no_grad():
-                for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1), (2, 2), (-2, -2)):
-                    xj = torch.roll(xs, shifts=(dy, dx), dims=(2, 3))
-                    hits.append((adapter.model((1 - masks[i]) * xj + masks[i] * pats[i]).argmax(1) == t_).float().mean())
-            jit.append(float(torch.stack(hits).mean()))
+        shifts = ((1, 0), (-1, 0), (0, 1), (0, -1), (2, 2), (-2, -2))
+        jit = [sum(success(i, torch.roll(x[held == s_], shifts=d, dims=(2, 3))) for d in shifts) / len(shifts)
+               for i, (s_, _) in enumerate(slots)]
         rows = sorted(((s_, float(sz), j) for (s_, _), sz, j in zip(slots, sizes, jit)), key=lambda r: r[1])
         out["pairs"] = rows
         print(name[-12:], "src", src, "tgt", cands[0], "top5 (s,size,jitter):", [(a, round(b, 4), round(c, 2)) for a, b, c in rows[:6]],
