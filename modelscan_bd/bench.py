@@ -211,7 +211,7 @@ def calibrate(records: list[dict], version: str, description: str, budget: str |
 def metrics(records: list[dict], cal: Calibration, num_classes: int | None = None) -> dict[str, Any]:
     """num_classes: the zoo's class count, which picks the calibration's cuts (``Calibration.cuts_for``)."""
     labels = [int(r["backdoored"]) for r in records]
-    probs = [probability(r["features"], cal)[0] for r in records]
+    probs = [probability(r["features"], cal, num_classes)[0] for r in records]
     backdoored_cut = cal.cuts_for(num_classes)[0]
     flagged = [p >= backdoored_cut for p in probs]
     out: dict[str, Any] = {

@@ -233,7 +233,7 @@ def rescore(summary: dict[str, Any], calibration, num_classes: int) -> dict[str,
     it keeps for ``num_classes`` classes (``Calibration.cuts_for``), as the scan itself does."""
     if "features" not in summary:
         return summary
-    p, _ = probability(summary["features"], calibration)
+    p, _ = probability(summary["features"], calibration, num_classes)
     incomplete = summary["status"] == "INCOMPLETE" or bool(summary["incomplete_reasons"])
     status = status_for(p, calibration, incomplete, num_classes)
     where = f"; suspected target {summary['trigger']['label']}" if status in ("BACKDOORED", "SUSPICIOUS") and \

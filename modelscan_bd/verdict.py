@@ -50,6 +50,9 @@ class Calibration:
     # CIFAR-10 weights still rank models well but every score sits lower (docs/bench/gtsrb), so a
     # class count gets its own cuts, fitted on a zoo of that class count (``bench --calibrate
     # --cuts-only``, ``fit_class_cuts``) with the weights left as they are.
+    # An entry may also carry its own "combiner" ({"mean", "scale", "weights", "bias", "fill"} over
+    # the file's features, ``fit_class_combiner``): on GTSRB the CIFAR-10 weights let clean models'
+    # natural triggers (class 12) outscore planted ones, and a fit that sees 43-class models does not.
     class_cuts: list[dict[str, Any]] = field(default_factory=list)
 
     def cuts_for(self, num_classes: int | None) -> tuple[float, float, dict[str, Any] | None]:
@@ -60,6 +63,16 @@ class Calibration:
             return self.backdoored_threshold, self.suspicious_threshold, None
         entry = max(entries, key=lambda c: c["min_classes"])
         return float(entry["backdoored_threshold"]), float(entry["suspicious_threshold"]), entry
+
+    def combiner_for(self, num_classes: int | None) -> tuple[list[float], list[float], list[float], float,
+                                                              dict[str, float]]:
+        """Mean, scale, weights, bias and fill of the combiner for a model of ``num_classes``
+        classes: its class-count entry's own where that has one, else the file's."""
+        entry = self.cuts_for(num_classes)[2]
+        c = (entry or {}).get("combiner")
+        if c:
+            return c["mean"], c["scale"], c["weights"], float(c["bias"]), c["fill"]
+        return self.mean, self.scale, self.weights, self.bias, self.fill
 
     def describe(self) -> dict[str, Any]:
         out = {"version": self.version, "provisional": self.provisional, "description": self.description}
@@ -108,23 +121,27 @@ def _clip(v, lo, hi):
     return None if v is None else max(lo, min(hi, float(v)))
 
 
-def probability(features: dict[str, float | None], cal: Calibration) -> tuple[float, list[str]]:
-    """Calibrated probability (the combiner's, or a clean-reference test's where that is
-    larger), and the names of features that had to be filled."""
-    p, missing = combiner_probability(features, cal)
+def probability(features: dict[str, float | None], cal: Calibration,
+                num_classes: int | None = None) -> tuple[float, list[str]]:
+    """Calibrated probability (the combiner's for ``num_classes`` classes, or a clean-reference
+    test's where that is larger), and the names of features that had to be filled."""
+    p, missing = combiner_probability(features, cal, num_classes)
     for test in reference_tests(features, cal).values():
         p = max(p, test["p"])
     return p, missing
 
 
-def combiner_probability(features: dict[str, float | None], cal: Calibration) -> tuple[float, list[str]]:
-    """The logistic combiner's probability alone, and the names of features that had to be filled."""
-    z, missing = cal.bias, []
-    for name, mu, sd, w in zip(cal.features, cal.mean, cal.scale, cal.weights):
+def combiner_probability(features: dict[str, float | None], cal: Calibration,
+                         num_classes: int | None = None) -> tuple[float, list[str]]:
+    """The logistic combiner's probability alone (``Calibration.combiner_for`` that class
+    count), and the names of features that had to be filled."""
+    mean, scale, weights, bias, fill = cal.combiner_for(num_classes)
+    z, missing = bias, []
+    for name, mu, sd, w in zip(cal.features, mean, scale, weights):
         v = features.get(name)
         if v is None:
             missing.append(name)
-            v = cal.fill.get(name, mu)
+            v = fill.get(name, mu)
         z += w * (float(v) - mu) / (sd or 1.0)
     return _sigmoid(z), missing
 
@@ -220,7 +237,7 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
     """
     from .findings import Finding
 
-    p, missing = probability(features, cal)
+    p, missing = probability(features, cal, num_classes)
     status = status_for(p, cal, bool(incomplete), num_classes)
     backdoored_cut, suspicious_cut, class_cut = cal.cuts_for(num_classes)
     flagged = status in ("BACKDOORED", "SUSPICIOUS")
@@ -301,20 +318,55 @@ def fit_class_cuts(cal: Calibration, clean_rows: list[dict[str, float | None]], 
     read off clean models of that class count (``clean_rows``, their features): BACKDOORED the
     lowest score that flags at most ``max_fpr`` of them, SUSPICIOUS at most ``suspicious_fpr``
     (about one clean model in five reaches it). Neither goes below ``floor`` nor above the
-    file's own cut: this moves cuts down for scores that sit lower, never up."""
+    file's own cut: this moves cuts down for scores that sit lower, never up. A combiner that
+    class count already has (``fit_class_combiner``) scores them and is kept."""
+    old = cal.cuts_for(min_classes)[2]
+    combiner = {"combiner": old["combiner"]} if old and old["min_classes"] == min_classes and "combiner" in old else {}
+    return _with_class_entry(cal, clean_rows, min_classes, combiner, version=version, description=description,
+                             max_fpr=max_fpr, suspicious_fpr=suspicious_fpr, backdoored_floor=floor, floor=floor,
+                             ceiling=cal.backdoored_threshold, suspicious_ceiling=cal.suspicious_threshold)
+
+
+def fit_class_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],
+                       clean_rows: list[dict[str, float | None]], min_classes: int, *, version: str,
+                       description: str, max_fpr: float = 0.05, suspicious_fpr: float = 0.2,
+                       max_threshold: float = 0.9) -> Calibration:
+    """``cal`` with its own combiner and cuts for models of ``min_classes`` classes or more.
+
+    The combiner is ``fit_logistic`` over the file's features on ``rows`` (models of that class
+    count, plus any others, such as the file's own fitting split, whose attack families it should
+    also learn). The cuts come from ``clean_rows``, clean models of that class count, as in
+    ``fit_class_cuts``, except that BACKDOORED is never below 0.5: those models were fitted on,
+    so their scores are optimistic (``fit_calibration`` keeps the same floor).
+    """
+    mean, scale, weights, bias, fill = fit_logistic(rows, labels, cal.features)
+    combiner = {"combiner": {"mean": mean, "scale": scale, "weights": weights, "bias": bias, "fill": fill}}
+    return _with_class_entry(cal, clean_rows, min_classes, combiner, version=version, description=description,
+                             max_fpr=max_fpr, suspicious_fpr=suspicious_fpr, backdoored_floor=0.5, floor=0.25,
+                             ceiling=max_threshold, suspicious_ceiling=1.0)
+
+
+def _with_class_entry(cal: Calibration, clean_rows: list[dict[str, float | None]], min_classes: int,
+                      combiner: dict[str, Any], *, version: str, description: str, max_fpr: float,
+                      suspicious_fpr: float, backdoored_floor: float, floor: float, ceiling: float,
+                      suspicious_ceiling: float) -> Calibration:
+    """A copy of ``cal`` whose entry for ``min_classes`` (replacing any) holds ``combiner`` and the
+    cuts that clean models of that class count get under it."""
     import copy
 
-    clean = sorted(probability(r, cal)[0] for r in clean_rows)
-    if not clean:
+    if not clean_rows:
         raise ValueError("fitting class-count cuts needs clean models")
-    backdoored = min(cal.backdoored_threshold, max(floor, _fpr_cut(clean, max_fpr)))
-    suspicious = min(backdoored, cal.suspicious_threshold, max(floor, _fpr_cut(clean, suspicious_fpr)))
     out = copy.deepcopy(cal)
     out.version = version
-    out.class_cuts = [c for c in cal.class_cuts if c["min_classes"] != min_classes] + [
-        {"min_classes": int(min_classes), "backdoored_threshold": float(backdoored),
-         "suspicious_threshold": float(suspicious), "clean_models": len(clean), "description": description}]
-    out.class_cuts.sort(key=lambda c: c["min_classes"])
+    entry: dict[str, Any] = {"min_classes": int(min_classes), "backdoored_threshold": 1.0, "suspicious_threshold": 1.0,
+                             "clean_models": len(clean_rows), "description": description, **combiner}
+    out.class_cuts = sorted([c for c in cal.class_cuts if c["min_classes"] != min_classes] + [entry],
+                            key=lambda c: c["min_classes"])
+    clean = sorted(probability(r, out, min_classes)[0] for r in clean_rows)
+    backdoored = min(ceiling, max(backdoored_floor, _fpr_cut(clean, max_fpr)))
+    entry["backdoored_threshold"] = float(backdoored)
+    suspicious = min(backdoored, suspicious_ceiling, max(floor, _fpr_cut(clean, suspicious_fpr)))
+    entry["suspicious_threshold"] = float(suspicious)
     return out
 
 

@@ -312,6 +312,39 @@ def test_class_count_cuts_move_down_for_many_class_models_and_keep_the_weights()
     assert high.cuts_for(43)[:2] == (cal.backdoored_threshold, cal.suspicious_threshold)
 
 
+def test_class_count_combiner_scores_models_of_that_class_count():
+    """A class count can carry a combiner of its own: here a feature the file ignores separates
+    many-class models. Models of that class count are scored and judged by it, other class counts
+    by the file's; the file keeps it, and refitting that class count's cuts keeps it too."""
+    import json
+
+    from modelscan_bd.verdict import (Calibration, calibrated_verdict, fit_calibration, fit_class_combiner,
+                                      fit_class_cuts, probability)
+
+    rows = [{"x": v / 10, "y": 0.5} for v in range(10)] + [{"x": 1.0 + v / 10, "y": 0.5} for v in range(10)]
+    cal = fit_calibration(rows, [0] * 10 + [1] * 10, ("x", "y"), version="t", description="t")
+    # 43-class models: x says nothing, y separates them
+    many = [{"x": 0.9, "y": v / 10} for v in range(10)] + [{"x": 0.9, "y": 1.0 + v / 10} for v in range(10)]
+    labels = [0] * 10 + [1] * 10
+    out = fit_class_combiner(cal, many, labels, many[:10], 43, version="t+c43", description="d")
+    assert cal.class_cuts == [] and out.version == "t+c43" and out.weights == cal.weights
+    backdoored, suspicious, entry = out.cuts_for(43)
+    assert 0.5 <= backdoored <= 0.9 and 0.25 <= suspicious <= backdoored and entry["clean_models"] == 10
+    ys = [probability(r, out, 43)[0] for r in many]
+    assert max(ys[:10]) < backdoored <= min(ys[10:])  # the new combiner separates them at its cut
+    assert len({round(probability(r, cal)[0], 6) for r in many}) == 1  # the file's cannot
+    for r in many:  # fewer classes, or none known: the file's combiner
+        assert probability(r, out, 10) == probability(r, cal) == probability(r, out)
+    planted = many[-1]
+    assert calibrated_verdict(planted, out, [], num_classes=43)[0]["status"] == "BACKDOORED"
+    assert calibrated_verdict(many[0], out, [], num_classes=43)[0]["status"] == "CLEAN"
+    again = Calibration(**json.loads(out.to_json()))
+    assert [probability(r, again, 43) for r in many] == [probability(r, out, 43) for r in many]
+    recut = fit_class_cuts(out, many[:5], 43, version="t+c43+cuts43", description="d2")
+    assert recut.cuts_for(43)[2]["combiner"] == entry["combiner"]
+    assert [probability(r, recut, 43) for r in many] == [probability(r, out, 43) for r in many]
+
+
 def test_refitted_class_cuts_replace_the_shipped_cuts_version_tag(tmp_path):
     """`bench --cuts-only` on a class count the shipped file already has cuts for: the new
     version names the combiner and the new cuts once, not the old cuts' tag as well."""
