@@ -427,7 +427,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     backdoored, suspicious, entry = cal.cuts_for(num_classes)
     if entry:
-        split_desc += (f"; judged by its cuts for {entry['min_classes']}+-class models (BACKDOORED "
+        own = "combiner and cuts" if "combiner" in entry else "cuts"
+        split_desc += (f"; judged by its {own} for {entry['min_classes']}+-class models (BACKDOORED "
                        f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})")
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc,
                          metrics(evaluated, cal, num_classes), records, to_markdown, budget=budget, seed=seed)
