@@ -176,6 +176,13 @@ def test_merging_calibration_separates_its_fitting_rows_and_rescores_from_featur
     strict = dataclasses.replace(cal, class_cuts=[{"min_classes": 20, "backdoored_threshold": 1.0,
                                                    "suspicious_threshold": 1.0, "description": "test"}])
     assert rescore(bd, strict, 10)["status"] == "BACKDOORED" and rescore(bd, strict, 43)["status"] == "CLEAN"
+    # ... and so does a combiner of their own: here one with every weight's sign flipped.
+    flipped = {"mean": cal.mean, "scale": cal.scale, "weights": [-w for w in cal.weights], "bias": -cal.bias,
+               "fill": cal.fill}
+    own = dataclasses.replace(cal, class_cuts=[{"min_classes": 20, "backdoored_threshold": cal.backdoored_threshold,
+                                                "suspicious_threshold": cal.suspicious_threshold,
+                                                "description": "test", "combiner": flipped}])
+    assert rescore(bd, own, 10)["status"] == "BACKDOORED" and rescore(bd, own, 43)["status"] == "CLEAN"
     with pytest.raises(UsageError, match="need both backdoored and clean models"):
         fit_merging_calibration([r for r in rows if not r["asr"]], "one class")
     with pytest.raises(UsageError, match="no rows"):
