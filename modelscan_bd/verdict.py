@@ -320,8 +320,8 @@ def fit_class_cuts(cal: Calibration, clean_rows: list[dict[str, float | None]], 
     (about one clean model in five reaches it). Neither goes below ``floor`` nor above the
     file's own cut: this moves cuts down for scores that sit lower, never up. A combiner that
     class count already has (``fit_class_combiner``) scores them and is kept."""
-    old = cal.cuts_for(min_classes)[2]
-    combiner = {"combiner": old["combiner"]} if old and old["min_classes"] == min_classes and "combiner" in old else {}
+    own = next((c for c in cal.class_cuts if c["min_classes"] == min_classes and "combiner" in c), None)
+    combiner = {"combiner": own["combiner"]} if own else {}
     return _with_class_entry(cal, clean_rows, min_classes, combiner, version=version, description=description,
                              max_fpr=max_fpr, suspicious_fpr=suspicious_fpr, backdoored_floor=floor, floor=floor,
                              ceiling=cal.backdoored_threshold, suspicious_ceiling=cal.suspicious_threshold)
