@@ -14,17 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "manyclass"))
 import fit_manyclass as mc  # noqa: E402
 
-from modelscan_bd.bench import auroc, reported_target  # noqa: E402
-from modelscan_bd.verdict import probability  # noqa: E402
-
-
-def judged(recs, cal):
-    cut = cal.cuts_for(mc.CLASSES)[0]
-    ps = [probability(r["features"], cal, mc.CLASSES)[0] for r in recs]
-    y = [int(r["backdoored"]) for r in recs]
-    tp = sum(p >= cut for p, t in zip(ps, y) if t)
-    fp = sum(p >= cut for p, t in zip(ps, y) if not t)
-    return ps, cut, auroc(ps, y), tp, fp, sum(y), len(y) - sum(y)
+from modelscan_bd.bench import reported_target  # noqa: E402
 
 
 def main():
@@ -36,13 +26,14 @@ def main():
         print(f"--- {results}: scanned at {name}")
         out = []
         for label, cal in (("before (CIFAR-10 weights, 43-class cuts)", budget.before), ("43-class combiner", candidate)):
-            ps, cut, a, tp, fp, nb, nc = judged(recs, cal)
+            scored = mc.score(recs, cal)
+            a, tp, nb, fp, nc = mc.tally(scored)
             right = sum(reported_target(r, cal) == r["target"] for r in recs if r["backdoored"])
             out.append((a, fp, nc))
-            print(f"{label}: {len(recs)} models, AUROC {a:.3f}, BACKDOORED (p >= {cut:.3f}) TPR {tp}/{nb} "
-                  f"FPR {fp}/{nc}, right targets {right}/{nb}")
-            for r, p in zip(recs, ps):
-                print(f"  {r['name']:26} target {str(r['target']):>4}  candidate {r['candidate']:>2}  p {p:.3f}")
+            print(f"{label}: {len(recs)} models, AUROC {a:.3f}, BACKDOORED (p >= {scored[0]['cut']:.3f}) "
+                  f"TPR {tp}/{nb} FPR {fp}/{nc}, right targets {right}/{nb}")
+            for r in scored:
+                print(f"  {r['name']:26} target {str(r['target']):>4}  candidate {r['candidate']:>2}  p {r['q']:.3f}")
         (a0, _, _), (a1, fp1, nc1) = out
         ship = fp1 * 6 <= nc1 and a1 >= a0 - 0.05
         print(f"Rule: FPR {fp1}/{nc1} <= 1/6 and AUROC {a1:.3f} >= {a0:.3f} - 0.05: {'ship' if ship else 'do not ship'}\n")

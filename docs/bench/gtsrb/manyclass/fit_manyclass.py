@@ -68,13 +68,19 @@ def score(recs, cal):
     return [{**r, "q": probability(r["features"], cal, CLASSES)[0], "cut": cut} for r in recs]
 
 
-def line(label, recs, key="q", before_cut=None):
+def tally(recs, key="q", before_cut=None):
+    """AUROC, and flagged backdoored / backdoored and flagged clean / clean, at each record's own cut
+    (``score``) or at ``before_cut``."""
     y = [int(r["backdoored"]) for r in recs]
     flagged = [r[key] >= (r["cut"] if key == "q" else before_cut) for r in recs]
     tp = sum(f for f, t in zip(flagged, y) if t)
     fp = sum(f for f, t in zip(flagged, y) if not t)
-    print(f"{label}: {len(recs)} models, AUROC {auroc([r[key] for r in recs], y):.3f}, "
-          f"BACKDOORED TPR {tp}/{sum(y)} FPR {fp}/{len(y) - sum(y)}")
+    return auroc([r[key] for r in recs], y), tp, sum(y), fp, len(y) - sum(y)
+
+
+def line(label, recs, key="q", before_cut=None):
+    a, tp, nb, fp, nc = tally(recs, key, before_cut)
+    print(f"{label}: {len(recs)} models, AUROC {a:.3f}, BACKDOORED TPR {tp}/{nb} FPR {fp}/{nc}")
 
 
 def held_out(budget, recs, extra, family=None):
