@@ -281,14 +281,19 @@ def _gammas(text: str) -> tuple[float, ...]:
               help="classifiers: models trained side by side, one process and one torch thread each.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="classifiers: where the models train (cuda: forward and backward passes on the GPU).")
+@click.option("--classes", type=click.IntRange(2, 1000), default=None,
+              help="classifiers: keep only the dataset's labels 0..N-1 (e.g. GTSRB's first 20 signs), for zoos of "
+                   "another class count.")
 @click.option("--quiet", is_flag=True)
 def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_hard, archs, attacks, train_size,
               epochs, seed, image_size, steps, append, resume, base_steps, finetune_steps, sample_steps,
-              trojdiff_gammas, min_asr, jobs, device, quiet) -> None:
+              trojdiff_gammas, min_asr, jobs, device, classes, quiet) -> None:
     """Train clean and backdoored models and save them as hub-format repos."""
     if image_size is not None and (family != "classifiers" or data_name != "synthetic"):
         raise click.UsageError("--image-size sets the synthetic classifier zoo's image size (real datasets keep "
                                "their own)")
+    if classes is not None and family != "classifiers":
+        raise click.UsageError("--classes selects labels for classifier zoos only")
     if device == "cuda":
         import torch
 
@@ -337,7 +342,8 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
         manifest = build_zoo(data_name, Path(out), data_dir=data_dir, n_clean=n_clean, n_backdoored=n_backdoored,
                              n_hard=n_hard, archs=[a.strip() for a in archs.split(",")], attacks=attack_list,
                              train_size=train_size, epochs=epochs, seed=seed, progress=progress, jobs=jobs,
-                             resume=resume, device=device, image_size=image_size or 32, min_asr=min_asr)
+                             resume=resume, device=device, image_size=image_size or 32, min_asr=min_asr,
+                             classes=classes)
     click.echo(f"{len(manifest['models'])} models saved, {len(manifest['rejected'])} rejected: {out}")
 
 @cli.command()

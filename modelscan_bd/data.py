@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, UsageError
 
 DATA_ENV = "MODELSCAN_BD_DATA"
 DATASETS = ("cifar10", "gtsrb", "mnist")
@@ -86,6 +86,15 @@ class ImageDataset:
     def to_tensor(x_uint8: np.ndarray) -> torch.Tensor:
         """uint8 NHWC → float NCHW in [0, 1]."""
         return torch.from_numpy(np.ascontiguousarray(x_uint8)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def first_classes(self, n: int) -> ImageDataset:
+        """The images of labels 0..n-1 only: a zoo of another class count from the same data (GTSRB's
+        first 20 signs, say), because the verdict's calibration depends on the class count."""
+        if not 2 <= n <= self.num_classes:
+            raise UsageError(f"{self.name} has {self.num_classes} classes; cannot keep the first {n}")
+        tr, te = self.train_y < n, self.test_y < n
+        return ImageDataset(self.name, self.train_x[tr], self.train_y[tr], self.test_x[te], self.test_y[te],
+                            self.classes[:n])
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> ImageDataset:
         """A deterministic random subset with about the same class proportions."""

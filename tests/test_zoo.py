@@ -412,3 +412,21 @@ def test_cifar10_loads_from_the_shared_data():
     ds = load_dataset("cifar10", folder)
     assert ds.train_x.shape == (20000, 32, 32, 3) and ds.test_x.shape == (10000, 32, 32, 3)
     assert ds.classes[0] == "airplane" and ds.num_classes == 10 and ds.train_y.dtype == np.int64
+
+
+def test_zoo_keeps_the_first_classes_for_another_class_count(tmp_path, capsys):
+    args = ["zoo", "build", "classifiers", "--data", "synthetic", "--image-size", "8", "--out", str(tmp_path),
+            "--clean", "1", "--backdoored", "1", "--attacks", "badnets", "--train-size", "300", "--epochs", "1",
+            "--min-asr", "0", "--quiet"]
+    code, _, _ = run_cli(args + ["--classes", "4"], capsys)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert code == 0 and manifest["num_classes"] == 4
+    assert all(m["target"] is None or 0 <= m["target"] < 4 for m in manifest["models"] + manifest["rejected"])
+    config = json.loads((tmp_path / "models" / "resnet-clean-000" / "config.json").read_text())
+    assert len(config["id2label"]) == 4
+    with np.load(tmp_path / "clean-data.npz") as clean:
+        assert set(np.unique(clean["labels"]).tolist()) == {0, 1, 2, 3}
+    code, _, err = run_cli(args + ["--classes", "6", "--resume"], capsys)  # another class count: not a resume
+    assert code == 4 and "built with 4 classes, not 6" in err
+    code, _, err = run_cli(args + ["--classes", "11"], capsys)
+    assert code == 4 and err.count("\n") == 1 and "cannot keep the first 11" in err

@@ -31,14 +31,18 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
               archs: list[str], attacks: list[str] | None, train_size: int, epochs: int | None, seed: int,
               progress: Callable[[str], None], jobs: int = 1, resume: bool = False,
               device: str = "cpu", image_size: int = 32,
-              min_asr: float = DEFAULT_MIN_ASR) -> dict[str, Any]:
+              min_asr: float = DEFAULT_MIN_ASR, classes: int | None = None) -> dict[str, Any]:
     if data_name == "synthetic":
         dataset = synthetic_dataset(image_size=image_size, n_train=train_size, n_test=1000, seed=seed)
     else:
-        dataset = load_dataset(data_name, data_dir).subset(n_train=train_size, n_test=2000, seed=seed)
+        dataset = load_dataset(data_name, data_dir)
+    if classes is not None:
+        dataset = dataset.first_classes(classes)
+    if data_name != "synthetic":
+        dataset = dataset.subset(n_train=train_size, n_test=2000, seed=seed)
     progress(f"{dataset.name}: {len(dataset.train_y)} training, {len(dataset.test_y)} test images")
     if resume:  # refuse before anything in OUT is overwritten
-        earlier_manifest(out, dataset.name, seed)
+        earlier_manifest(out, dataset.name, seed, dataset.num_classes)
     out.mkdir(parents=True, exist_ok=True)  # clean data first, so a partial zoo can already be benchmarked
     np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),

@@ -194,7 +194,7 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         checkpoint()
 
     # resume: models an earlier, interrupted build of the same plan saved or rejected are kept, not retrained.
-    earlier = earlier_manifest(out, dataset.name, seed) if resume else {"models": [], "rejected": []}
+    earlier = earlier_manifest(out, dataset.name, seed, dataset.num_classes) if resume else {"models": [], "rejected": []}
     models.extend(earlier["models"])
     rejected.extend(earlier["rejected"])
     done = {e["name"]: e for e in earlier["models"] + earlier["rejected"]}
@@ -238,8 +238,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
     return manifest
 
 
-def earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
-    """What an interrupted build in ``out`` saved and rejected; refuses another dataset or seed."""
+def earlier_manifest(out: Path, dataset: str, seed: int, num_classes: int) -> dict[str, Any]:
+    """What an interrupted build in ``out`` saved and rejected; refuses another dataset, seed or class count."""
     path = out / MANIFEST_FILE
     if not path.exists():
         return {"models": [], "rejected": []}
@@ -247,6 +247,9 @@ def earlier_manifest(out: Path, dataset: str, seed: int) -> dict[str, Any]:
     if earlier.get("dataset") != dataset or earlier.get("seed") != seed:
         raise UsageError(f"cannot resume {out}: it was built from {earlier.get('dataset')} with seed "
                          f"{earlier.get('seed')}, not {dataset} with seed {seed}")
+    if earlier.get("num_classes", num_classes) != num_classes:
+        raise UsageError(f"cannot resume {out}: it was built with {earlier.get('num_classes')} classes, not "
+                         f"{num_classes}")
     return {"models": list(earlier.get("models", [])), "rejected": list(earlier.get("rejected", []))}
 
 
