@@ -53,6 +53,8 @@ class Calibration:
     # An entry may also carry its own "combiner" ({"mean", "scale", "weights", "bias", "fill"} over
     # the file's features, ``fit_class_combiner``): on GTSRB the CIFAR-10 weights let clean models'
     # natural triggers (class 12) outscore planted ones, and a fit that sees 43-class models does not.
+    # The shipped entry applies from 20 classes: on a 20-class zoo it ranked better than the
+    # CIFAR-10 weights (docs/bench/gtsrb20).
     class_cuts: list[dict[str, Any]] = field(default_factory=list)
 
     def cuts_for(self, num_classes: int | None) -> tuple[float, float, dict[str, Any] | None]:
@@ -318,10 +320,11 @@ def fit_class_cuts(cal: Calibration, clean_rows: list[dict[str, float | None]], 
     read off clean models of that class count (``clean_rows``, their features): BACKDOORED the
     lowest score that flags at most ``max_fpr`` of them, SUSPICIOUS at most ``suspicious_fpr``
     (about one clean model in five reaches it). Neither goes below ``floor`` nor above the
-    file's own cut: this moves cuts down for scores that sit lower, never up. A combiner that
-    class count already has (``fit_class_combiner``) scores them and is kept."""
-    own = next((c for c in cal.class_cuts if c["min_classes"] == min_classes and "combiner" in c), None)
-    combiner = {"combiner": own["combiner"]} if own else {}
+    file's own cut: this moves cuts down for scores that sit lower, never up. The combiner that
+    judges that class count now (an entry's own, from ``fit_class_combiner``, perhaps fitted for
+    fewer classes) scores them and is kept: new cuts never swap the weights behind them."""
+    current = cal.cuts_for(min_classes)[2] or {}
+    combiner = {"combiner": current["combiner"]} if "combiner" in current else {}
     return _with_class_entry(cal, clean_rows, min_classes, combiner, version=version, description=description,
                              max_fpr=max_fpr, suspicious_fpr=suspicious_fpr, backdoored_floor=floor, floor=floor,
                              ceiling=cal.backdoored_threshold, suspicious_ceiling=cal.suspicious_threshold)

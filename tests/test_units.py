@@ -343,6 +343,11 @@ def test_class_count_combiner_scores_models_of_that_class_count():
     recut = fit_class_cuts(out, many[:5], 43, version="t+c43+cuts43", description="d2")
     assert recut.cuts_for(43)[2]["combiner"] == entry["combiner"]
     assert [probability(r, recut, 43) for r in many] == [probability(r, out, 43) for r in many]
+    # cuts for more classes than the combiner's entry starts at: the same combiner judges them
+    wider = fit_class_combiner(cal, many, labels, many[:10], 20, version="t+c20", description="d")
+    recut = fit_class_cuts(wider, many[:5], 43, version="t+c20+cuts43", description="d2")
+    assert [c["min_classes"] for c in recut.class_cuts] == [20, 43]
+    assert [probability(r, recut, 43) for r in many] == [probability(r, wider, 30) for r in many]
 
 
 def test_refitted_class_cuts_replace_the_shipped_cuts_version_tag(tmp_path):
@@ -352,13 +357,13 @@ def test_refitted_class_cuts_replace_the_shipped_cuts_version_tag(tmp_path):
     from modelscan_bd.verdict import FEATURES, load_calibration
 
     shipped = load_calibration(budget="standard")
-    old = [c for c in shipped.class_cuts if c["min_classes"] == 43]
-    assert old, "the standard file ships cuts for 43 classes"
+    assert shipped.class_cuts, "the standard file ships cuts for a class count"
+    n = shipped.class_cuts[-1]["min_classes"]
     fit = [{"backdoored": False, "features": {f: shipped.fill.get(f, 0.0) for f in FEATURES}}] * 3
-    cal = class_cuts_records(fit, tmp_path, 43, "standard")
-    assert cal.version.count("+cuts43-") == 1 and cal.version != shipped.version
-    assert cal.version.split("+cuts43-")[0] == shipped.version.split("+cuts43-")[0]
-    assert len(cal.class_cuts) == len(shipped.class_cuts) and cal.cuts_for(43)[2]["clean_models"] == 3
+    cal = class_cuts_records(fit, tmp_path, n, "standard")
+    assert cal.version.count(f"+cuts{n}-") == 1 and cal.version != shipped.version
+    assert cal.version.split(f"+cuts{n}-")[0] == shipped.version.split(f"+cuts{n}-")[0]
+    assert len(cal.class_cuts) == len(shipped.class_cuts) and cal.cuts_for(n)[2]["clean_models"] == 3
 
 
 def test_exposure_consensus_runner_up_is_another_label():
