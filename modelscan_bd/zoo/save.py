@@ -194,7 +194,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         checkpoint()
 
     # resume: models an earlier, interrupted build of the same plan saved or rejected are kept, not retrained.
-    earlier = earlier_manifest(out, dataset.name, seed, dataset.num_classes) if resume else {"models": [], "rejected": []}
+    earlier = (earlier_manifest(out, dataset.name, seed, dataset.num_classes) if resume
+               else {"models": [], "rejected": []})
     models.extend(earlier["models"])
     rejected.extend(earlier["rejected"])
     done = {e["name"]: e for e in earlier["models"] + earlier["rejected"]}

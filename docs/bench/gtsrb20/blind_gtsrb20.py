@@ -1,10 +1,11 @@
 """Zoo gtsrb20-s720 (GTSRB's first 20 signs; never seen by any fit), scanned at each budget and scored under
-candidate A, the shipped calibration as it was (calibration-before*.json) (CIFAR-10 weights and cuts below 43 classes), and candidate B,
-the same file with its 43-class entry applying from 20 classes, with the rule in PREREGISTERED.md: B ships
-at a budget only if its AUROC is at least A's, its BACKDOORED TPR - FPR at least A's and its FPR at most 1/8.
+candidate A, the shipped calibration as it was (calibration-before*.json: CIFAR-10 weights and cuts below 43
+classes), and candidate B, the same file with its 43-class entry applying from 20 classes, with the rule in
+PREREGISTERED.md: B ships at a budget only if its AUROC is at least A's, its BACKDOORED TPR - FPR at least
+A's and its FPR at most 1/8.
 
     python docs/bench/gtsrb20/blind_gtsrb20.py > docs/bench/gtsrb20/blind_gtsrb20.txt
-    python docs/bench/gtsrb20/blind_gtsrb20.py --write   # B into both shipped files (run once, on the files before)
+    python docs/bench/gtsrb20/blind_gtsrb20.py --write   # B, built from the files before, into both shipped files
 """
 import argparse
 import copy
@@ -22,7 +23,8 @@ RUNS = {"standard": "results-s720.json", "fast": "results-s720-fast.json"}
 
 def before(budget):
     """The file that budget shipped when the zoo was scanned (A)."""
-    return load_calibration(HERE / ("calibration-before.json" if budget == "standard" else "calibration-before-fast.json"))
+    name = "calibration-before.json" if budget == "standard" else "calibration-before-fast.json"
+    return load_calibration(HERE / name)
 
 
 def from_twenty(cal, stamp=None):
@@ -47,9 +49,9 @@ def write():
         (folder / name).write_text(from_twenty(cal, "2026-12-04").to_json())
 
 
-def evaluate(label, recs, cal):
-    cut = cal.cuts_for(CLASSES)[0]
-    p = [probability(r["features"], cal, CLASSES)[0] for r in recs]
+def evaluate(label, recs, cal, classes=CLASSES):
+    cut = cal.cuts_for(classes)[0]
+    p = [probability(r["features"], cal, classes)[0] for r in recs]
     y = [int(r["backdoored"]) for r in recs]
     tp = sum(q >= cut for q, t in zip(p, y) if t)
     fp = sum(q >= cut for q, t in zip(p, y) if not t)

@@ -23,7 +23,8 @@ for zoo in sys.argv[1].split(","):
         truth = json.loads((ZOO / m["truth_dir"] / "groundtruth.json").read_text())
         src = (truth.get("params") or {}).get("source")
         adapter = load_member(str(ZOO / m["path"]), lambda s: None).adapter
-        clean = load_clean_data(clean_npz or ZOO / "clean-data.npz", adapter, budget=500 if not clean_npz else 4000, seed=0)
+        clean = load_clean_data(clean_npz or ZOO / "clean-data.npz", adapter, budget=4000 if clean_npz else 500,
+                                seed=0)
         torch.manual_seed(0)
         res = expose(adapter, clean, 0, BUDGET_SETTINGS["standard"], lambda s: None)
         x, y = clean.holdout_images, clean.holdout_labels
