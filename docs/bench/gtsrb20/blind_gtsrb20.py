@@ -65,6 +65,15 @@ def evaluate(label, recs, cal, classes=CLASSES):
     return a, tp / nb - fp / nc, fp, nc
 
 
+def baselines(run):
+    """The baselines the bench run measured in the same process, if it ran them."""
+    for name in ("neural_cleanse", "ebyd_variance"):
+        if name in run["metrics"]:
+            m = run["metrics"][name]
+            print(f"  {name}: AUROC {m['auroc']:.3f}, TPR {m['tpr']:.3f}, FPR {m['fpr']:.3f}, target accuracy "
+                  f"{m['target_accuracy']:.3f}, {m['seconds_per_model']:.1f} s per model")
+
+
 def main():
     for budget, results in RUNS.items():
         path = HERE / results
@@ -81,11 +90,7 @@ def main():
         ship = b_auc >= a_auc and b_j >= a_j and b_fp * 8 <= nc
         print(f"Rule: AUROC {b_auc:.3f} >= {a_auc:.3f}, TPR-FPR {b_j:.3f} >= {a_j:.3f}, FPR {b_fp}/{nc} <= 1/8: "
               f"{'B ships' if ship else 'A stays'}")
-        for name in ("neural_cleanse", "ebyd_variance"):
-            if name in run["metrics"]:
-                m = run["metrics"][name]
-                print(f"  {name}: AUROC {m['auroc']:.3f}, TPR {m['tpr']:.3f}, FPR {m['fpr']:.3f}, target accuracy "
-                      f"{m['target_accuracy']:.3f}, {m['seconds_per_model']:.1f} s per model")
+        baselines(run)
         print()
 
 

@@ -7,7 +7,7 @@
 import json
 import statistics
 
-from blind_gtsrb20 import HERE, before, evaluate
+from blind_gtsrb20 import HERE, baselines, before, evaluate
 
 from modelscan_bd.verdict import load_calibration
 
@@ -23,11 +23,7 @@ def main():
         print(f"--- {results}: scanned at {budget}, {statistics.mean(r['seconds'] for r in recs):.1f} s per model")
         evaluate(f"shipped ({shipped.version})", recs, shipped, CLASSES)
         evaluate("A, before (CIFAR-10 weights below 43 classes)", recs, before(budget), CLASSES)
-        for name in ("neural_cleanse", "ebyd_variance"):
-            if name in run["metrics"]:
-                m = run["metrics"][name]
-                print(f"  {name}: AUROC {m['auroc']:.3f}, TPR {m['tpr']:.3f}, FPR {m['fpr']:.3f}, target accuracy "
-                      f"{m['target_accuracy']:.3f}, {m['seconds_per_model']:.1f} s per model")
+        baselines(run)
         print()
 
 
