@@ -1,9 +1,13 @@
 """Prototype: trigger recovery with more reference labels beyond 10 classes.
 Runs exposure + mmbd (the scan's own code), then inverts candidates + R refs in one batch
 and saves every label's sizes/holdout success so several statistics can be compared offline."""
-import json, sys, time
+import json
+import sys
+import time
 from pathlib import Path
+
 import torch
+
 from modelscan_bd.scan import ScanConfig, scan
 from modelscan_bd.detectors.trigger import SETTINGS, TriggerRecoveryDetector
 from modelscan_bd.inversion import BLEND, PATCH, UNTARGETED, Slot, invert, success_rate
@@ -12,7 +16,7 @@ from modelscan_bd.bench import read_manifest, read_truth
 zoo, out, R = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 budget = sys.argv[4] if len(sys.argv) > 4 else "standard"
 torch.set_num_threads(2)
-done = {json.loads(l)["name"] for l in out.read_text().splitlines()} if out.exists() else set()
+done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
 for entry in read_manifest(zoo)["models"]:
     if entry["name"] in done:
         continue
