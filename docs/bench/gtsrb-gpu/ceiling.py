@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageClassification
 
+from modelscan_bd.adapters.load_classifier import load_classifier
 from modelscan_bd.data import load_dataset
+from modelscan_bd.families import identify
+from modelscan_bd.sources import resolve
 from modelscan_bd.zoo.save import load_attack
-from modelscan_bd.zoo.train import pixel_logits
 
 torch.set_num_threads(2)
 per_class = {}  # source class -> [(clean acc, attack success)] over models
@@ -28,9 +29,8 @@ for zoo in map(Path, sys.argv[1:]):
     for entry in manifest["models"]:
         if entry.get("attack") != "all_to_all":
             continue
-        model = AutoModelForImageClassification.from_pretrained(zoo / entry["path"], use_safetensors=True).eval()
-        pre = json.loads((zoo / entry["path"] / "preprocessor_config.json").read_text())
-        logits = pixel_logits(model, pre["image_mean"], pre["image_std"])
+        snapshot = resolve(str(zoo / entry["path"]))
+        logits = load_classifier(snapshot, identify(snapshot)).model  # [0, 1] pixels in, logits out
         attack = load_attack(zoo / entry["truth_dir"])
         with torch.no_grad():
             clean = logits(x).argmax(1)

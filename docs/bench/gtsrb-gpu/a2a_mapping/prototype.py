@@ -40,10 +40,9 @@ STANDARD = {"steps": 300, "images_per_slot": 16}
 
 
 def mapping_stats(model, x, y, apply):
-    """Flip rate, effective destination count and per-source purity of a trigger on (x, y)."""
+    """Flip rate, effective destination count and per-source purity of a trigger on (x, y): images the
+    model classifies right (see ``correct``)."""
     with torch.no_grad():
-        ok = model(x).argmax(1) == y
-        x, y = x[ok], y[ok]
         pred = model(apply(x)).argmax(1)
     flip = pred != y
     src, dst = y[flip].tolist(), pred[flip].tolist()
@@ -57,6 +56,13 @@ def mapping_stats(model, x, y, apply):
     purity = sum(Counter(v).most_common(1)[0][1] for v in by_src.values()) / len(dst)
     return {"flip": round(float(flip.float().mean()), 3), "n_dest": round(math.exp(entropy), 2),
             "purity": round(purity, 3), "n_src": len(by_src)}
+
+
+def correct(model, x, y):
+    """The images (and labels) the model classifies right without a trigger."""
+    with torch.no_grad():
+        keep = model(x).argmax(1) == y
+    return x[keep], y[keep]
 
 
 def diverse_loss(beta, plain):
@@ -84,6 +90,7 @@ def scan_model(mode, betas, zoo, entry):
     xe, ye = clean.images[clean.exposure_idx], clean.labels[clean.exposure_idx]
     xh, yh = clean.images[clean.holdout_idx], clean.labels[clean.holdout_idx]
     model = adapter.model
+    xh, yh = correct(model, xh, yh)  # once per model: every map is read on these
     row = {"zoo": zoo.name, "name": entry["name"], "asr": entry.get("asr")}
     if mode == "mapping":
         (trig,) = untargeted(model, xe, ye)
