@@ -14,15 +14,16 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.collapse import ExposureCollapseDetector
     from .detectors.decree import EncoderTriggerDetector
     from .detectors.diffusion_inversion import DiffusionInversionDetector
+    from .detectors.label_map import LabelMapDetector
     from .detectors.mmbd import MaxMarginDetector
     from .detectors.signal import SignalTriggerDetector
     from .detectors.t2i_assimilation import T2IAssimilationDetector
     from .detectors.trigger import TriggerRecoveryDetector
     from .detectors.warp import WarpTriggerDetector
 
-    return [ExposureCollapseDetector, TriggerRecoveryDetector, MaxMarginDetector, SignalTriggerDetector,
-            WarpTriggerDetector, EncoderTriggerDetector, ZeroShotCollapseDetector, ZeroShotTriggerDetector,
-            DiffusionInversionDetector, T2IAssimilationDetector]
+    return [ExposureCollapseDetector, TriggerRecoveryDetector, LabelMapDetector, MaxMarginDetector,
+            SignalTriggerDetector, WarpTriggerDetector, EncoderTriggerDetector, ZeroShotCollapseDetector,
+            ZeroShotTriggerDetector, DiffusionInversionDetector, T2IAssimilationDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

@@ -189,22 +189,28 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
     collapse = context.results.get("exposure-collapse") or {}
     dominant = (collapse.get("agreement", 0) >= 0.5) or (trig.get("log_ratio") or 0) >= \
         cal.detectors.get("trigger", {}).get("log_ratio_threshold", 1.0)
-    picked = [(t, adapter.labels[t]) for t in _suspected_targets(context.results)]
+    # An all-to-all map with no recovered all-to-one trigger: every label is a target, none is "the" one.
+    all_to_all = bool((context.results.get("label-map") or {}).get("flagged")) and not trig.get("flagged")
+    picked = [] if all_to_all else [(t, adapter.labels[t]) for t in _suspected_targets(context.results)]
     names = ", ".join(f"{t} ({n})" for t, n in picked)
 
     def pattern(status: str) -> str:
         if status not in ("BACKDOORED", "SUSPICIOUS"):
             return "none"
+        if all_to_all:
+            return "all-to-all"
         return "all-to-one" if dominant else "no-dominant-label"
 
     def note(status: str) -> str:
+        if pattern(status) == "all-to-all":
+            return " An untargeted trigger sends each class to its own label (all-to-all label map)."
         if pattern(status) != "no-dominant-label":
             return ""
         return " No single label dominates: the backdoor may be all-to-all or multi-target."
 
-    return calibrated_verdict(extract_features(context.results), cal, incomplete,
-                              detail=f"; suspected target {names or 'unknown'}", note=note, pattern=pattern,
-                              targets=lambda: picked, num_classes=adapter.num_classes)
+    detail = "; all-to-all" if all_to_all else f"; suspected target {names or 'unknown'}"
+    return calibrated_verdict(extract_features(context.results), cal, incomplete, detail=detail, note=note,
+                              pattern=pattern, targets=lambda: picked, num_classes=adapter.num_classes)
 
 
 def _suspected_targets(results: dict) -> list[int]:

@@ -19,6 +19,9 @@ FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio",
 # Judged against clean references only (``Calibration.references``), never weighted by the combiner:
 # no warp-trigger family has been in a classifier fitting split (WaNet does not train at the zoo's recipe).
 REFERENCES = {"warp_fragility": 1}
+# Judged against clean references of a class count (a ``class_cuts`` entry's "references"): the label
+# map's spread grows with the number of labels, and all-to-all models have been in no fitting split.
+CLASS_REFERENCES = {"label_map_spread": 1}
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Calibration:
     # natural triggers (class 12) outscore planted ones, and a fit that sees 43-class models does not.
     # The shipped entry applies from 20 classes: on a 20-class zoo it ranked better than the
     # CIFAR-10 weights (docs/bench/gtsrb20).
+    # An entry may also carry "references" ({feature: reference}, as ``references``), clean-reference
+    # tests that apply only from its class count (``with_class_references``).
     class_cuts: list[dict[str, Any]] = field(default_factory=list)
 
     def cuts_for(self, num_classes: int | None) -> tuple[float, float, dict[str, Any] | None]:
@@ -75,6 +80,15 @@ class Calibration:
         if c:
             return c["mean"], c["scale"], c["weights"], float(c["bias"]), c["fill"]
         return self.mean, self.scale, self.weights, self.bias, self.fill
+
+    def references_for(self, num_classes: int | None) -> dict[str, dict[str, float]]:
+        """The clean-reference tests for a model of ``num_classes`` classes: the file's own, and
+        those of every class-count entry that applies (a larger class count's win a clash)."""
+        out = dict(self.references)
+        entries = [c for c in self.class_cuts if num_classes is not None and num_classes >= c["min_classes"]]
+        for entry in sorted(entries, key=lambda c: c["min_classes"]):
+            out.update(entry.get("references") or {})
+        return out
 
     def describe(self) -> dict[str, Any]:
         out = {"version": self.version, "provisional": self.provisional, "description": self.description}
@@ -116,6 +130,7 @@ def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
         "signal_success": signal.get("holdout_success"),
         "warp_fragility": warp.get("fragility"),
         "warp_success": warp.get("holdout_success"),
+        "label_map_spread": (results.get("label-map") or {}).get("spread"),
     }
 
 
@@ -128,7 +143,7 @@ def probability(features: dict[str, float | None], cal: Calibration,
     """Calibrated probability (the combiner's for ``num_classes`` classes, or a clean-reference
     test's where that is larger), and the names of features that had to be filled."""
     p, missing = combiner_probability(features, cal, num_classes)
-    for test in reference_tests(features, cal).values():
+    for test in reference_tests(features, cal, num_classes).values():
         p = max(p, test["p"])
     return p, missing
 
@@ -152,8 +167,10 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-def reference_tests(features: dict[str, float | None], cal: Calibration) -> dict[str, dict[str, float]]:
-    """Each clean-reference test whose feature was measured: its z (reference deviations beyond
+def reference_tests(features: dict[str, float | None], cal: Calibration,
+                    num_classes: int | None = None) -> dict[str, dict[str, float]]:
+    """Each clean-reference test (``Calibration.references_for`` the class count) whose feature was
+    measured: its z (reference deviations beyond
     the clean mean, positive towards a backdoor) and its probability: 0 short of the cut (a
     one-class test says nothing about a value clean models can have; a soft tail lifted clean
     models at z 2.2 into SUSPICIOUS), from the BACKDOORED threshold at the cut rising beyond it
@@ -161,7 +178,7 @@ def reference_tests(features: dict[str, float | None], cal: Calibration) -> dict
     out = {}
     t = min(max(cal.backdoored_threshold, 1e-6), 1 - 1e-6)
     at_cut = math.log(t / (1 - t))
-    for name, ref in cal.references.items():
+    for name, ref in cal.references_for(num_classes).items():
         v = features.get(name)
         if v is None:
             continue
@@ -258,7 +275,8 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                       evidence={"features": rounded, "filled_features": missing,
                                 "suspicious_threshold": suspicious_cut, "calibration": cal.describe(),
                                 **({"class_cut": class_cut} if class_cut else {}),
-                                **({"reference_tests": reference_tests(features, cal)} if cal.references else {}),
+                                **({"reference_tests": reference_tests(features, cal, num_classes)}
+                                   if cal.references_for(num_classes) else {}),
                                 **(_for_status(evidence, status) or {})})
     return verdict, finding
 
@@ -349,6 +367,34 @@ def fit_class_combiner(cal: Calibration, rows: list[dict[str, float | None]], la
                              ceiling=max_threshold, suspicious_ceiling=1.0)
 
 
+def with_class_references(cal: Calibration, clean_rows: list[dict[str, float | None]], min_classes: int,
+                          references: dict[str, int], *, version: str, description: str,
+                          z_cut: float = 3.0, fixed_cuts: dict[str, float] | None = None) -> Calibration:
+    """A copy of ``cal`` whose class-count entry for ``min_classes`` (which must exist) carries
+    clean-reference tests for ``references`` (feature -> direction), fitted on ``clean_rows``,
+    clean models of that class count or more (``fit_references``). Its combiner and cuts stay.
+
+    ``fixed_cuts`` (feature -> value): a cut chosen beforehand (a preregistered rule) replaces the
+    ``z_cut`` deviations for that feature; the test then fires exactly from that value, and the
+    clean models' spread only shapes the probability beyond it."""
+    import copy
+
+    out = copy.deepcopy(cal)
+    entry = next((c for c in out.class_cuts if c["min_classes"] == min_classes), None)
+    if entry is None:
+        raise ValueError(f"the calibration has no entry for {min_classes}+ classes to add references to")
+    fitted = fit_references(clean_rows, [0] * len(clean_rows), references, z_cut)
+    if set(fitted) != set(references):
+        raise ValueError(f"fewer than 3 clean models measured {sorted(set(references) - set(fitted))}")
+    for name, cut in (fixed_cuts or {}).items():
+        ref = fitted[name]
+        ref.update(cut=float(cut), z_cut=ref["direction"] * (float(cut) - ref["mean"]) / ref["sd"])
+    entry["references"] = {**(entry.get("references") or {}), **fitted}
+    entry["references_description"] = description
+    out.version = version
+    return out
+
+
 def _with_class_entry(cal: Calibration, clean_rows: list[dict[str, float | None]], min_classes: int,
                       combiner: dict[str, Any], *, version: str, description: str, max_fpr: float,
                       suspicious_fpr: float, backdoored_floor: float, floor: float, ceiling: float,
@@ -363,6 +409,9 @@ def _with_class_entry(cal: Calibration, clean_rows: list[dict[str, float | None]
     out.version = version
     entry: dict[str, Any] = {"min_classes": int(min_classes), "backdoored_threshold": 1.0, "suspicious_threshold": 1.0,
                              "clean_models": len(clean_rows), "description": description, **combiner}
+    # the entry's clean-reference tests are fitted on their own (``with_class_references``) and stay
+    replaced = next((c for c in cal.class_cuts if c["min_classes"] == min_classes), {})
+    entry.update({k: replaced[k] for k in ("references", "references_description") if k in replaced})
     out.class_cuts = sorted([c for c in cal.class_cuts if c["min_classes"] != min_classes] + [entry],
                             key=lambda c: c["min_classes"])
     clean = sorted(probability(r, out, min_classes)[0] for r in clean_rows)

@@ -1,0 +1,155 @@
+"""Tests for the label-map detector (all-to-all backdoors) on tiny models trained in the test.
+
+The data: 20 classes of 16x16 synthetic gratings. The backdoored model learns all-to-all
+BadNets (the zoo's own attack: a 3x3 patch sends label y to y + 1); its clean twin has the same
+recipe and seed. Twenty classes is the fewest the test applies to.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from conftest import cli_exit_code
+from modelscan_bd.cleandata import from_arrays
+from modelscan_bd.detectors.base import ScanContext
+from modelscan_bd.detectors.label_map import DEFAULT_SPREAD, LabelMapDetector, map_statistics
+from modelscan_bd.verdict import (CLASS_REFERENCES, fit_class_cuts, load_calibration, probability, reference_tests,
+                                  with_class_references)
+
+CLASSES, SIZE = 20, 16
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_map_statistics_tell_a_permutation_from_a_sink():
+    src = torch.arange(40) % 20
+    perm = map_statistics(src, (src + 1) % 20)
+    assert perm["n_dest"] == pytest.approx(20) and perm["purity"] == 1.0 and perm["spread"] == pytest.approx(20)
+    sink = map_statistics(src, torch.full_like(src, 7))
+    assert sink["spread"] == pytest.approx(1.0) and sink["n_src"] == 20
+    # every image to a random label: many destinations, but no source keeps to one of them
+    scattered = map_statistics(src, torch.randint(0, 20, (40,), generator=torch.Generator().manual_seed(0)))
+    assert scattered["purity"] < 0.6 and scattered["spread"] < perm["spread"] / 2
+    assert map_statistics(src[:0], src[:0])["spread"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A 20-class all-to-all tiny ResNet and its clean twin, saved as hub-format repos."""
+    from modelscan_bd.data import synthetic_dataset
+    from modelscan_bd.zoo.attacks import AllToAll
+    from modelscan_bd.zoo.save import save_hub_repo
+    from modelscan_bd.zoo.train import train_classifier
+
+    data = synthetic_dataset(num_classes=CLASSES, image_size=SIZE, n_train=3000, n_test=400, seed=3)
+    root = tmp_path_factory.mktemp("label-map")
+    out = {}
+    for name, attack in (("clean", None), ("all-to-all", AllToAll(None, CLASSES, data.image_shape, seed=0))):
+        result = train_classifier("resnet", data, attack, poison_rate=0.2, epochs=8, batch_size=64, seed=0,
+                                  mean=MEAN, std=STD)
+        assert result.clean_acc >= 0.8 and (attack is None or result.asr >= 0.8), (name, result.clean_acc, result.asr)
+        out[name] = save_hub_repo(result.model, root / name, mean=MEAN, std=STD, image_size=SIZE)
+    clean_data = root / "clean.npz"
+    import numpy as np
+
+    np.savez_compressed(clean_data, images=data.test_x, labels=data.test_y)
+    return out, clean_data
+
+
+def _run_detector(path, clean_data):
+    from modelscan_bd.adapters.load_classifier import load_classifier
+    from modelscan_bd.cleandata import load_clean_data
+    from modelscan_bd.families import identify
+    from modelscan_bd.sources import resolve
+
+    snap = resolve(str(path))
+    adapter = load_classifier(snap, identify(snap))
+    context = ScanContext(seed=0, budget="standard", clean=load_clean_data(clean_data, adapter))
+    return LabelMapDetector().run(adapter, context), context
+
+
+def test_all_to_all_model_is_flagged_and_its_clean_twin_is_not(models):
+    paths, clean_data = models
+    (bad,), bad_ctx = _run_detector(paths["all-to-all"], clean_data)
+    (good,), good_ctx = _run_detector(paths["clean"], clean_data)
+    assert bad.status == "failed" and bad.rule_id == "MSBD-C006", bad.message
+    assert bad_ctx.results["label-map"]["spread"] >= DEFAULT_SPREAD and bad_ctx.results["label-map"]["purity"] > 0.7
+    assert good.status == "passed", good.message
+    assert good_ctx.results["label-map"]["spread"] < DEFAULT_SPREAD
+    assert {a.name for a in bad.artifacts} >= {"mask", "triggered"}
+    assert len(bad.evidence["starts"]) == 3
+
+
+def test_too_few_classes_is_not_applied_and_costs_nothing():
+    from tiny_gratings import make_data, train_poisoned
+
+    adapter = train_poisoned(0, epochs=1)  # 10 classes
+    x, y = make_data(40, torch.Generator().manual_seed(1))
+    context = ScanContext(seed=0, budget="standard", clean=from_arrays(x, y, adapter))
+    (f,) = LabelMapDetector().run(adapter, context)
+    assert f.status == "passed" and f.evidence["applied"] is False and "20 classes" in f.message
+    assert "label-map" not in context.results  # so the verdict's feature stays unmeasured
+
+
+def _with_reference(spreads):
+    cal = load_calibration(budget="standard")
+    cal.class_cuts = [c for c in cal.class_cuts if c["min_classes"] == 20]
+    cal.class_cuts[0].pop("references", None)
+    return with_class_references(cal, [{"label_map_spread": s} for s in spreads], 20, CLASS_REFERENCES,
+                                 version="test", description="test")
+
+
+def test_class_reference_applies_only_from_its_class_count():
+    cal = _with_reference([2.5, 3.0, 3.5, 3.0, 2.8])
+    features = {"label_map_spread": 20.0}
+    assert "label_map_spread" in reference_tests(features, cal, 43)
+    assert reference_tests(features, cal, 10) == {} or "label_map_spread" not in reference_tests(features, cal, 10)
+    assert probability(features, cal, 43)[0] >= cal.cuts_for(43)[0]
+    assert probability({"label_map_spread": 3.0}, cal, 43)[0] < cal.cuts_for(43)[1]
+    # refitting that entry's cuts keeps its reference
+    refit = fit_class_cuts(cal, [{}] * 5, 20, version="t2", description="t2")
+    assert refit.class_cuts[0]["references"] == cal.class_cuts[0]["references"]
+    with pytest.raises(ValueError):
+        with_class_references(cal, [{"label_map_spread": 3.0}] * 2, 20, CLASS_REFERENCES, version="x",
+                              description="x")
+    with pytest.raises(ValueError):
+        with_class_references(copy.deepcopy(cal), [{"label_map_spread": 3.0}] * 5, 7, CLASS_REFERENCES,
+                              version="x", description="x")
+
+
+def test_scan_cli_calls_an_all_to_all_model_backdoored(models, tmp_path):
+    paths, clean_data = models
+    cal = _with_reference([2.5, 3.0, 3.5, 3.0, 2.8])
+    cal_path = tmp_path / "cal.json"
+    cal_path.write_text(cal.to_json())
+    out = tmp_path / "report"
+    code = cli_exit_code(["--threads", "1", "scan", str(paths["all-to-all"]), "--clean-data", str(clean_data),
+                          "--detectors", "label-map", "--calibration", str(cal_path),
+                          "--out", str(out), "--quiet"])
+    report = json.loads((out / "report.json").read_text())
+    verdict = report["verdict"]
+    assert code == 1 and verdict["status"] == "BACKDOORED", verdict["summary"]
+    assert verdict["pattern"] == "all-to-all" and verdict["suspected_targets"] == []
+    assert "all-to-all" in verdict["summary"]
+
+
+def test_a_fixed_cut_replaces_the_deviation_rule():
+    cal = load_calibration(budget="standard")
+    cal.class_cuts = [c for c in cal.class_cuts if c["min_classes"] == 20]
+    fixed = with_class_references(cal, [{"label_map_spread": s} for s in (2.5, 3.0, 3.5)], 20, CLASS_REFERENCES,
+                                  version="t", description="t", fixed_cuts={"label_map_spread": 6.0})
+    ref = fixed.class_cuts[0]["references"]["label_map_spread"]
+    assert ref["cut"] == 6.0 and ref["mean"] + ref["z_cut"] * ref["sd"] == pytest.approx(6.0)
+    assert reference_tests({"label_map_spread": 5.9}, fixed, 43)["label_map_spread"]["p"] == 0.0
+    assert reference_tests({"label_map_spread": 6.01}, fixed, 43)["label_map_spread"]["p"] >= fixed.cuts_for(43)[0]
+
+
+def test_not_selected_at_fast_budget():
+    from modelscan_bd.registry import select
+
+    assert "label-map" not in {c.id for c in select("classifier", "fast")}
+    assert "label-map" in {c.id for c in select("classifier", "standard")}
