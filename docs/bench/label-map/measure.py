@@ -4,13 +4,14 @@ clean reference into a calibration file.
 
     python measure.py OUT.jsonl ZOO...                       # one JSON line per model
     python measure.py OUT.jsonl ZOO... --fit CALIBRATION     # and fit on the zoos' clean models
+    python measure.py OUT.jsonl ZOO... --budget thorough     # at another budget (no fit)
 
 The fit (``verdict.with_class_references``) uses the clean, non-hard models of the given zoos and
 adds the reference to the shipped calibration's 20+-class entry, its cut fixed at the spread of 6
 that was written down before the held-out zoos (``../gtsrb-gpu/a2a_mapping/rule-preregistered.md``):
 their 3-deviation cut would sit at 4.5, below clean models trained 100-150 epochs (up to 5.6). The
-detector's own cut, the same 6, goes to the calibration's ``label_map`` block. Scan settings are the benchmark's: budget standard, seed 0, the zoo's
-clean-data.npz.
+detector's own cut, the same 6, goes to the calibration's ``label_map`` block. Scan settings are
+the benchmark's: budget standard, seed 0, the zoo's clean-data.npz.
 """
 import hashlib
 import json
@@ -28,12 +29,12 @@ from modelscan_bd.scan import ScanConfig, scan
 from modelscan_bd.verdict import CLASS_REFERENCES, load_calibration, with_class_references
 
 
-def measure(zoo: Path):
+def measure(zoo: Path, budget: str = "standard"):
     manifest = json.loads((zoo / "manifest.json").read_text())
     for entry in manifest["models"]:
         truth = read_truth(zoo, entry)
         start = time.perf_counter()
-        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
+        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=0, detectors=["label-map"],
                                                             clean_data=str(zoo / "clean-data.npz")))
         result = outcome.context.results.get("label-map") or {}
         yield {"zoo": zoo.name, "name": entry["name"], "classes": manifest.get("num_classes"),
@@ -45,7 +46,10 @@ def measure(zoo: Path):
 
 
 def main(argv):
-    fit_to = None
+    fit_to, budget = None, "standard"
+    if "--budget" in argv:
+        i = argv.index("--budget")
+        budget, argv = argv[i + 1], argv[:i] + argv[i + 2:]
     if "--fit" in argv:
         i = argv.index("--fit")
         fit_to, argv = argv[i + 1], argv[:i] + argv[i + 2:]
@@ -54,10 +58,12 @@ def main(argv):
     rows = []
     with out.open("w") as f:
         for zoo in zoos:
-            for row in measure(zoo):
+            for row in measure(zoo, budget):
                 rows.append(row)
                 f.write(json.dumps(row) + "\n")
                 f.flush()
+    if fit_to and budget != "standard":
+        raise SystemExit("--fit: the reference is fitted at budget standard, the calibration's own")
     if fit_to:
         clean = [{"label_map_spread": r["spread"]} for r in rows if not r["backdoored"] and not r["hard"]]
         base = load_calibration(budget="standard")
