@@ -170,11 +170,11 @@ def _sigmoid(z: float) -> float:
 def reference_tests(features: dict[str, float | None], cal: Calibration,
                     num_classes: int | None = None) -> dict[str, dict[str, float]]:
     """Each clean-reference test (``Calibration.references_for`` the class count) whose feature was
-    measured: its z (reference deviations beyond
-    the clean mean, positive towards a backdoor) and its probability: 0 short of the cut (a
-    one-class test says nothing about a value clean models can have; a soft tail lifted clean
-    models at z 2.2 into SUSPICIOUS), from the BACKDOORED threshold at the cut rising beyond it
-    (a test that fires is a detection, however high the combiner's threshold sits)."""
+    measured: its z (reference deviations beyond the clean mean, positive towards a backdoor)
+    and its probability: 0 short of the cut (a one-class test says nothing about a value clean
+    models can have; a soft tail lifted clean models at z 2.2 into SUSPICIOUS), from the
+    BACKDOORED threshold at the cut rising beyond it (a test that fires is a detection, however
+    high the combiner's threshold sits)."""
     out = {}
     t = min(max(cal.backdoored_threshold, 1e-6), 1 - 1e-6)
     at_cut = math.log(t / (1 - t))
