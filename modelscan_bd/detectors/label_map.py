@@ -29,10 +29,11 @@ from dataclasses import replace
 
 import torch
 
-from ..findings import Artifact, Finding
+from ..findings import Finding
 from ..inversion import PATCH, UNTARGETED, Inverted, Slot, invert
 from .base import Detector, ScanContext
 from .trigger import SETTINGS as TRIGGER_SETTINGS
+from .trigger import trigger_artifacts
 
 SUCCESS = 0.9
 # Not at ``fast``: at its 150 steps the mask, which starts at 12 % of the image, rarely shrinks onto a
@@ -125,7 +126,7 @@ class LabelMapDetector(Detector):
                 f"{best['flip_rate']:.0%} of held-out clean images onto {best['n_dest']:.1f} effective destination "
                 f"labels, {best['purity']:.0%} of them on their source class's commonest one "
                 f"(spread {best['spread']:.1f}, cut {cut:g})")
-        artifacts = self._artifacts(target, trig, x)
+        artifacts = trigger_artifacts(target, trig, x[0])  # x: held-out images the model gets right
         if flagged:
             return [self.finding("failed", "medium", f"All-to-all label map: {desc}: each class has its own "
                                  "destination, as an all-to-all backdoor trains.", score=best["spread"], threshold=cut,
@@ -133,13 +134,3 @@ class LabelMapDetector(Detector):
         return [self.finding("passed", "info", f"No all-to-all label map: {desc}.", score=best["spread"],
                              threshold=cut, evidence=evidence, artifacts=artifacts)]
 
-    @staticmethod
-    def _artifacts(target, trig: Inverted, images: torch.Tensor) -> list[Artifact]:
-        example = images[0]
-        applied = trig.apply(example[None])[0]
-        before, after = (target.labels[int(target.predict(v[None])[0])] for v in (example, applied))
-        shown = trig.mask.expand(3, -1, -1) if example.shape[0] == 3 else trig.mask
-        return [Artifact.from_array("mask", f"untargeted mask ({trig.effective_size():.1%} of the image)", shown),
-                Artifact.from_array("trigger", "mask x pattern", trig.mask * trig.pattern),
-                Artifact.from_array("clean", f"held-out clean image (predicted {before})", example),
-                Artifact.from_array("triggered", f"same image with the trigger (predicted {after})", applied)]

@@ -22,7 +22,7 @@ from statistics import median
 import torch
 
 from ..findings import Artifact, Finding
-from ..inversion import BLEND, PATCH, UNTARGETED, InversionSettings, Slot, invert, success_rate
+from ..inversion import BLEND, PATCH, UNTARGETED, Inverted, InversionSettings, Slot, invert, success_rate
 from .base import Detector, ScanContext
 
 SETTINGS = {
@@ -137,14 +137,20 @@ class TriggerRecoveryDetector(Detector):
     @staticmethod
     def _artifacts(target, trig, clean) -> list[Artifact]:
         eligible = torch.nonzero(clean.holdout_labels != trig.slot.target).flatten()
-        example = clean.holdout_images[eligible[0] if len(eligible) else 0]
-        applied = trig.apply(example[None])[0]
-        pred = int(target.predict(applied[None])[0])
-        shown_mask = trig.mask.expand(3, -1, -1) if example.shape[0] == 3 else trig.mask
-        return [
-            Artifact.from_array("mask", f"recovered mask ({trig.slot.shape}, {trig.effective_size():.1%} of the image)", shown_mask),
-            Artifact.from_array("pattern", "recovered pattern", trig.pattern),
-            Artifact.from_array("trigger", "mask x pattern: what is painted onto an image", trig.mask * trig.pattern),
-            Artifact.from_array("clean", f"held-out clean image (predicted {target.labels[int(target.predict(example[None])[0])]})", example),
-            Artifact.from_array("triggered", f"same image with the trigger (predicted {target.labels[pred]})", applied),
-        ]
+        return trigger_artifacts(target, trig, clean.holdout_images[eligible[0] if len(eligible) else 0])
+
+
+def trigger_artifacts(target, trig: Inverted, example: torch.Tensor) -> list[Artifact]:
+    """Pictures of an inverted trigger: its mask, pattern and painted part, and ``example`` (a
+    held-out clean image) before and after the trigger, with the model's predictions."""
+    applied = trig.apply(example[None])[0]
+    before, after = (target.labels[int(target.predict(v[None])[0])] for v in (example, applied))
+    shown_mask = trig.mask.expand(3, -1, -1) if example.shape[0] == 3 else trig.mask
+    return [
+        Artifact.from_array("mask", f"recovered mask ({trig.slot.shape}, {trig.effective_size():.1%} of the image)",
+                            shown_mask),
+        Artifact.from_array("pattern", "recovered pattern", trig.pattern),
+        Artifact.from_array("trigger", "mask x pattern: what is painted onto an image", trig.mask * trig.pattern),
+        Artifact.from_array("clean", f"held-out clean image (predicted {before})", example),
+        Artifact.from_array("triggered", f"same image with the trigger (predicted {after})", applied),
+    ]

@@ -53,6 +53,8 @@ def main(argv):
     if "--fit" in argv:
         i = argv.index("--fit")
         fit_to, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    if fit_to and budget != "standard":
+        raise SystemExit("--fit: the reference is fitted at budget standard, the calibration's own")
     out, zoos = Path(argv[0]), [Path(z) for z in argv[1:]]
     torch.set_num_threads(2)
     rows = []
@@ -62,14 +64,12 @@ def main(argv):
                 rows.append(row)
                 f.write(json.dumps(row) + "\n")
                 f.flush()
-    if fit_to and budget != "standard":
-        raise SystemExit("--fit: the reference is fitted at budget standard, the calibration's own")
     if fit_to:
         clean = [{"label_map_spread": r["spread"]} for r in rows if not r["backdoored"] and not r["hard"]]
         base = load_calibration(budget="standard")
         tag = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
         cal = with_class_references(
-            base, clean, DEFAULT_MIN_CLASSES, {k: CLASS_REFERENCES[k] for k in ("label_map_spread",)},
+            base, clean, DEFAULT_MIN_CLASSES, CLASS_REFERENCES,
             fixed_cuts={"label_map_spread": DEFAULT_SPREAD},
             version=f"{base.version}+labelmap-{date.today().isoformat()}-{tag}",
             description=f"label_map_spread reference from {len(clean)} clean models of zoos "

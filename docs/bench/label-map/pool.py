@@ -7,24 +7,18 @@ other detectors' features did not move where an earlier run of the zoo exists.
 import json
 import sys
 
-from modelscan_bd.bench import auroc
+from modelscan_bd.bench import metrics
 from modelscan_bd.verdict import load_calibration, probability
 
 
 def judge(records, cal, without_label_map=False):
-    scores, labels = [], []
-    for r in records:
-        f = dict(r["features"])
-        if without_label_map:
-            f["label_map_spread"] = None
-        scores.append(probability(f, cal, 43)[0])
-        labels.append(int(r["backdoored"]))
-    cut = cal.cuts_for(43)[0]
-    flagged = [s >= cut for s in scores]
-    tp = sum(f for f, y in zip(flagged, labels) if y)
-    fp = sum(f for f, y in zip(flagged, labels) if not y)
-    return {"auroc": None if len(set(labels)) < 2 else round(auroc(scores, labels), 3),
-            "tpr": f"{tp}/{sum(labels)}", "fpr": f"{fp}/{len(labels) - sum(labels)}"}
+    """The bench's own metrics as 43-class models, TPR and FPR as counts."""
+    if without_label_map:
+        records = [{**r, "features": {**r["features"], "label_map_spread": None}} for r in records]
+    m = metrics(records, cal, 43)
+    tp, fp = (round((m[k] or 0) * n) for k, n in (("tpr", m["backdoored"]), ("fpr", m["clean"])))
+    return {"auroc": None if m["auroc"] is None else round(m["auroc"], 3),
+            "tpr": f"{tp}/{m['backdoored']}", "fpr": f"{fp}/{m['clean']}"}
 
 
 def main(argv):
@@ -34,7 +28,7 @@ def main(argv):
     pooled = []
     for path in files:
         result = json.load(open(path))
-        zoo = result["provenance"]["zoo"] if "zoo" in result["provenance"] else path
+        zoo = result["provenance"].get("zoo", path)
         records = result["records"]
         pooled += records
         print(zoo, "with:", judge(records, cal), "without:", judge(records, cal, True))

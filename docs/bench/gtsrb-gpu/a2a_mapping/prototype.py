@@ -23,7 +23,6 @@ import json
 import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 import modelscan_bd.inversion as inv
 from modelscan_bd.adapters.load_classifier import load_classifier
 from modelscan_bd.cleandata import load_clean_data
+from modelscan_bd.detectors.label_map import map_statistics
 from modelscan_bd.families import identify
 from modelscan_bd.sources import resolve
 from modelscan_bd.zoo.save import load_attack
@@ -41,21 +41,14 @@ STANDARD = {"steps": 300, "images_per_slot": 16}
 
 def mapping_stats(model, x, y, apply):
     """Flip rate, effective destination count and per-source purity of a trigger on (x, y): images the
-    model classifies right (see ``correct``)."""
+    model classifies right (see ``correct``). The statistics are the shipped detector's
+    (``label_map.map_statistics``), rounded as the prototype recorded them."""
     with torch.no_grad():
         pred = model(apply(x)).argmax(1)
     flip = pred != y
-    src, dst = y[flip].tolist(), pred[flip].tolist()
-    if not dst:
-        return {"flip": 0.0, "n_dest": 0.0, "purity": 0.0, "n_src": 0}
-    counts = Counter(dst)
-    entropy = -sum(c / len(dst) * math.log(c / len(dst)) for c in counts.values())
-    by_src = {}
-    for s, d in zip(src, dst):
-        by_src.setdefault(s, []).append(d)
-    purity = sum(Counter(v).most_common(1)[0][1] for v in by_src.values()) / len(dst)
-    return {"flip": round(float(flip.float().mean()), 3), "n_dest": round(math.exp(entropy), 2),
-            "purity": round(purity, 3), "n_src": len(by_src)}
+    stats = map_statistics(y[flip], pred[flip])
+    return {"flip": round(float(flip.float().mean()), 3), "n_dest": round(stats["n_dest"], 2),
+            "purity": round(stats["purity"], 3), "n_src": stats["n_src"]}
 
 
 def correct(model, x, y):
