@@ -3,7 +3,8 @@
 Metrics: AUROC, TPR at 5 % FPR, log loss (TrojAI's cross-entropy), accuracy at the
 calibrated threshold, target-label accuracy (all-to-one attacks), detection rate per
 attack, trigger recovery (held-out success of the recovered trigger; IoU of its mask
-with the true mask for patch attacks), seconds and peak MB per model. Neural Cleanse
+with the true mask for patch attacks; for all-to-all models label-map's trigger and its
+success on the true label map, ``recovered_trigger``), seconds and peak MB per model. Neural Cleanse
 and EBYD's variance test run in the same process on the same clean data.
 
 ``--calibrate`` fits the verdict combiner on one split and reports on the other: the
@@ -87,6 +88,23 @@ def _true_mask(zoo: Path, entry: dict) -> np.ndarray | None:
     return np.asarray(Image.open(path).convert("L"), dtype=float) / 255.0 if path.exists() else None
 
 
+def recovered_trigger(results: dict[str, Any], truth: dict[str, Any],
+                      true_mask: np.ndarray | None) -> tuple[str | None, float | None, float | None]:
+    """The detector whose trigger the bench scores, its held-out success and its mask's IoU with the
+    true mask. An all-to-all model's trigger is label-map's, where it ran: success is the share of
+    held-out images (classified right) that it sends to their own true destination (``target_map``),
+    which a targeted trigger cannot reach. Otherwise trigger-recovery's, on its candidate label."""
+    lm = results.get("label-map") or {}
+    if truth.get("type") == "all-to-all" and lm.get("pairs") is not None and truth.get("target_map"):
+        dest = truth["target_map"]
+        hits = sum(c for s, d, c in lm["pairs"] if 0 <= s < len(dest) and d == dest[s])
+        return "label-map", hits / max(1, lm["images"]), mask_iou(lm.get("patch_mask"), true_mask)
+    trig = results.get("trigger-recovery") or {}
+    if not trig:
+        return None, None, None
+    return "trigger-recovery", trig.get("holdout_success"), mask_iou(trig.get("patch_mask"), true_mask)
+
+
 def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
              progress: Callable[[str], None] = lambda m: None,
              known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -106,6 +124,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
         report = outcome.report
         results = outcome.context.results if outcome.context else {}
         trig = results.get("trigger-recovery") or {}
+        trigger_from, success, iou = recovered_trigger(results, truth, _true_mask(zoo, entry))
         record = {
             "name": entry["name"], "arch": entry.get("arch"), "attack": truth.get("attack") or "clean",
             "type": truth.get("type"), "backdoored": bool(truth.get("backdoored")), "target": truth.get("target"),
@@ -113,8 +132,8 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "clean_acc": truth.get("clean_acc"),
             "features": report["verdict"].get("features") or {},
             "suspected": [t["label"] for t in report["verdict"]["suspected_targets"]],
-            "candidate": trig.get("label"), "trigger_success": trig.get("holdout_success"),
-            "trigger_iou": mask_iou(trig.get("patch_mask"), _true_mask(zoo, entry)),
+            "candidate": trig.get("label"), "trigger_success": success, "trigger_iou": iou,
+            "trigger_from": trigger_from, "num_classes": outcome.adapter.num_classes if outcome.adapter else None,
             "signal_label": (results.get("signal-trigger") or {}).get("label"),
             "warp_label": (results.get("warp-trigger") or {}).get("label"),
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
@@ -209,11 +228,11 @@ def calibrate(records: list[dict], version: str, description: str, budget: str |
 
 
 def metrics(records: list[dict], cal: Calibration, num_classes: int | None = None) -> dict[str, Any]:
-    """num_classes: the zoo's class count, which picks the calibration's cuts (``Calibration.cuts_for``)."""
+    """num_classes: the zoo's class count, which picks the calibration's combiner and cuts
+    (``Calibration.cuts_for``); a record's own ``num_classes`` wins (pooled zoos of several counts)."""
     labels = [int(r["backdoored"]) for r in records]
-    probs = [probability(r["features"], cal, num_classes)[0] for r in records]
-    backdoored_cut = cal.cuts_for(num_classes)[0]
-    flagged = [p >= backdoored_cut for p in probs]
+    probs = [model_probability(r, cal, num_classes) for r in records]
+    flagged = [p >= cal.cuts_for(r.get("num_classes") or num_classes)[0] for p, r in zip(probs, records)]
     out: dict[str, Any] = {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
@@ -250,6 +269,11 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
                                                    if r["backdoored"] and r["target"] is not None]),
                          "seconds_per_model": _mean([r[base]["seconds"] for r in rs])}
     return out
+
+
+def model_probability(record: dict[str, Any], cal: Calibration, num_classes: int | None = None) -> float:
+    """The verdict's probability for a bench record, under ``cal``, for its class count."""
+    return probability(record["features"], cal, record.get("num_classes") or num_classes)[0]
 
 
 def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
@@ -347,6 +371,9 @@ def to_markdown(result: dict[str, Any]) -> str:
     for attack, a in m["per_attack"].items():
         lines.append(f"| {attack} | {a['models']} | {f(a['detection_rate'])} | {f(a['auroc_vs_clean'])} | "
                      f"{f(a['trigger_success'])} | {f(a['trigger_iou'])} |")
+    if "all_to_all" in m["per_attack"]:
+        lines += ["", "All-to-all rows score label-map's trigger where it ran (20+ classes): its success is the share "
+                      "of held-out images sent to their own true destination."]
     return "\n".join(lines) + "\n"
 
 

@@ -388,6 +388,29 @@ def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, 
     click.echo(result["markdown"])
 
 
+@cli.command("bench-pool")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Results folder.")
+@click.option("--budget", type=click.Choice(["fast", "standard", "thorough"]), default=None,
+              help="The records' scan budget (default: the first file's); every file must match it.")
+@click.option("--classes", type=int, default=None,
+              help="Class count of models whose records do not carry one (bench runs before 2026-12-04).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Judge with this calibration file instead of the shipped one of the budget.")
+@click.option("--without", "features_off", default="",
+              help="Comma-separated features to remove, reported side by side (the scanner before a detector).")
+@click.option("--min-asr", type=float, default=None,
+              help="Leave out backdoored models below this attack success.")
+def bench_pool(results, out, budget, classes, calibration, features_off, min_asr) -> None:
+    """Judge the records of several classifier bench runs (their results.json) together."""
+    from .bench_pool import run_pool
+
+    result = run_pool(list(results), Path(out), budget=budget, classes=classes, calibration=calibration,
+                      features_off=[f for f in features_off.split(",") if f], min_asr=min_asr,
+                      command="modelscan-bd " + " ".join(sys.argv[1:]))
+    click.echo(result["markdown"])
+
+
 @cli.command("detectors")
 def list_detectors() -> None:
     """List the installed detectors and their metadata."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from modelscan_bd.bench import auroc, log_loss, mask_iou, tpr_at_fpr
+from modelscan_bd.bench import auroc, log_loss, mask_iou, recovered_trigger, tpr_at_fpr
 
 
 def test_auroc_and_tpr_at_fpr():
@@ -29,6 +29,21 @@ def test_mask_iou():
     rec2 = torch.zeros(1, 8, 8)
     rec2[0, 0:3, 0:3] = 0.9
     assert mask_iou(rec2, truth) == 0.0
+
+
+def test_recovered_trigger_of_an_all_to_all_model_is_label_maps_on_the_true_map():
+    true_mask = np.zeros((4, 4))
+    true_mask[0, 0] = 1.0
+    on_patch, off_patch = np.array([[1.0, 0, 0, 0]] + [[0.0] * 4] * 3), np.array([[0.0] * 4] * 3 + [[0, 0, 0, 1.0]])
+    results = {"trigger-recovery": {"label": 2, "holdout_success": 0.97, "patch_mask": off_patch},
+               # 10 held-out images: 6 go to their own destination (y + 1), 3 to a sink, 1 stays
+               "label-map": {"pairs": [[0, 1, 4], [1, 2, 2], [2, 1, 3]], "images": 10, "patch_mask": on_patch}}
+    a2a = {"type": "all-to-all", "target_map": [1, 2, 0]}
+    assert recovered_trigger(results, a2a, true_mask) == ("label-map", 0.6, 1.0)
+    # an all-to-one model, or an all-to-all one that label-map did not run on, keeps trigger-recovery's
+    assert recovered_trigger(results, {"type": "all-to-one", "target": 2}, true_mask) == ("trigger-recovery", 0.97, 0.0)
+    assert recovered_trigger({"trigger-recovery": results["trigger-recovery"]}, a2a, true_mask)[0] == "trigger-recovery"
+    assert recovered_trigger({}, a2a, None) == (None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +155,47 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
     code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", "--other-recipes",
                                out / "results.json", "--quiet"], capsys)
     assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
+
+
+def test_bench_pool_judges_several_runs_as_each_run_judged_itself(tiny_zoo, tmp_path, capsys):
+    out = tiny_zoo / "bench-fast"  # the first test's scans
+    if not (out / "results.json").exists():  # run alone
+        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    run = json.loads((out / "results.json").read_text())
+    classes = json.loads((tiny_zoo / "manifest.json").read_text())["num_classes"]
+    assert all(r["num_classes"] == classes for r in run["records"])
+    # A second zoo's run: the same records under another zoo (another manifest), without class counts,
+    # as bench runs before they were recorded.
+    other = {**run, "provenance": {**run["provenance"], "zoo": "/z/older", "zoo_manifest_sha256": "0" * 16},
+             "records": [{k: v for k, v in r.items() if k != "num_classes"} for r in run["records"]]}
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(other))
+
+    code, stdout, stderr = run_cli(["bench-pool", out / "results.json", "--out", tmp_path / "p1"], capsys)
+    assert code == 0, stderr
+    alone = json.loads((tmp_path / "p1" / "results.json").read_text())
+    for k in ("auroc", "tpr", "fpr", "tpr_at_5fpr", "target_accuracy"):  # one run pooled = its own bench
+        assert alone["metrics"][k] == run["metrics"][k], k
+    assert alone["provenance"]["budget"] == "fast" and stdout.startswith("# Pooled benchmark")
+
+    code, _, stderr = run_cli(["bench-pool", out / "results.json", older, "--out", tmp_path / "p2"], capsys)
+    assert code == 4 and "pass --classes" in stderr and not (tmp_path / "p2").exists()
+    code, stdout, _ = run_cli(["bench-pool", out / "results.json", older, "--classes", str(classes), "--without",
+                               "mmbd_neglog10_p", "--out", tmp_path / "p2"], capsys)
+    assert code == 0
+    both = json.loads((tmp_path / "p2" / "results.json").read_text())
+    n = len(run["records"])
+    assert both["metrics"]["models"] == 2 * n and len({r["name"] for r in both["records"]}) == 2 * n
+    assert both["metrics"]["auroc"] == run["metrics"]["auroc"]  # each model twice: the same ranking
+    assert [r["p"] for r in both["per_model"][:n]] == [r["p"] for r in both["per_model"][n:]]
+    assert both["metrics_without"] is not None and "without mmbd_neglog10_p" in stdout
+    assert all("p_without" in r for r in both["per_model"])
+
+    for args, message in (([out / "results.json", out / "results.json"], "pooled twice"),
+                          ([out / "results.json", "--budget", "standard"], "budget fast, not standard"),
+                          ([out / "results.json", "--without", "no_such_feature"], "no record has the feature")):
+        code, _, stderr = run_cli(["bench-pool", *args, "--out", tmp_path / "p3"], capsys)
+        assert code == 4 and message in stderr and not (tmp_path / "p3").exists(), stderr
 
 
 def test_bench_cuts_only_without_a_class_count_is_a_usage_error_before_any_scan(tmp_path, capsys):

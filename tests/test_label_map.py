@@ -15,7 +15,7 @@ import torch
 from conftest import cli_exit_code
 from modelscan_bd.cleandata import from_arrays
 from modelscan_bd.detectors.base import ScanContext
-from modelscan_bd.detectors.label_map import DEFAULT_SPREAD, LabelMapDetector, map_statistics
+from modelscan_bd.detectors.label_map import DEFAULT_SPREAD, STARTS, LabelMapDetector, map_statistics
 from modelscan_bd.verdict import (CLASS_REFERENCES, fit_class_cuts, load_calibration, probability, reference_tests,
                                   with_class_references)
 
@@ -60,7 +60,7 @@ def models(tmp_path_factory):
     return out, clean_data
 
 
-def _run_detector(path, clean_data):
+def _run_detector(path, clean_data, budget="thorough"):
     from modelscan_bd.adapters.load_classifier import load_classifier
     from modelscan_bd.cleandata import load_clean_data
     from modelscan_bd.families import identify
@@ -68,11 +68,13 @@ def _run_detector(path, clean_data):
 
     snap = resolve(str(path))
     adapter = load_classifier(snap, identify(snap))
-    context = ScanContext(seed=0, budget="standard", clean=load_clean_data(clean_data, adapter))
+    context = ScanContext(seed=0, budget=budget, clean=load_clean_data(clean_data, adapter))
     return LabelMapDetector().run(adapter, context), context
 
 
 def test_all_to_all_model_is_flagged_and_its_clean_twin_is_not(models):
+    # At `thorough` (5 starts): the 3 starts of `standard` are a lottery (NOTES: "The starts are a
+    # lottery"); on one machine seed 0's three all landed on sinks while seeds 1 and 2 found the trigger.
     paths, clean_data = models
     (bad,), bad_ctx = _run_detector(paths["all-to-all"], clean_data)
     (good,), good_ctx = _run_detector(paths["clean"], clean_data)
@@ -81,7 +83,19 @@ def test_all_to_all_model_is_flagged_and_its_clean_twin_is_not(models):
     assert good.status == "passed", good.message
     assert good_ctx.results["label-map"]["spread"] < DEFAULT_SPREAD
     assert {a.name for a in bad.artifacts} >= {"mask", "triggered"}
-    assert len(bad.evidence["starts"]) == 3
+    assert len(bad.evidence["starts"]) == STARTS["thorough"]
+
+    # The benchmark scores an all-to-all model's recovered trigger by label-map's map and mask: the
+    # recovered trigger sends most held-out images to their own true destination. Its mask only partly
+    # overlaps the patch (IoU 0.2 here, 0.0-0.2 on GTSRB: docs/bench/label-map/NOTES.md).
+    from modelscan_bd.bench import recovered_trigger
+    from modelscan_bd.zoo.attacks import AllToAll
+
+    attack = AllToAll(None, CLASSES, (3, SIZE, SIZE), seed=0)  # the fixture's attack, rebuilt
+    truth, true_mask = {**attack.ground_truth(), "trigger_mask": "mask.png"}, attack.mask.numpy()
+    source, success, iou = recovered_trigger(bad_ctx.results, truth, true_mask)
+    assert source == "label-map" and success > 0.5 and iou > 0, (success, iou)
+    assert recovered_trigger(good_ctx.results, truth, true_mask)[1] < 0.2  # the twin's patch keeps no map
 
 
 def test_too_few_classes_is_not_applied_and_costs_nothing():
@@ -129,7 +143,7 @@ def test_scan_cli_calls_an_all_to_all_model_backdoored(models, tmp_path):
     cal_path.write_text(cal.to_json())
     out = tmp_path / "report"
     code = cli_exit_code(["--threads", "1", "scan", str(paths["all-to-all"]), "--clean-data", str(clean_data),
-                          "--detectors", "label-map", "--calibration", str(cal_path),
+                          "--detectors", "label-map", "--calibration", str(cal_path), "--budget", "thorough",
                           "--out", str(out), "--quiet"])
     report = json.loads((out / "report.json").read_text())
     verdict = report["verdict"]

@@ -65,6 +65,12 @@ def map_statistics(sources: torch.Tensor, destinations: torch.Tensor) -> dict[st
             "n_src": len(by_source)}
 
 
+def scored_start(inverted: list[Inverted], maps: list[dict]) -> int:
+    """The start whose map is scored: the largest spread. (Scoring the smallest trigger of 6 starts
+    instead tied on a held-out zoo at more cost: docs/bench/label-map/NOTES.md, "v2".)"""
+    return max(range(len(maps)), key=lambda i: maps[i]["spread"])
+
+
 @torch.no_grad()
 def label_map(model, trig: Inverted, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """The map ``trig`` draws on ``images`` (which the model classifies right): flip rate, its
@@ -72,9 +78,9 @@ def label_map(model, trig: Inverted, images: torch.Tensor, labels: torch.Tensor)
     pred = model(trig.apply(images)).argmax(1)
     flip = pred != labels
     src, dst = labels[flip], pred[flip]
-    pairs = Counter(zip(src.tolist(), dst.tolist())).most_common(10)
+    pairs = Counter(zip(src.tolist(), dst.tolist())).most_common()
     return {"flip_rate": float(flip.float().mean()) if len(flip) else 0.0, **map_statistics(src, dst),
-            "top_pairs": [[s, d, c] for (s, d), c in pairs]}
+            "pairs": [[s, d, c] for (s, d), c in pairs]}
 
 
 class LabelMapDetector(Detector):
@@ -112,15 +118,18 @@ class LabelMapDetector(Detector):
         inverted = invert(model, clean.exposure_images, clean.exposure_labels, [Slot(UNTARGETED, PATCH)] * starts,
                           settings, context.generator(salt=SALT))
         maps = [label_map(model, t, x, y) for t in inverted]
-        best_i = max(range(starts), key=lambda i: maps[i]["spread"])
+        best_i = scored_start(inverted, maps)
         best, trig = maps[best_i], inverted[best_i]
         flagged = best["spread"] >= cut
+        # the best map in full and its mask: the benchmark scores them against an all-to-all truth
         context.results[self.id] = {"spread": best["spread"], "n_dest": best["n_dest"], "purity": best["purity"],
-                                    "flip_rate": best["flip_rate"], "size": trig.effective_size(), "flagged": flagged}
+                                    "flip_rate": best["flip_rate"], "size": trig.effective_size(), "flagged": flagged,
+                                    "pairs": best["pairs"], "images": int(len(y)), "patch_mask": trig.mask}
         evidence = {"applied": True, "spread_threshold": cut, "min_classes": min_classes, "best_start": best_i,
                     "holdout_images": int(len(y)), "steps": settings.steps, "success_bar": SUCCESS,
-                    "starts": [{**{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
-                                "size": round(t.effective_size(), 5), "reached": t.reached}
+                    "starts": [{**{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k != "pairs"},
+                                "top_pairs": m["pairs"][:10], "size": round(t.effective_size(), 5),
+                                "reached": t.reached}
                                for m, t in zip(maps, inverted)]}
         desc = (f"the best of {starts} untargeted triggers ({trig.effective_size():.1%} of the image) flips "
                 f"{best['flip_rate']:.0%} of held-out clean images onto {best['n_dest']:.1f} effective destination "
