@@ -232,7 +232,7 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
     (``Calibration.cuts_for``); a record's own ``num_classes`` wins (pooled zoos of several counts)."""
     labels = [int(r["backdoored"]) for r in records]
     probs = [model_probability(r, cal, num_classes) for r in records]
-    flagged = [p >= cal.cuts_for(r.get("num_classes") or num_classes)[0] for p, r in zip(probs, records)]
+    flagged = [p >= cal.cuts_for(record_classes(r, num_classes))[0] for p, r in zip(probs, records)]
     out: dict[str, Any] = {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
@@ -271,9 +271,14 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
     return out
 
 
+def record_classes(record: dict[str, Any], num_classes: int | None) -> int | None:
+    """A bench record's class count: its own, else the zoo's (records before 2026-12-04 carry none)."""
+    return record.get("num_classes") or num_classes
+
+
 def model_probability(record: dict[str, Any], cal: Calibration, num_classes: int | None = None) -> float:
     """The verdict's probability for a bench record, under ``cal``, for its class count."""
-    return probability(record["features"], cal, record.get("num_classes") or num_classes)[0]
+    return probability(record["features"], cal, record_classes(record, num_classes))[0]
 
 
 def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
@@ -318,14 +323,19 @@ def manifest_hash(zoo: Path) -> str:
     return hashlib.sha256((zoo / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
-def provenance(zoo: Path, command: str, budget: str | None = None, seed: int | None = None) -> dict[str, Any]:
+def run_provenance(command: str) -> dict[str, Any]:
+    """When, how and where a benchmark command ran (any result file, pooled ones too)."""
     import os
 
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+            "modelscan_bd": __version__}
+
+
+def provenance(zoo: Path, command: str, budget: str | None = None, seed: int | None = None) -> dict[str, Any]:
     import torch
 
-    out = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-           "torch_threads": torch.get_num_threads(), "modelscan_bd": __version__,
+    out = {**run_provenance(command), "torch_threads": torch.get_num_threads(),
            "zoo": str(zoo), "zoo_manifest_sha256": manifest_hash(zoo)}
     return {**out, "budget": budget, "seed": seed} if budget else out
 
@@ -350,9 +360,14 @@ def provenance_lines(p: dict[str, Any]) -> list[str]:
               if (p.get("records_from") or {}).get("scanned_here") else [])]
 
 
+def fmt_cell(v: Any) -> str:
+    """A Markdown table cell: '-' for missing, floats to 3 decimals."""
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
-    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    f = fmt_cell
     lines = [f"# Benchmark: {Path(p['zoo']).name}", "", *provenance_lines(p),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",
              f"- evaluated on: {result['split']}", "",
@@ -501,8 +516,6 @@ def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, c
 
     scanned_by: the earlier run whose per-model records (timings included) were reused.
     """
-    from .reports.atomic import atomic_write_text
-
     prov = provenance(zoo, command, budget, seed)
     if scanned_by:
         prov["records_from"] = {k: scanned_by[k] for k in ("date", "command", "machine", "torch_threads",
@@ -510,10 +523,17 @@ def write_results(out: Path, zoo: Path, command: str, scanned_by: dict | None, c
     result = {"provenance": prov, "calibration": calibration, "split": split, "metrics": metrics_,
               "records": records}
     result["markdown"] = markdown(result)
+    write_result_files(out, result)
+    return result
+
+
+def write_result_files(out: Path, result: dict[str, Any]) -> None:
+    """results.json and results.md (``result["markdown"]``) in ``out``, each written atomically."""
+    from .reports.atomic import atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RESULTS_FILE, json.dumps(result, indent=2, default=_json_default) + "\n")
     atomic_write_text(out / "results.md", result["markdown"])
-    return result
 
 
 def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, manifest_hash, provenance_lines,
-                    read_manifest, read_truth, require_both_kinds, tpr_at_fpr, write_results)
+from .bench import (_mean, _rate, auroc, entries_to_scan, fmt_cell, load_or_scan, log_loss, manifest_hash,
+                    provenance_lines, read_manifest, read_truth, require_both_kinds, tpr_at_fpr, write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
 from .verdict import Calibration, fit_calibration, load_calibration, probability
@@ -160,7 +160,7 @@ def metrics(records: list[dict], cal: Calibration) -> dict[str, Any]:
 
 def to_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
-    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    f = fmt_cell
     pd, h, nh = m["plain_decree"], m["hard_clean"], m["without_hard"]
     lines = [f"# Benchmark (CLIP): {Path(p['zoo']).name}", "", *provenance_lines(p),
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",

@@ -21,8 +21,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .bench import (_mean, _rate, auroc, entries_to_scan, load_or_scan, log_loss, provenance_lines, read_truth,
-                    tpr_at_fpr, write_results)
+from .bench import (_mean, _rate, auroc, entries_to_scan, fmt_cell, load_or_scan, log_loss, provenance_lines,
+                    read_truth, tpr_at_fpr, write_results)
 from .verdict import Calibration, probability, status_for
 
 HOLDOUT_ATTACK = "trojdiff_blend"
@@ -241,7 +241,7 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
 
 def to_markdown(result: dict[str, Any]) -> str:
     m = result["metrics"]
-    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    f = fmt_cell
     lines = [*header_lines(result, "Diffusion benchmark"),
              "| method | AUROC | accuracy | TPR | FPR | trigger cos | trigger MSE | target MSE | target SSIM | "
              "inverted-trigger success | s/model |", "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -10,17 +10,13 @@ side. The output is a bench result like any other (JSON + Markdown, with the sou
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
-import os
-import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import __version__
-from .bench import (RESULTS_FILE, _json_default, _mean, metrics, model_probability, read_json, read_results_at,
-                    records_budget)
+from .bench import (_json_default, _mean, fmt_cell, metrics, model_probability, read_json, read_results_at,
+                    records_budget, run_provenance, write_result_files)
 from .errors import UsageError
 from .verdict import Calibration, load_calibration
 
@@ -82,8 +78,6 @@ def per_model(records: list[dict], cal: Calibration, features_off: list[str]) ->
 
 def run_pool(files: list[str], out: Path, *, budget: str | None, classes: int | None, calibration: str | None,
              features_off: list[str], min_asr: float | None, command: str) -> dict[str, Any]:
-    from .reports.atomic import atomic_write_text
-
     records, sources, budget = pool_records(files, budget, classes)
     known = sorted({k for r in records for k in r["features"]})
     unknown = [f for f in features_off if f not in known]
@@ -98,9 +92,7 @@ def run_pool(files: list[str], out: Path, *, budget: str | None, classes: int | 
     if min_asr is not None:
         split += f"; {dropped} backdoored models below attack success {min_asr:g} left out"
     result = {
-        "provenance": {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
-                       "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-                       "modelscan_bd": __version__, "budget": budget, "sources": sources,
+        "provenance": {**run_provenance(command), "budget": budget, "sources": sources,
                        "records_sha256": hashlib.sha256(json.dumps(records, sort_keys=True, default=_json_default)
                                                         .encode()).hexdigest()[:16]},
         "calibration": cal.describe(), "split": split, "metrics": metrics(records, cal),
@@ -109,14 +101,8 @@ def run_pool(files: list[str], out: Path, *, budget: str | None, classes: int | 
         "per_model": per_model(records, cal, features_off), "records": records,
     }
     result["markdown"] = pool_markdown(result)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / RESULTS_FILE, json.dumps(result, indent=2, default=_json_default) + "\n")
-    atomic_write_text(out / "results.md", result["markdown"])
+    write_result_files(out, result)
     return result
-
-
-def _fmt(v: Any) -> str:
-    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
 def _counts(m: dict[str, Any]) -> tuple[str, str]:
@@ -127,7 +113,7 @@ def _counts(m: dict[str, Any]) -> tuple[str, str]:
 
 def pool_markdown(result: dict[str, Any]) -> str:
     p, m = result["provenance"], result["metrics"]
-    f: Callable[[Any], str] = _fmt
+    f = fmt_cell
     lines = [f"# Pooled benchmark: {len(p['sources'])} bench runs", "", f"- date: {p['date']}",
              f"- machine: {p['machine']}", f"- command: `{p['command']}`", f"- scan budget: {p['budget']}",
              f"- calibration: {result['calibration']['version']} ({result['calibration']['description']})",

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from .bench import _mean, _rate, auroc, entries_to_scan, load_or_scan, read_truth, write_results
+from .bench import _mean, _rate, auroc, entries_to_scan, fmt_cell, load_or_scan, read_truth, write_results
 from .bench_diffusion import calibrate_alternating, detection_metrics, header_lines
 from .verdict import Calibration
 
@@ -86,7 +86,7 @@ def metrics(records: list[dict], cal: Calibration | None) -> dict[str, Any]:
 
 def to_markdown(result: dict[str, Any]) -> str:
     m = result["metrics"]
-    f = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    f = fmt_cell
     lines = [*header_lines(result, "Text-to-image benchmark"),
              "| method | models | AUROC | accuracy | TPR | FPR | trigger-id accuracy | true trigger in top 5 | s/model |",
              "|---|---|---|---|---|---|---|---|---|",

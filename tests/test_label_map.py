@@ -60,7 +60,7 @@ def models(tmp_path_factory):
     return out, clean_data
 
 
-def _run_detector(path, clean_data, budget="thorough"):
+def _run_detector(path, clean_data):
     from modelscan_bd.adapters.load_classifier import load_classifier
     from modelscan_bd.cleandata import load_clean_data
     from modelscan_bd.families import identify
@@ -68,7 +68,7 @@ def _run_detector(path, clean_data, budget="thorough"):
 
     snap = resolve(str(path))
     adapter = load_classifier(snap, identify(snap))
-    context = ScanContext(seed=0, budget=budget, clean=load_clean_data(clean_data, adapter))
+    context = ScanContext(seed=0, budget="thorough", clean=load_clean_data(clean_data, adapter))
     return LabelMapDetector().run(adapter, context), context
 
 
