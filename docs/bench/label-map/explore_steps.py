@@ -1,0 +1,49 @@
+"""Design exploration (s42): does the label-map miss come from too few steps rather than too few
+starts? Variants of the shipped detector on zoos already seen (s980, s960 rebuilt):
+  v1: 3 starts, 300 steps (shipped)   s600: 3 starts, 600 steps   s2x600: 2 starts, 600 steps
+The 600-step run with 3 starts replays v1's first 300 steps exactly (same generator draws)."""
+import json, sys, time
+from dataclasses import replace
+from pathlib import Path
+import torch
+from modelscan_bd import bench
+from modelscan_bd.detectors import label_map as lm
+from modelscan_bd.detectors import trigger as tr
+from modelscan_bd.scan import ScanConfig, scan
+
+BASE = tr.SETTINGS["standard"]
+VARIANTS = {"v1": (3, 300), "s600": (3, 600), "s2x600": (2, 600)}
+
+def one(zoo, entry, truth, variant):
+    starts, steps = VARIANTS[variant]
+    lm.STARTS["standard"] = starts
+    lm.TRIGGER_SETTINGS["standard"] = (replace(BASE[0], steps=steps), BASE[1])
+    t = time.perf_counter()
+    out = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
+                                                   clean_data=str(zoo / "clean-data.npz")))
+    secs = time.perf_counter() - t
+    res = out.context.results.get("label-map") or {}
+    step = out.report["timing"]["steps"].get("label-map")
+    finding = next(f for f in out.report["findings"] if f["detector"] == "label-map")
+    return {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
+            "step_s": step, "scan_s": round(secs, 1),
+            "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")} for st in finding["evidence"]["starts"]]}
+
+def main(argv):
+    torch.set_num_threads(2)
+    variants = argv[0].split(",")
+    out = Path(argv[1])
+    with out.open("a") as f:
+        for zoo in map(Path, argv[2:]):
+            manifest = json.loads((zoo / "manifest.json").read_text())
+            for entry in manifest["models"]:
+                truth = bench.read_truth(zoo, entry)
+                row = {"zoo": zoo.name, "name": entry["name"], "backdoored": bool(truth.get("backdoored")),
+                       "asr": truth.get("asr")}
+                for v in variants:
+                    row[v] = one(zoo, entry, truth, v)
+                f.write(json.dumps(row) + "\n"); f.flush()
+                print(row["name"], row["asr"], {v: (row[v]["spread"], row[v]["step_s"], [s["spread"] for s in row[v]["starts"]]) for v in variants}, flush=True)
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
