@@ -40,6 +40,10 @@ SUCCESS = 0.9
 # small all-to-all patch before the steps run out (a tiny 20-class test model: 12.5 % patch, spread 4.1
 # at 150 steps; 3.7 %, spread 18.2 at 300).
 STARTS = {"standard": 3, "thorough": 5}
+# 600 steps at `standard` too (v3): at 300, starts that had found an all-to-all trigger were often left
+# part-way (spreads 4.8-10.4 going on to 10.6-23.4), while clean models' sinks are reached early
+# (docs/bench/label-map/NOTES.md, "v3").
+STEPS = {"standard": 600, "thorough": 600}
 # Used when the calibration has no ``label_map`` block: the cut fixed before the held-out zoos.
 DEFAULT_SPREAD, DEFAULT_MIN_CLASSES = 6.0, 20
 SALT = 60  # its own generator stream: the other detectors' draws, and so their features, do not move
@@ -85,7 +89,7 @@ def label_map(model, trig: Inverted, images: torch.Tensor, labels: torch.Tensor)
 
 class LabelMapDetector(Detector):
     id = "label-map"
-    version = "1"
+    version = "2"
     rule_id = "MSBD-C006"
     title = "All-to-all label map of an untargeted trigger"
     families = ("classifier",)
@@ -112,7 +116,7 @@ class LabelMapDetector(Detector):
         x, y = clean.holdout_images[right], clean.holdout_labels[right]
         if len(y) < 4:
             return [self.skipped(f"only {len(y)} held-out clean images are classified right; the map needs 4")]
-        settings = replace(TRIGGER_SETTINGS[context.budget][0], success=SUCCESS)
+        settings = replace(TRIGGER_SETTINGS[context.budget][0], success=SUCCESS, steps=STEPS[context.budget])
         starts = STARTS[context.budget]
         context.progress(f"label map: {starts} untargeted triggers")
         inverted = invert(model, clean.exposure_images, clean.exposure_labels, [Slot(UNTARGETED, PATCH)] * starts,

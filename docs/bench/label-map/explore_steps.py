@@ -1,7 +1,11 @@
-"""Design exploration (s42): does the label-map miss come from too few steps rather than too few
+"""Design exploration and test of label-map v3 (v3-preregistered.md): does the label-map miss come from too few steps rather than too few
 starts? Variants of the shipped detector on zoos already seen (s980, s960 rebuilt):
   v1: 3 starts, 300 steps (shipped)   s600: 3 starts, 600 steps   s2x600: 2 starts, 600 steps
-The 600-step run with 3 starts replays v1's first 300 steps exactly (same generator draws)."""
+The 600-step run with 3 starts replays v1's first 300 steps exactly (same generator draws).
+
+    python explore_steps.py v1,s600,s2x600 steps-design.jsonl zoo/gtsrb-a2a-s980 zoo/gtsrb-a2a-s960
+    python explore_steps.py v1,s600 v3-test.jsonl zoo/gtsrb-a2a-s990     # the preregistered test
+"""
 import json, sys, time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +22,8 @@ def one(zoo, entry, truth, variant):
     starts, steps = VARIANTS[variant]
     lm.STARTS["standard"] = starts
     lm.TRIGGER_SETTINGS["standard"] = (replace(BASE[0], steps=steps), BASE[1])
+    if hasattr(lm, "STEPS"):  # the detector's own step count since v3 shipped
+        lm.STEPS["standard"] = steps
     t = time.perf_counter()
     out = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
                                                    clean_data=str(zoo / "clean-data.npz")))
