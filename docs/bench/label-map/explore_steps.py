@@ -1,45 +1,35 @@
-"""Design exploration and test of label-map v3 (v3-preregistered.md): does the label-map miss come from too few steps rather than too few
-starts? Variants of the shipped detector on zoos already seen (s980, s960 rebuilt):
-  v1: 3 starts, 300 steps (shipped)   s600: 3 starts, 600 steps   s2x600: 2 starts, 600 steps
+"""Design exploration and test of label-map v3 (v3-preregistered.md): does the label-map miss come
+from too few steps rather than too few starts? Variants on zoos already seen (s980, s960 rebuilt):
+  v1: 3 starts, 300 steps (shipped until v3)   s600: 3 starts, 600 steps   s2x600: 2 starts, 600 steps
 The 600-step run with 3 starts replays v1's first 300 steps exactly (same generator draws).
 
     python explore_steps.py v1,s600,s2x600 steps-design.jsonl zoo/gtsrb-a2a-s980 zoo/gtsrb-a2a-s960
     python explore_steps.py v1,s600 v3-test.jsonl zoo/gtsrb-a2a-s990     # the preregistered test
 """
-import json, sys, time
-from dataclasses import replace
+import json
+import sys
 from pathlib import Path
-import torch
-from modelscan_bd import bench
-from modelscan_bd.detectors import label_map as lm
-from modelscan_bd.detectors import trigger as tr
-from modelscan_bd.scan import ScanConfig, scan
 
-BASE = tr.SETTINGS["standard"]
+import torch
+
+from measure_v1v2 import scan_variant
+from modelscan_bd import bench
+
 VARIANTS = {"v1": (3, 300), "s600": (3, 600), "s2x600": (2, 600)}
 
-def one(zoo, entry, truth, variant):
-    starts, steps = VARIANTS[variant]
-    lm.STARTS["standard"] = starts
-    lm.TRIGGER_SETTINGS["standard"] = (replace(BASE[0], steps=steps), BASE[1])
-    if hasattr(lm, "STEPS"):  # the detector's own step count since v3 shipped
-        lm.STEPS["standard"] = steps
-    t = time.perf_counter()
-    out = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
-                                                   clean_data=str(zoo / "clean-data.npz")))
-    secs = time.perf_counter() - t
-    res = out.context.results.get("label-map") or {}
-    step = out.report["timing"]["steps"].get("label-map")
-    finding = next(f for f in out.report["findings"] if f["detector"] == "label-map")
+
+def one(zoo, entry, variant):
+    _, res, finding, step, secs = scan_variant(zoo, entry, *VARIANTS[variant])
     return {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
             "step_s": step, "scan_s": round(secs, 1),
-            "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")} for st in finding["evidence"]["starts"]]}
+            "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")}
+                       for st in finding["evidence"]["starts"]]}
+
 
 def main(argv):
     torch.set_num_threads(2)
     variants = argv[0].split(",")
-    out = Path(argv[1])
-    with out.open("a") as f:
+    with Path(argv[1]).open("a") as f:
         for zoo in map(Path, argv[2:]):
             manifest = json.loads((zoo / "manifest.json").read_text())
             for entry in manifest["models"]:
@@ -47,9 +37,13 @@ def main(argv):
                 row = {"zoo": zoo.name, "name": entry["name"], "backdoored": bool(truth.get("backdoored")),
                        "asr": truth.get("asr")}
                 for v in variants:
-                    row[v] = one(zoo, entry, truth, v)
-                f.write(json.dumps(row) + "\n"); f.flush()
-                print(row["name"], row["asr"], {v: (row[v]["spread"], row[v]["step_s"], [s["spread"] for s in row[v]["starts"]]) for v in variants}, flush=True)
+                    row[v] = one(zoo, entry, v)
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                print(row["name"], row["asr"], {v: (row[v]["spread"], row[v]["step_s"],
+                                                    [st["spread"] for st in row[v]["starts"]]) for v in variants},
+                      flush=True)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

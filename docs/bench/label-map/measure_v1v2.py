@@ -1,6 +1,6 @@
 """v1 (shipped: 3 starts, largest spread) and v2 (6 starts, smallest trigger scored;
 v2-preregistered.md) of the label-map detector on every model of some zoos, through the scan path
-with only label-map selected, budget standard, seed 0. v2 is the shipped detector with two things
+with only label-map selected, budget standard, seed 0, at v1's 300 steps. v2 is v1 with two things
 swapped in: its start count and ``scored_start``.
 
     python measure_v1v2.py v2-test.jsonl zoo/gtsrb-a2a-s980 zoo/gtsrb-a2a-s960
@@ -26,16 +26,24 @@ def smallest(inverted, maps):
     return min(range(len(inverted)), key=lambda i: (not inverted[i].reached, inverted[i].size))
 
 
-def one(zoo, entry, truth, version):
-    lm.STARTS["standard"] = 3 if version == "v1" else 6
-    lm.scored_start = V1_PICK if version == "v1" else smallest
+def scan_variant(zoo, entry, starts, steps=300, pick=V1_PICK):
+    """One model through the scan path with only label-map selected, budget standard, seed 0, with the
+    detector's start count, step count and scored start swapped in (v1: 3, 300, the largest spread;
+    the detector has run 600 steps since v3). Returns the outcome, label-map's results, its finding,
+    the step's and the scan's seconds."""
+    lm.STARTS["standard"], lm.STEPS["standard"], lm.scored_start = starts, steps, pick
     t = time.perf_counter()
     outcome = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
                                                         clean_data=str(zoo / "clean-data.npz")))
     secs = time.perf_counter() - t
-    res = outcome.context.results.get("label-map") or {}
-    step = outcome.report["timing"]["steps"].get("label-map")
     finding = next(f for f in outcome.report["findings"] if f["detector"] == "label-map")
+    return (outcome, outcome.context.results.get("label-map") or {}, finding,
+            outcome.report["timing"]["steps"].get("label-map"), secs)
+
+
+def one(zoo, entry, truth, version):
+    outcome, res, finding, step, secs = scan_variant(zoo, entry, *((3, 300, V1_PICK) if version == "v1"
+                                                                   else (6, 300, smallest)))
     true_mask = bench._true_mask(zoo, {**entry, "truth": truth})
     _, success, iou = bench.recovered_trigger(outcome.context.results, truth, true_mask)
     return {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
