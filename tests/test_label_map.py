@@ -74,7 +74,8 @@ def _run_detector(path, clean_data):
 
 def test_all_to_all_model_is_flagged_and_its_clean_twin_is_not(models):
     # At `thorough` (5 starts): the 3 starts of `standard` are a lottery (NOTES: "The starts are a
-    # lottery"); on one machine seed 0's three all landed on sinks while seeds 1 and 2 found the trigger.
+    # lottery"). At 300 steps seed 0's three all landed on sinks on one machine; at 600 (v3) one start
+    # of three found the trigger at seeds 0 and 1, too thin a margin for a test.
     paths, clean_data = models
     (bad,), bad_ctx = _run_detector(paths["all-to-all"], clean_data)
     (good,), good_ctx = _run_detector(paths["clean"], clean_data)
@@ -87,7 +88,7 @@ def test_all_to_all_model_is_flagged_and_its_clean_twin_is_not(models):
 
     # The benchmark scores an all-to-all model's recovered trigger by label-map's map and mask: the
     # recovered trigger sends most held-out images to their own true destination. Its mask only partly
-    # overlaps the patch (IoU 0.2 here, 0.0-0.2 on GTSRB: docs/bench/label-map/NOTES.md).
+    # overlaps the patch (IoU 0.2 here; on GTSRB 0.0-0.2 at 300 steps, 0.2-0.8 at 600: docs/bench/label-map/NOTES.md).
     from modelscan_bd.bench import recovered_trigger
     from modelscan_bd.zoo.attacks import AllToAll
 

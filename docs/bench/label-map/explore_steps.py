@@ -18,14 +18,6 @@ from modelscan_bd import bench
 VARIANTS = {"v1": (3, 300), "s600": (3, 600), "s2x600": (2, 600)}
 
 
-def one(zoo, entry, variant):
-    _, res, finding, step, secs = scan_variant(zoo, entry, *VARIANTS[variant])
-    return {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
-            "step_s": step, "scan_s": round(secs, 1),
-            "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")}
-                       for st in finding["evidence"]["starts"]]}
-
-
 def main(argv):
     torch.set_num_threads(2)
     variants = argv[0].split(",")
@@ -37,7 +29,7 @@ def main(argv):
                 row = {"zoo": zoo.name, "name": entry["name"], "backdoored": bool(truth.get("backdoored")),
                        "asr": truth.get("asr")}
                 for v in variants:
-                    row[v] = one(zoo, entry, v)
+                    row[v] = scan_variant(zoo, entry, *VARIANTS[v])[1]
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 print(row["name"], row["asr"], {v: (row[v]["spread"], row[v]["step_s"],

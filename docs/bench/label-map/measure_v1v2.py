@@ -29,28 +29,27 @@ def smallest(inverted, maps):
 def scan_variant(zoo, entry, starts, steps=300, pick=V1_PICK):
     """One model through the scan path with only label-map selected, budget standard, seed 0, with the
     detector's start count, step count and scored start swapped in (v1: 3, 300, the largest spread;
-    the detector has run 600 steps since v3). Returns the outcome, label-map's results, its finding,
-    the step's and the scan's seconds."""
+    the detector has run 600 steps since v3). Returns the outcome and the row both scripts write:
+    the scored spread, whether it is flagged, the trigger's size, the step's and the scan's seconds,
+    and every start's spread, size, reached and flip rate."""
     lm.STARTS["standard"], lm.STEPS["standard"], lm.scored_start = starts, steps, pick
     t = time.perf_counter()
     outcome = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
                                                         clean_data=str(zoo / "clean-data.npz")))
     secs = time.perf_counter() - t
+    res = outcome.context.results.get("label-map") or {}
     finding = next(f for f in outcome.report["findings"] if f["detector"] == "label-map")
-    return (outcome, outcome.context.results.get("label-map") or {}, finding,
-            outcome.report["timing"]["steps"].get("label-map"), secs)
+    return outcome, {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
+                     "step_s": outcome.report["timing"]["steps"].get("label-map"), "scan_s": round(secs, 1),
+                     "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")}
+                                for st in finding["evidence"]["starts"]]}
 
 
 def one(zoo, entry, truth, version):
-    outcome, res, finding, step, secs = scan_variant(zoo, entry, *((3, 300, V1_PICK) if version == "v1"
-                                                                   else (6, 300, smallest)))
+    outcome, row = scan_variant(zoo, entry, *((3, 300, V1_PICK) if version == "v1" else (6, 300, smallest)))
     true_mask = bench._true_mask(zoo, {**entry, "truth": truth})
     _, success, iou = bench.recovered_trigger(outcome.context.results, truth, true_mask)
-    return {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
-            "map_success": success and round(success, 4), "iou": iou and round(iou, 4), "step_s": step,
-            "scan_s": round(secs, 1),
-            "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")}
-                       for st in finding["evidence"]["starts"]]}
+    return {**row, "map_success": success and round(success, 4), "iou": iou and round(iou, 4)}
 
 
 def main(argv):
