@@ -93,79 +93,129 @@ def invert(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, slots: 
            settings: InversionSettings, generator: torch.Generator, reference: nn.Module | None = None,
            reference_weight: float = 1.0) -> list[Inverted]:
     """Optimise one trigger per slot on ``images`` (pixel space) through ``model`` (and, if
-    given, against ``reference``: see the module docstring)."""
-    model.eval()
-    params = [p.requires_grad_(False) for p in model.parameters()]
-    if reference is not None:
-        reference.eval()
-        params += [p.requires_grad_(False) for p in reference.parameters()]
-    _, c, h, w = images.shape
-    k, n = len(slots), settings.images_per_slot
-    # Parameters live in logit space so mask and pattern stay in [0, 1] (NC uses tanh).
-    mask_logit = torch.full((k, 1, h, w), -2.0).requires_grad_(True)  # start at ~0.12 coverage
-    pattern_logit = (torch.rand((k, c, h, w), generator=generator) * 2 - 1).requires_grad_(True)
-    opt = torch.optim.Adam([mask_logit, pattern_logit], lr=settings.lr, betas=(0.5, 0.9))
-    cost = torch.full((k,), settings.init_cost)
-    best_size = torch.full((k,), float("inf"))
-    best_mask = torch.zeros(k, 1, h, w)
-    best_pattern = torch.zeros(k, c, h, w)
-    last_success = torch.zeros(k)
-    above = torch.zeros(k)
-    below = torch.zeros(k)
-    paths: list[list[float]] = [[] for _ in range(k)]
-    pools = [torch.nonzero(_eligible(labels, s.target)).flatten() for s in slots]
-    for _ in range(settings.steps):
-        idx = torch.stack([pool[torch.randint(len(pool), (n,), generator=generator)] for pool in pools])
-        x, y = images[idx], labels[idx]  # (k, n, ...)
-        mask = _shaped_mask(mask_logit, slots)
-        pattern = torch.sigmoid(pattern_logit)
-        xt = (1 - mask[:, None]) * x + (mask * pattern)[:, None]
-        logits = model(xt.reshape(k * n, c, h, w)).reshape(k, n, -1)
-        size = mask.mean(dim=(1, 2, 3))
-        losses, successes = [], []
-        for i, s in enumerate(slots):
-            li, si = _slot_loss(logits[i], y[i], s.target)
-            losses.append(li.mean())
-            successes.append(si.float().mean())
-        task = torch.stack(losses)
+    given, against ``reference``: see the module docstring) for ``settings.steps`` steps."""
+    run = Inversion(model, images, labels, slots, settings, generator, reference, reference_weight)
+    run.run(settings.steps)
+    return run.results()
+
+
+class Inversion:
+    """The state of one batch of slots under optimisation, so that a caller can look at the
+    triggers part-way (``results``), narrow the batch to the slots worth going on with (``keep``)
+    and ``run`` again. A slot left out stays as it was when it was dropped. Every slot's images
+    are still drawn each step, used or not, so a kept slot sees the draws it would have seen in the
+    full batch (and, the model being in eval mode, the same gradients up to float rounding)."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, slots: list[Slot],
+                 settings: InversionSettings, generator: torch.Generator, reference: nn.Module | None = None,
+                 reference_weight: float = 1.0):
+        self.model, self.reference, self.reference_weight = model, reference, reference_weight
+        self.images, self.labels, self.slots = images, labels, slots
+        self.settings, self.generator = settings, generator
+        _, c, h, w = images.shape
+        k = len(slots)
+        # Parameters live in logit space so mask and pattern stay in [0, 1] (NC uses tanh).
+        self.mask_logit = torch.full((k, 1, h, w), -2.0).requires_grad_(True)  # start at ~0.12 coverage
+        self.pattern_logit = (torch.rand((k, c, h, w), generator=generator) * 2 - 1).requires_grad_(True)
+        self.opt = torch.optim.Adam([self.mask_logit, self.pattern_logit], lr=settings.lr, betas=(0.5, 0.9))
+        self.cost = torch.full((k,), settings.init_cost)
+        self.best_size = torch.full((k,), float("inf"))
+        self.best_mask = torch.zeros(k, 1, h, w)
+        self.best_pattern = torch.zeros(k, c, h, w)
+        self.last_success = torch.zeros(k)
+        self.above = torch.zeros(k)
+        self.below = torch.zeros(k)
+        self.paths: list[list[float]] = [[] for _ in range(k)]
+        self.steps_run = [0] * k
+        self.pools = [torch.nonzero(_eligible(labels, s.target)).flatten() for s in slots]
+        self.active = list(range(k))
+        self.dropped: dict[int, Inverted] = {}
+
+    def keep(self, indices: list[int]) -> None:
+        """Go on with these slots only; the others are fixed as they are now."""
+        now = self.results()
+        for i in self.active:
+            if i not in indices:
+                self.dropped[i] = now[i]
+        self.active = [i for i in self.active if i in indices]
+
+    def run(self, steps: int) -> None:
+        model, reference, settings = self.model, self.reference, self.settings
+        model.eval()
+        params = [p.requires_grad_(False) for p in model.parameters()]
         if reference is not None:
-            ref_logits = reference(xt.reshape(k * n, c, h, w))
-            task = task + reference_weight * F.cross_entropy(ref_logits, y.reshape(-1), reduction="none").reshape(
-                k, n).mean(1)
-        success = torch.stack(successes).detach()
-        total = (task + cost * size).sum()
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+            reference.eval()
+            params += [p.requires_grad_(False) for p in reference.parameters()]
+        _, c, h, w = self.images.shape
+        act = torch.tensor(self.active, dtype=torch.long)
+        a, n = len(self.active), settings.images_per_slot
+        for _ in range(steps):
+            idx = torch.stack([pool[torch.randint(len(pool), (n,), generator=self.generator)]
+                               for pool in self.pools])[act]
+            x, y = self.images[idx], self.labels[idx]  # (a, n, ...)
+            mask = _shaped_mask(self.mask_logit, self.slots)[act]
+            pattern = torch.sigmoid(self.pattern_logit)[act]
+            xt = (1 - mask[:, None]) * x + (mask * pattern)[:, None]
+            logits = model(xt.reshape(a * n, c, h, w)).reshape(a, n, -1)
+            size = mask.mean(dim=(1, 2, 3))
+            losses, successes = [], []
+            for j, i in enumerate(self.active):
+                lj, sj = _slot_loss(logits[j], y[j], self.slots[i].target)
+                losses.append(lj.mean())
+                successes.append(sj.float().mean())
+            task = torch.stack(losses)
+            if reference is not None:
+                ref_logits = reference(xt.reshape(a * n, c, h, w))
+                task = task + self.reference_weight * F.cross_entropy(
+                    ref_logits, y.reshape(-1), reduction="none").reshape(a, n).mean(1)
+            success = torch.stack(successes).detach()
+            total = (task + self.cost[act] * size).sum()
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt.step()
+            with torch.no_grad():
+                self._bookkeep(act, success, size.detach(), mask.detach(), pattern.detach(), task)
+        for p in params:
+            p.requires_grad_(True)
+
+    def _bookkeep(self, act, success, size, mask, pattern, task) -> None:
+        """Best trigger so far, and NC's adaptive cost: tighten the mask while attacks succeed,
+        relax it when they fail."""
+        s = self.settings
+        improved = (success >= s.success) & (size < self.best_size[act])
+        self.best_size[act] = torch.where(improved, size, self.best_size[act])
+        self.best_mask[act[improved]] = mask[improved]
+        self.best_pattern[act[improved]] = pattern[improved]
+        self.last_success[act] = success
+        above = torch.where(success >= s.success, self.above[act] + 1, torch.zeros_like(success))
+        below = torch.where(success < s.success, self.below[act] + 1, torch.zeros_like(success))
+        up, down = above >= s.patience, below >= s.patience
+        cost = self.cost[act]
+        self.cost[act] = torch.where(up, cost * s.cost_up, torch.where(down, cost / s.cost_down, cost))
+        above[up], below[down] = 0, 0
+        self.above[act], self.below[act] = above, below
+        for j, i in enumerate(self.active):
+            self.paths[i].append(round(float(task[j]), 4))
+            self.steps_run[i] += 1
+
+    def results(self) -> list[Inverted]:
+        """Every slot's trigger: its smallest one that reached the success bar, else where it is now."""
         with torch.no_grad():
-            improved = (success >= settings.success) & (size.detach() < best_size)
-            best_size = torch.where(improved, size.detach(), best_size)
-            best_mask[improved] = mask.detach()[improved]
-            best_pattern[improved] = pattern.detach()[improved]
-            last_success = success
-            # NC's adaptive cost: tighten the mask while attacks succeed, relax when they fail.
-            above = torch.where(success >= settings.success, above + 1, torch.zeros_like(above))
-            below = torch.where(success < settings.success, below + 1, torch.zeros_like(below))
-            up, down = above >= settings.patience, below >= settings.patience
-            cost = torch.where(up, cost * settings.cost_up, torch.where(down, cost / settings.cost_down, cost))
-            above[up], below[down] = 0, 0
-            for i in range(k):
-                paths[i].append(round(float(task[i]), 4))
-    for p in params:
-        p.requires_grad_(True)
-    with torch.no_grad():
-        final_mask = _shaped_mask(mask_logit, slots)
-        final_pattern = torch.sigmoid(pattern_logit)
-    out = []
-    for i, s in enumerate(slots):
-        reached = bool(torch.isfinite(best_size[i]))
-        out.append(Inverted(slot=s,
-                            mask=best_mask[i] if reached else final_mask[i],
-                            pattern=best_pattern[i] if reached else final_pattern[i],
-                            size=float(best_size[i]) if reached else float(final_mask[i].mean()),
-                            reached=reached, batch_success=float(last_success[i]),
-                            loss_path=paths[i][:: max(1, settings.steps // 50)]))
-    return out
+            final_mask = _shaped_mask(self.mask_logit, self.slots)
+            final_pattern = torch.sigmoid(self.pattern_logit)
+        out = []
+        for i, s in enumerate(self.slots):
+            if i in self.dropped:
+                out.append(self.dropped[i])
+                continue
+            reached = bool(torch.isfinite(self.best_size[i]))
+            out.append(Inverted(slot=s,
+                                mask=self.best_mask[i].clone() if reached else final_mask[i],
+                                pattern=self.best_pattern[i].clone() if reached else final_pattern[i],
+                                size=float(self.best_size[i]) if reached else float(final_mask[i].mean()),
+                                reached=reached, batch_success=float(self.last_success[i]),
+                                loss_path=self.paths[i][:: max(1, self.steps_run[i] // 50)]))
+        return out
 
 
 def _shaped_mask(mask_logit: torch.Tensor, slots: list[Slot]) -> torch.Tensor:

@@ -37,6 +37,34 @@ def test_map_statistics_tell_a_permutation_from_a_sink():
     assert map_statistics(src[:0], src[:0])["spread"] == 0.0
 
 
+
+def test_a_kept_start_goes_on_as_in_the_full_batch_and_a_dropped_one_stays_put():
+    """v4's continuation: after ``keep`` the leading start follows its full-batch trajectory (its
+    draws are still taken from the shared stream) and the others stay as they were when dropped."""
+    from tiny_gratings import make_data, tiny_cnn
+
+    from modelscan_bd.adapters.classifier import PixelClassifier
+    from modelscan_bd.inversion import PATCH, UNTARGETED, Inversion, InversionSettings, Slot, invert
+
+    torch.manual_seed(0)
+    model = PixelClassifier(tiny_cnn(), MEAN, STD).eval()
+    x, y = make_data(64, torch.Generator().manual_seed(1))
+    slots, settings = [Slot(UNTARGETED, PATCH)] * 3, InversionSettings(steps=40, images_per_slot=8, success=0.9)
+    full = invert(model, x, y, slots, settings, torch.Generator().manual_seed(2))
+    run = Inversion(model, x, y, slots, settings, torch.Generator().manual_seed(2))
+    run.run(20)
+    at_20 = run.results()
+    run.keep([1])
+    run.run(20)
+    after = run.results()
+    assert run.steps_run == [20, 40, 20]
+    for i in (0, 2):
+        assert torch.equal(after[i].mask, at_20[i].mask) and after[i].size == at_20[i].size
+    assert not torch.equal(after[1].mask, at_20[1].mask)
+    assert torch.allclose(after[1].mask, full[1].mask, atol=1e-4)
+    assert after[1].size == pytest.approx(full[1].size, abs=1e-5)
+    assert after[1].loss_path == pytest.approx(full[1].loss_path, abs=1e-3)
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A 20-class all-to-all tiny ResNet and its clean twin, saved as hub-format repos."""

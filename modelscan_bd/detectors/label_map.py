@@ -30,7 +30,7 @@ from dataclasses import replace
 import torch
 
 from ..findings import Finding
-from ..inversion import PATCH, UNTARGETED, Inverted, Slot, invert
+from ..inversion import PATCH, UNTARGETED, Inversion, Inverted, Slot
 from .base import Detector, ScanContext
 from .trigger import SETTINGS as TRIGGER_SETTINGS
 from .trigger import trigger_artifacts
@@ -44,6 +44,9 @@ STARTS = {"standard": 3, "thorough": 5}
 # part-way (spreads 4.8-10.4 going on to 10.6-23.4), while clean models' sinks are reached early
 # (docs/bench/label-map/NOTES.md, "v3").
 STEPS = {"standard": 600, "thorough": 600}
+# With a step count here, the starts run together up to it and then only the one with the largest spread
+# goes on and is scored (v4, under test: docs/bench/label-map/v4-preregistered.md); None: all run to the end.
+LEAD_AFTER: dict[str, int | None] = {"standard": None, "thorough": None}
 # Used when the calibration has no ``label_map`` block: the cut fixed before the held-out zoos.
 DEFAULT_SPREAD, DEFAULT_MIN_CLASSES = 6.0, 20
 SALT = 60  # its own generator stream: the other detectors' draws, and so their features, do not move
@@ -73,6 +76,23 @@ def scored_start(inverted: list[Inverted], maps: list[dict]) -> int:
     """The start whose map is scored: the largest spread. (Scoring the smallest trigger of 6 starts
     instead tied on a held-out zoo at more cost: docs/bench/label-map/NOTES.md, "v2".)"""
     return max(range(len(maps)), key=lambda i: maps[i]["spread"])
+
+
+def run_starts(model, images, labels, x, y, starts: int, settings, lead_after: int | None, generator):
+    """The untargeted starts (inverted on ``images``), their maps on ``x``/``y``, the one scored and
+    each start's step count. With ``lead_after``, only the start leading at that step goes on to
+    ``settings.steps`` and it is scored; the others are reported as they were then."""
+    run = Inversion(model, images, labels, [Slot(UNTARGETED, PATCH)] * starts, settings, generator)
+    run.run(lead_after or settings.steps)
+    inverted = run.results()
+    maps = [label_map(model, t, x, y) for t in inverted]
+    best_i = scored_start(inverted, maps)
+    if lead_after:
+        run.keep([best_i])
+        run.run(settings.steps - lead_after)
+        inverted = run.results()
+        maps[best_i] = label_map(model, inverted[best_i], x, y)
+    return inverted, maps, best_i, run.steps_run
 
 
 @torch.no_grad()
@@ -119,10 +139,9 @@ class LabelMapDetector(Detector):
         settings = replace(TRIGGER_SETTINGS[context.budget][0], success=SUCCESS, steps=STEPS[context.budget])
         starts = STARTS[context.budget]
         context.progress(f"label map: {starts} untargeted triggers")
-        inverted = invert(model, clean.exposure_images, clean.exposure_labels, [Slot(UNTARGETED, PATCH)] * starts,
-                          settings, context.generator(salt=SALT))
-        maps = [label_map(model, t, x, y) for t in inverted]
-        best_i = scored_start(inverted, maps)
+        inverted, maps, best_i, steps_run = run_starts(model, clean.exposure_images, clean.exposure_labels, x, y,
+                                                       starts, settings, LEAD_AFTER[context.budget],
+                                                       context.generator(salt=SALT))
         best, trig = maps[best_i], inverted[best_i]
         flagged = best["spread"] >= cut
         # the best map in full and its mask: the benchmark scores them against an all-to-all truth
@@ -133,8 +152,8 @@ class LabelMapDetector(Detector):
                     "holdout_images": int(len(y)), "steps": settings.steps, "success_bar": SUCCESS,
                     "starts": [{**{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k != "pairs"},
                                 "top_pairs": m["pairs"][:10], "size": round(t.effective_size(), 5),
-                                "reached": t.reached}
-                               for m, t in zip(maps, inverted)]}
+                                "reached": t.reached, "steps": n}
+                               for m, t, n in zip(maps, inverted, steps_run)]}
         desc = (f"the best of {starts} untargeted triggers ({trig.effective_size():.1%} of the image) flips "
                 f"{best['flip_rate']:.0%} of held-out clean images onto {best['n_dest']:.1f} effective destination "
                 f"labels, {best['purity']:.0%} of them on their source class's commonest one "

@@ -2,9 +2,12 @@
 from too few steps rather than too few starts? Variants on zoos already seen (s980, s960 rebuilt):
   v1: 3 starts, 300 steps (shipped until v3)   s600: 3 starts, 600 steps   s2x600: 2 starts, 600 steps
 The 600-step run with 3 starts replays v1's first 300 steps exactly (same generator draws).
+And the test of v4 (v4-preregistered.md): s600 (= v3) against v4, 3 starts for 300 steps and then
+only the leader at 300 to 600.
 
     python explore_steps.py v1,s600,s2x600 steps-design.jsonl zoo/gtsrb-a2a-s980 zoo/gtsrb-a2a-s960
     python explore_steps.py v1,s600 v3-test.jsonl zoo/gtsrb-a2a-s990     # the preregistered test
+    python explore_steps.py s600,v4 v4-test.jsonl zoo/gtsrb-a2a-s1000    # v4's preregistered test
 """
 import json
 import sys
@@ -14,8 +17,9 @@ import torch
 
 from measure_v1v2 import scan_variant
 from modelscan_bd import bench
+from modelscan_bd.detectors import label_map as lm
 
-VARIANTS = {"v1": (3, 300), "s600": (3, 600), "s2x600": (2, 600)}
+VARIANTS = {"v1": (3, 300), "s600": (3, 600), "s2x600": (2, 600), "v4": (3, 600, lm.scored_start, 300)}
 
 
 def main(argv):

@@ -26,13 +26,14 @@ def smallest(inverted, maps):
     return min(range(len(inverted)), key=lambda i: (not inverted[i].reached, inverted[i].size))
 
 
-def scan_variant(zoo, entry, starts, steps=300, pick=V1_PICK):
+def scan_variant(zoo, entry, starts, steps=300, pick=V1_PICK, lead_after=None):
     """One model through the scan path with only label-map selected, budget standard, seed 0, with the
-    detector's start count, step count and scored start swapped in (v1: 3, 300, the largest spread;
-    the detector has run 600 steps since v3). Returns the outcome and the row both scripts write:
+    detector's start count, step count, scored start and lead step swapped in (v1: 3, 300, the largest
+    spread, none; the detector has run 600 steps since v3, and only the leader at 300 past 300 since v4). Returns the outcome and the row both scripts write:
     the scored spread, whether it is flagged, the trigger's size, the step's and the scan's seconds,
     and every start's spread, size, reached and flip rate."""
     lm.STARTS["standard"], lm.STEPS["standard"], lm.scored_start = starts, steps, pick
+    lm.LEAD_AFTER["standard"] = lead_after
     t = time.perf_counter()
     outcome = scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["label-map"],
                                                         clean_data=str(zoo / "clean-data.npz")))
@@ -41,7 +42,7 @@ def scan_variant(zoo, entry, starts, steps=300, pick=V1_PICK):
     finding = next(f for f in outcome.report["findings"] if f["detector"] == "label-map")
     return outcome, {"spread": round(res["spread"], 4), "flagged": res["flagged"], "size": round(res["size"], 5),
                      "step_s": outcome.report["timing"]["steps"].get("label-map"), "scan_s": round(secs, 1),
-                     "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate")}
+                     "starts": [{k: st[k] for k in ("spread", "size", "reached", "flip_rate", "steps") if k in st}
                                 for st in finding["evidence"]["starts"]]}
 
 
