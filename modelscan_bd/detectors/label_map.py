@@ -14,9 +14,12 @@ then, on held-out clean images that the model classifies right and a trigger fli
 A clean model's adversarial patch sends images to a few natural sink labels, an all-to-one
 trigger to one label; an all-to-all trigger to many distinct destinations, each source class
 consistently to its own (43-class GTSRB: true triggers n_dest 27-31 at purity 0.94-0.98). The
-statistic, ``spread``, is the largest n_dest x purity over the starts: the effective number of
-distinct, consistent destinations. On 38 clean 43-class GTSRB models it was 2.2-5.6; the cut at
-6 was fixed before two held-out zoos, where it caught 5 of 6 all-to-all models and 0 of 6 clean.
+statistic, ``spread``, is n_dest x purity: the effective number of distinct, consistent
+destinations. At ``standard`` the starts run 300 steps together and the one with the largest spread
+then goes on alone to 600 and is scored (v4); at ``thorough`` all run 600 and the largest is scored.
+On 38 clean 43-class GTSRB models it was 2.2-5.6; the cut at 6 was fixed before two held-out zoos,
+where it caught 5 of 6 all-to-all models and 0 of 6 clean; on four later CPU zoos v4 catches 14 of 16
+and 0 of 17 clean (docs/bench/label-map/NOTES.md, "v4").
 
 With few classes the statistic is capped by the class count (at most 10 on CIFAR-10) and no clean
 reference exists below 20 classes, so there the detector says it does not apply and spends nothing.
@@ -44,9 +47,10 @@ STARTS = {"standard": 3, "thorough": 5}
 # part-way (spreads 4.8-10.4 going on to 10.6-23.4), while clean models' sinks are reached early
 # (docs/bench/label-map/NOTES.md, "v3").
 STEPS = {"standard": 600, "thorough": 600}
-# With a step count here, the starts run together up to it and then only the one with the largest spread
-# goes on and is scored (v4, under test: docs/bench/label-map/v4-preregistered.md); None: all run to the end.
-LEAD_AFTER: dict[str, int | None] = {"standard": None, "thorough": None}
+# v4 at `standard`: the starts run together for 300 steps, then only the one with the largest spread goes
+# on to 600 and is scored. The start that ended past the cut led at 300 on every flagged model of four
+# zoos, and the step costs 0.75-0.80 of v3's (docs/bench/label-map/NOTES.md, "v4"). None: all run to the end.
+LEAD_AFTER: dict[str, int | None] = {"standard": 300, "thorough": None}
 # Used when the calibration has no ``label_map`` block: the cut fixed before the held-out zoos.
 DEFAULT_SPREAD, DEFAULT_MIN_CLASSES = 6.0, 20
 SALT = 60  # its own generator stream: the other detectors' draws, and so their features, do not move
@@ -109,7 +113,7 @@ def label_map(model, trig: Inverted, images: torch.Tensor, labels: torch.Tensor)
 
 class LabelMapDetector(Detector):
     id = "label-map"
-    version = "2"
+    version = "3"
     rule_id = "MSBD-C006"
     title = "All-to-all label map of an untargeted trigger"
     families = ("classifier",)
@@ -138,7 +142,9 @@ class LabelMapDetector(Detector):
             return [self.skipped(f"only {len(y)} held-out clean images are classified right; the map needs 4")]
         settings = replace(TRIGGER_SETTINGS[context.budget][0], success=SUCCESS, steps=STEPS[context.budget])
         starts = STARTS[context.budget]
-        context.progress(f"label map: {starts} untargeted triggers")
+        context.progress(f"label map: {starts} untargeted triggers"
+                         + (f", the leader at {LEAD_AFTER[context.budget]} steps on to {settings.steps}"
+                            if LEAD_AFTER[context.budget] else ""))
         inverted, maps, best_i, steps_run = run_starts(model, clean.exposure_images, clean.exposure_labels, x, y,
                                                        starts, settings, LEAD_AFTER[context.budget],
                                                        context.generator(salt=SALT))
@@ -154,7 +160,8 @@ class LabelMapDetector(Detector):
                                 "top_pairs": m["pairs"][:10], "size": round(t.effective_size(), 5),
                                 "reached": t.reached, "steps": n}
                                for m, t, n in zip(maps, inverted, steps_run)]}
-        desc = (f"the best of {starts} untargeted triggers ({trig.effective_size():.1%} of the image) flips "
+        desc = (f"the leading one of {starts} untargeted triggers ({trig.effective_size():.1%} of the image) "
+                f"flips "
                 f"{best['flip_rate']:.0%} of held-out clean images onto {best['n_dest']:.1f} effective destination "
                 f"labels, {best['purity']:.0%} of them on their source class's commonest one "
                 f"(spread {best['spread']:.1f}, cut {cut:g})")
