@@ -48,8 +48,8 @@ STARTS = {"standard": 3, "thorough": 5}
 # (docs/bench/label-map/NOTES.md, "v3").
 STEPS = {"standard": 600, "thorough": 600}
 # v4 at `standard`: the starts run together for 300 steps, then only the one with the largest spread goes
-# on to 600 and is scored. The start that ended past the cut led at 300 on every flagged model of four
-# zoos, and the step costs 0.75-0.80 of v3's (docs/bench/label-map/NOTES.md, "v4"). None: all run to the end.
+# on to 600 and is scored. On every model that v3 flagged in four zoos the leader at 300 also ended past
+# the cut, and the step costs 0.75-0.80 of v3's (docs/bench/label-map/NOTES.md, "v4"). None: all run to the end.
 LEAD_AFTER: dict[str, int | None] = {"standard": 300, "thorough": None}
 # Used when the calibration has no ``label_map`` block: the cut fixed before the held-out zoos.
 DEFAULT_SPREAD, DEFAULT_MIN_CLASSES = 6.0, 20
