@@ -37,7 +37,6 @@ def test_map_statistics_tell_a_permutation_from_a_sink():
     assert map_statistics(src[:0], src[:0])["spread"] == 0.0
 
 
-
 def test_a_kept_start_goes_on_as_in_the_full_batch_and_a_dropped_one_stays_put():
     """v4's continuation: after ``keep`` the leading start follows its full-batch trajectory (its
     draws are still taken from the shared stream) and the others stay as they were when dropped."""
@@ -64,6 +63,7 @@ def test_a_kept_start_goes_on_as_in_the_full_batch_and_a_dropped_one_stays_put()
     assert torch.allclose(after[1].mask, full[1].mask, atol=1e-4)
     assert after[1].size == pytest.approx(full[1].size, abs=1e-5)
     assert after[1].loss_path == pytest.approx(full[1].loss_path, abs=1e-3)
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):

@@ -141,13 +141,11 @@ class LabelMapDetector(Detector):
         if len(y) < 4:
             return [self.skipped(f"only {len(y)} held-out clean images are classified right; the map needs 4")]
         settings = replace(TRIGGER_SETTINGS[context.budget][0], success=SUCCESS, steps=STEPS[context.budget])
-        starts = STARTS[context.budget]
+        starts, lead = STARTS[context.budget], LEAD_AFTER[context.budget]
         context.progress(f"label map: {starts} untargeted triggers"
-                         + (f", the leader at {LEAD_AFTER[context.budget]} steps on to {settings.steps}"
-                            if LEAD_AFTER[context.budget] else ""))
+                         + (f", the leader at {lead} steps on to {settings.steps}" if lead else ""))
         inverted, maps, best_i, steps_run = run_starts(model, clean.exposure_images, clean.exposure_labels, x, y,
-                                                       starts, settings, LEAD_AFTER[context.budget],
-                                                       context.generator(salt=SALT))
+                                                       starts, settings, lead, context.generator(salt=SALT))
         best, trig = maps[best_i], inverted[best_i]
         flagged = best["spread"] >= cut
         # the best map in full and its mask: the benchmark scores them against an all-to-all truth
@@ -161,9 +159,8 @@ class LabelMapDetector(Detector):
                                 "reached": t.reached, "steps": n}
                                for m, t, n in zip(maps, inverted, steps_run)]}
         desc = (f"the leading one of {starts} untargeted triggers ({trig.effective_size():.1%} of the image) "
-                f"flips "
-                f"{best['flip_rate']:.0%} of held-out clean images onto {best['n_dest']:.1f} effective destination "
-                f"labels, {best['purity']:.0%} of them on their source class's commonest one "
+                f"flips {best['flip_rate']:.0%} of held-out clean images onto {best['n_dest']:.1f} effective "
+                f"destination labels, {best['purity']:.0%} of them on their source class's commonest one "
                 f"(spread {best['spread']:.1f}, cut {cut:g})")
         artifacts = trigger_artifacts(target, trig, x[0])  # x: held-out images the model gets right
         if flagged:

@@ -29,9 +29,10 @@ def smallest(inverted, maps):
 def scan_variant(zoo, entry, starts, steps=300, pick=V1_PICK, lead_after=None):
     """One model through the scan path with only label-map selected, budget standard, seed 0, with the
     detector's start count, step count, scored start and lead step swapped in (v1: 3, 300, the largest
-    spread, none; the detector has run 600 steps since v3, and only the leader at 300 past 300 since v4). Returns the outcome and the row both scripts write:
-    the scored spread, whether it is flagged, the trigger's size, the step's and the scan's seconds,
-    and every start's spread, size, reached and flip rate."""
+    spread, none; the detector has run 600 steps since v3, and only the leader at 300 past 300 since
+    v4). Returns the outcome and the row both scripts write: the scored spread, whether it is flagged,
+    the trigger's size, the step's and the scan's seconds, and every start's spread, size, reached,
+    flip rate and (since v4) step count."""
     lm.STARTS["standard"], lm.STEPS["standard"], lm.scored_start = starts, steps, pick
     lm.LEAD_AFTER["standard"] = lead_after
     t = time.perf_counter()
