@@ -128,6 +128,18 @@ def _adapter(classes=3):
                                labels=["cat", "dog", "ship"][:classes])
 
 
+def test_adapter_from_module_leaves_the_callers_module_alone():
+    from modelscan_bd.adapters.load_classifier import adapter_from_module
+
+    net = _TinyNet().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    adapter = adapter_from_module(net, input_size=(3, 8, 8), mean=0.5, std=0.5)
+    assert net.training and not adapter.model.training
+    assert net.conv.weight.is_contiguous()  # not switched to channels-last
+    assert adapter.model.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
 def test_adapter_from_module_rejects_wrong_size():
     from modelscan_bd.adapters.load_classifier import adapter_from_module
 

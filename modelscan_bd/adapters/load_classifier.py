@@ -6,6 +6,7 @@ defaults and named in ``Preprocess.defaults_used`` so the report can say so.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -198,9 +199,12 @@ def adapter_from_module(module: nn.Module, *, input_size: tuple[int, int, int], 
                         labels: list[str] | None = None, num_classes: int | None = None,
                         name: str | None = None) -> ClassifierAdapter:
     """The Python API's entry for custom architectures: any module mapping normalised
-    NCHW images to logits (a tensor, or an object with ``.logits``)."""
+    NCHW images to logits (a tensor, or an object with ``.logits``).
+
+    The adapter wraps a copy: wrapping puts the network in eval mode and its convolution weights in
+    channels-last order, which must not change the caller's module (its mode, or its kernels' rounding)."""
     channels = input_size[0]
-    wrapped = PixelClassifier(module, _fit(mean, channels), _fit(std, channels)).eval()
+    wrapped = PixelClassifier(copy.deepcopy(module), _fit(mean, channels), _fit(std, channels)).eval()
     if num_classes is None:
         with torch.no_grad():
             try:
