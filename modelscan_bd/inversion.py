@@ -133,10 +133,10 @@ class Inversion:
 
     def keep(self, indices: list[int]) -> None:
         """Go on with these slots only; the others are fixed as they are now."""
-        now = self.results()
+        final_mask, final_pattern = self._final()
         for i in self.active:
             if i not in indices:
-                self.dropped[i] = now[i]
+                self.dropped[i] = self._result(i, final_mask, final_pattern)
         self.active = [i for i in self.active if i in indices]
 
     def run(self, steps: int) -> None:
@@ -200,22 +200,22 @@ class Inversion:
 
     def results(self) -> list[Inverted]:
         """Every slot's trigger: its smallest one that reached the success bar, else where it is now."""
+        final_mask, final_pattern = self._final()
+        return [self.dropped[i] if i in self.dropped else self._result(i, final_mask, final_pattern)
+                for i in range(len(self.slots))]
+
+    def _final(self) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            final_mask = _shaped_mask(self.mask_logit, self.slots)
-            final_pattern = torch.sigmoid(self.pattern_logit)
-        out = []
-        for i, s in enumerate(self.slots):
-            if i in self.dropped:
-                out.append(self.dropped[i])
-                continue
-            reached = bool(torch.isfinite(self.best_size[i]))
-            out.append(Inverted(slot=s,
-                                mask=self.best_mask[i].clone() if reached else final_mask[i],
-                                pattern=self.best_pattern[i].clone() if reached else final_pattern[i],
-                                size=float(self.best_size[i]) if reached else float(final_mask[i].mean()),
-                                reached=reached, batch_success=float(self.last_success[i]),
-                                loss_path=self.paths[i][:: max(1, self.steps_run[i] // 50)]))
-        return out
+            return _shaped_mask(self.mask_logit, self.slots), torch.sigmoid(self.pattern_logit)
+
+    def _result(self, i: int, final_mask: torch.Tensor, final_pattern: torch.Tensor) -> Inverted:
+        reached = bool(torch.isfinite(self.best_size[i]))
+        return Inverted(slot=self.slots[i],
+                        mask=self.best_mask[i].clone() if reached else final_mask[i],
+                        pattern=self.best_pattern[i].clone() if reached else final_pattern[i],
+                        size=float(self.best_size[i]) if reached else float(final_mask[i].mean()),
+                        reached=reached, batch_success=float(self.last_success[i]),
+                        loss_path=self.paths[i][:: max(1, self.steps_run[i] // 50)])
 
 
 def _shaped_mask(mask_logit: torch.Tensor, slots: list[Slot]) -> torch.Tensor:
