@@ -104,6 +104,14 @@ class ImageDataset:
         return ImageDataset(self.name, self.train_x[tr], self.train_y[tr],
                             self.test_x[te], self.test_y[te], self.classes)
 
+    def scan_images(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` test images (and labels) for a zoo's or the demo's scans, drawn per class in proportion.
+
+        Not the first ``n``: a test split may be stored sorted by class (CIFAR-10's is), and its first
+        500 images are then three classes of ten."""
+        idx = _stratified_indices(self.test_y, n, np.random.default_rng([seed, 500]))
+        return self.test_x[idx], self.test_y[idx]
+
 
 def _stratified_indices(y: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
     """Exactly ``n`` sorted indices, drawn per class in proportion to its share

@@ -51,7 +51,8 @@ def run_demo(out: Path, data_dir: str | None, seed: int, budget: str, epochs: in
     clean_npz = out / "clean-data.npz"
     clean_npz.parent.mkdir(parents=True, exist_ok=True)
     # Scans get held-out test images, never the training images.
-    np.savez_compressed(clean_npz, images=dataset.test_x[:500], labels=dataset.test_y[:500])
+    images, labels = dataset.scan_images(500, seed)
+    np.savez_compressed(clean_npz, images=images, labels=labels)
 
     rows = []
     for name, attack in (("tiny-resnet-badnets", BadNets(target, dataset.num_classes, dataset.image_shape, seed=seed)),

@@ -78,6 +78,26 @@ def test_subset_is_stratified_and_deterministic(synthetic):
     assert np.array_equal(small.train_x, synthetic.subset(300, 100, seed=1).train_x)
 
 
+def test_zoo_scan_images_cover_every_class_of_a_class_sorted_test_split(tmp_path):
+    # CIFAR-10's file stores its test split sorted by class: a zoo's first 500 test images were 3 classes of 10.
+    from modelscan_bd.zoo.build import build_zoo
+
+    synth = synthetic_dataset(n_train=200, n_test=1200, seed=2)
+    order = np.argsort(synth.test_y, kind="stable")
+    np.savez(tmp_path / "cifar10.npz", train_images=synth.train_x, train_labels=synth.train_y,
+             test_images=synth.test_x[order], test_labels=synth.test_y[order])
+    out = tmp_path / "zoo"
+    build_zoo("cifar10", out, data_dir=str(tmp_path), n_clean=0, n_backdoored=0, n_hard=0, archs=["resnet"],
+              attacks=None, train_size=100, epochs=1, seed=5, progress=lambda m: None)
+    written = np.load(out / "clean-data.npz")
+    counts = np.bincount(written["labels"], minlength=10)
+    assert len(written["labels"]) == 500 and counts.min() >= 45 and counts.max() <= 55
+    stored = ImageDataset("cifar10", synth.train_x, synth.train_y, synth.test_x[order], synth.test_y[order],
+                          synth.classes)
+    drawn = stored.subset(n_train=100, n_test=2000, seed=5)  # what build_zoo took its test images from
+    assert np.array_equal(written["images"], drawn.scan_images(500, seed=5)[0])
+
+
 # attacks ---------------------------------------------------------------------------
 
 def test_badnets_changes_only_the_corner_square(images):

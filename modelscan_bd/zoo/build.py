@@ -44,7 +44,8 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     if resume:  # refuse before anything in OUT is overwritten
         earlier_manifest(out, dataset.name, seed, dataset.num_classes)
     out.mkdir(parents=True, exist_ok=True)  # clean data first, so a partial zoo can already be benchmarked
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
+    images, labels = dataset.scan_images(SCAN_IMAGES, seed)
+    np.savez_compressed(out / CLEAN_DATA_FILE, images=images, labels=labels)
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
                                     progress=progress, jobs=jobs, resume=resume, device=device, min_asr=min_asr)

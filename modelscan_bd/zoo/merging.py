@@ -181,7 +181,8 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
     c, h, w = dataset.image_shape
     mean, std = (MEAN_STD[0],) * c, (MEAN_STD[1],) * c
     # the scan data first and the manifest after every model, so an interrupted build leaves a readable zoo
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=dataset.test_x[:SCAN_IMAGES], labels=dataset.test_y[:SCAN_IMAGES])
+    images, labels = dataset.scan_images(SCAN_IMAGES, seed)
+    np.savez_compressed(out / CLEAN_DATA_FILE, images=images, labels=labels)
     base = train_classifier("resnet", dataset, None, epochs=base_epochs, seed=seed, mean=mean, std=std)
     models: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
