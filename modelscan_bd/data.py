@@ -60,6 +60,9 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 _find_data_dir = data_dir  # load_dataset's ``data_dir`` parameter shadows the function
 
+# Seeds scan_images' draw apart from subset()'s stream of the same seed (a salt, not an image count).
+SCAN_SALT = 500
+
 
 @dataclass
 class ImageDataset:
@@ -109,7 +112,7 @@ class ImageDataset:
 
         Not the first ``n``: a test split may be stored sorted by class (CIFAR-10's is), and its first
         500 images are then three classes of ten."""
-        idx = _stratified_indices(self.test_y, n, np.random.default_rng([seed, 500]))
+        idx = _stratified_indices(self.test_y, n, np.random.default_rng([seed, SCAN_SALT]))
         return self.test_x[idx], self.test_y[idx]
 
 
