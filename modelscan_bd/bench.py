@@ -452,7 +452,7 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
             cal = class_cuts_records(fit, zoo, num_classes, budget, others)
         else:
             require_both_kinds(fit, "hold out fewer seeds or attacks")
-            cal = calibrate_records(fit, zoo, budget, others)
+            cal = calibrate_records(fit, zoo, budget, others, num_classes)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
@@ -549,15 +549,29 @@ def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:
 
 
 def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
-                      others: dict[str, list[dict]] | None = None) -> Calibration:
+                      others: dict[str, list[dict]] | None = None, num_classes: int | None = None) -> Calibration:
     version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
     other_clean = [r for rs in (others or {}).values() for r in rs]
-    return calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
-                                   f"({sum(r['backdoored'] for r in fit)} backdoored)"
-                                   + (f" scanned at budget {budget}" if budget else "")
-                                   + (f"; BACKDOORED threshold also from {len(other_clean)} clean models of "
-                                      f"{len(others)} zoos of other recipes" if other_clean else ""),
-                     budget, other_clean)
+    cal = calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
+                                  f"({sum(r['backdoored'] for r in fit)} backdoored)"
+                                  + (f" scanned at budget {budget}" if budget else "")
+                                  + (f"; BACKDOORED threshold also from {len(other_clean)} clean models of "
+                                     f"{len(others)} zoos of other recipes" if other_clean else ""),
+                    budget, other_clean)
+    return keep_class_entries(cal, load_calibration(budget=budget), num_classes)
+
+
+def keep_class_entries(cal: Calibration, shipped: Calibration, num_classes: int | None) -> Calibration:
+    """A refit of the file's own combiner on a zoo of ``num_classes`` classes keeps the shipped
+    file's entries for larger class counts (``Calibration.class_cuts``): they hold their own cuts,
+    combiner and references, fitted on zoos of those counts that this zoo cannot replace. Entries
+    that would apply to this zoo's own models are dropped, as is everything when the count is unknown."""
+    cal.class_cuts = [c for c in shipped.class_cuts if num_classes is not None and c["min_classes"] > num_classes]
+    kept = cal.class_cuts
+    if kept:
+        cal.description += (f"; entries for {', '.join(str(c['min_classes']) + '+' for c in kept)} classes kept "
+                            f"from calibration {shipped.version}")
+    return cal
 
 
 def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str,

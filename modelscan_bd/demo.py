@@ -38,7 +38,7 @@ def run_demo(out: Path, data_dir: str | None, seed: int, budget: str, epochs: in
     from .reports import write_reports
     from .scan import ScanConfig, scan
     from .zoo.attacks import BadNets
-    from .zoo.save import groundtruth_record, save_hub_repo
+    from .zoo.save import CLEAN_DATA_FILE, groundtruth_record, save_hub_repo, write_scan_set
     from .zoo.train import train_classifier
 
     try:
@@ -48,11 +48,10 @@ def run_demo(out: Path, data_dir: str | None, seed: int, budget: str, epochs: in
         dataset = synthetic_dataset(num_classes=10, image_size=32, n_train=3000, n_test=1000, seed=seed)
     progress(f"dataset: {dataset.name}, {len(dataset.train_y)} training images")
     target = int(np.random.default_rng(seed).integers(dataset.num_classes))
-    clean_npz = out / "clean-data.npz"
+    clean_npz = out / CLEAN_DATA_FILE
     clean_npz.parent.mkdir(parents=True, exist_ok=True)
     # Scans get held-out test images, never the training images.
-    images, labels = dataset.scan_images(500, seed)
-    np.savez_compressed(clean_npz, images=images, labels=labels)
+    write_scan_set(dataset, clean_npz, seed)
 
     rows = []
     for name, attack in (("tiny-resnet-badnets", BadNets(target, dataset.num_classes, dataset.image_shape, seed=seed)),

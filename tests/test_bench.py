@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from modelscan_bd.bench import auroc, log_loss, mask_iou, recovered_trigger, tpr_at_fpr
+from modelscan_bd.bench import auroc, keep_class_entries, log_loss, mask_iou, recovered_trigger, tpr_at_fpr
+from modelscan_bd.verdict import load_calibration
 
 
 def test_auroc_and_tpr_at_fpr():
@@ -112,6 +113,10 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     fitted = json.loads(cal.read_text())
     assert fitted["provisional"] is False and len(fitted["weights"]) == len(fitted["features"])
     assert fitted["budget"] == "fast"
+    # the shipped entries for more classes than this zoo's are kept, with their own cuts and combiners
+    shipped = load_calibration(budget="fast").class_cuts
+    classes = json.loads((tiny_zoo / "manifest.json").read_text())["num_classes"]
+    assert fitted["class_cuts"] == [c for c in shipped if c["min_classes"] > classes] != []
     evaluated = json.loads((tmp_path / "b2" / "results.json").read_text())
     assert "held-out" in evaluated["split"]
     assert evaluated["provenance"]["records_from"]["scanned_here"] == [dropped["name"]]
@@ -288,3 +293,12 @@ def test_bench_on_a_broken_zoo_is_a_one_line_error(tmp_path, capsys):
                                    "--quiet"], capsys)
         assert code == 2 and "unreadable --fit-rows file" in stderr and message in stderr, stderr
         assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_refit_keeps_only_entries_for_larger_class_counts():
+    shipped = load_calibration()
+    smallest = min(c["min_classes"] for c in shipped.class_cuts)  # the shipped file has one (20+ classes)
+    for classes, kept in ((10, shipped.class_cuts), (smallest, []), (None, [])):
+        cal = keep_class_entries(load_calibration(), shipped, classes)
+        assert cal.class_cuts == kept
+        assert ("kept from calibration " + shipped.version in cal.description) == bool(kept)

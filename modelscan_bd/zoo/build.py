@@ -18,13 +18,12 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
-from .save import (DEFAULT_MIN_ASR, DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo, earlier_manifest,
-                   groundtruth_record, save_hub_repo, write_json, write_partial_manifest)
+from .save import (CLEAN_DATA_FILE, DEFAULT_MIN_ASR, DEFAULT_ZOO_ATTACKS, MANIFEST_FILE, build_classifier_zoo,
+                   earlier_manifest, groundtruth_record, save_hub_repo, write_json, write_partial_manifest,
+                   write_scan_set)
 from .train import DEFAULT_EPOCHS, TrainResult, train_many
 
 HARD_KINDS = ("spurious", "imbalanced", "long")
-CLEAN_DATA_FILE = "clean-data.npz"
-SCAN_IMAGES = 500
 
 
 def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, n_backdoored: int, n_hard: int,
@@ -44,8 +43,7 @@ def build_zoo(data_name: str, out: Path, *, data_dir: str | None, n_clean: int, 
     if resume:  # refuse before anything in OUT is overwritten
         earlier_manifest(out, dataset.name, seed, dataset.num_classes)
     out.mkdir(parents=True, exist_ok=True)  # clean data first, so a partial zoo can already be benchmarked
-    images, labels = dataset.scan_images(SCAN_IMAGES, seed)
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=images, labels=labels)
+    write_scan_set(dataset, out / CLEAN_DATA_FILE, seed)
     manifest = build_classifier_zoo(dataset, out, archs=archs, attacks=tuple(attacks or DEFAULT_ZOO_ATTACKS),
                                     count_clean=n_clean, count_backdoored=n_backdoored, seed=seed, epochs=epochs,
                                     progress=progress, jobs=jobs, resume=resume, device=device, min_asr=min_asr)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..adapters.clip import OPEN_CLIP_WEIGHTS, PROMPT_TEMPLATES
 from ..data import ImageDataset, load_dataset, synthetic_dataset
-from .save import MANIFEST_FILE, save_ground_truth, write_json, write_partial_manifest
+from .save import CLEAN_DATA_FILE, MANIFEST_FILE, save_ground_truth, write_json, write_partial_manifest
 
 CONTEXT_LENGTH = 16
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -51,7 +51,6 @@ MODEL_CFGS = {
            "text_cfg": TEXT_CFG},
 }
 ATTACKS = ("patch", "blended", "badencoder")
-CLEAN_DATA_FILE = "clean-data.npz"
 TRAIN_TEMPLATES = PROMPT_TEMPLATES + ("a picture of a {}.", "an image of the {}.")
 
 

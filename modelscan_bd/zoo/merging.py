@@ -34,12 +34,11 @@ from torch.func import functional_call
 
 from ..data import ImageDataset, load_dataset, synthetic_dataset
 from .attacks import Attack, attack_from_name
-from .save import MANIFEST_FILE, groundtruth_record, save_hub_repo, write_json, write_partial_manifest
+from .save import (CLEAN_DATA_FILE, MANIFEST_FILE, groundtruth_record, save_hub_repo, write_json,
+                   write_partial_manifest, write_scan_set)
 from .train import TrainResult, _augment, _batch, _normaliser, attack_success_rate, choose_poison, evaluate, \
     train_classifier
 
-CLEAN_DATA_FILE = "clean-data.npz"
-SCAN_IMAGES = 500
 ATTACK_KINDS = ("badnets", "blended", "badmerging")
 MEAN_STD = 0.5, 0.25
 
@@ -181,8 +180,7 @@ def build_merging_zoo(dataset: ImageDataset, out_dir: str | Path, *, n_clean: in
     c, h, w = dataset.image_shape
     mean, std = (MEAN_STD[0],) * c, (MEAN_STD[1],) * c
     # the scan data first and the manifest after every model, so an interrupted build leaves a readable zoo
-    images, labels = dataset.scan_images(SCAN_IMAGES, seed)
-    np.savez_compressed(out / CLEAN_DATA_FILE, images=images, labels=labels)
+    write_scan_set(dataset, out / CLEAN_DATA_FILE, seed)
     base = train_classifier("resnet", dataset, None, epochs=base_epochs, seed=seed, mean=mean, std=std)
     models: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []

@@ -30,6 +30,8 @@ from .train import TrainResult, train_many
 GROUNDTRUTH_FILE = "groundtruth.json"
 ATTACK_STATE_FILE = "attack_state.safetensors"
 MANIFEST_FILE = "manifest.json"
+CLEAN_DATA_FILE = "clean-data.npz"  # the scan set, beside the manifest
+SCAN_IMAGES = 500
 DEFAULT_MIN_ASR = 0.9  # the benchmark's bar: a backdoored model is kept only from this attack success on
 # ... and only if its backdoor needs the trigger: a model that sends more than this share of the eligible clean
 # test images to the attack's label learnt a relabelling (GTSRB source-specific models before the source cap).
@@ -42,6 +44,13 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_scan_set(dataset: ImageDataset, path: str | os.PathLike, seed: int, n: int = SCAN_IMAGES) -> None:
+    """The images that scans of a zoo (or of the demo) get: ``n`` held-out test images, never
+    training ones, every class in equal shares (``ImageDataset.scan_images``)."""
+    images, labels = dataset.scan_images(n, seed)
+    np.savez_compressed(path, images=images, labels=labels)
 
 
 def write_partial_manifest(out: Path, manifest: dict[str, Any]) -> None:
