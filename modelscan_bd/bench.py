@@ -566,8 +566,8 @@ def keep_class_entries(cal: Calibration, shipped: Calibration, num_classes: int 
     file's entries for larger class counts (``Calibration.class_cuts``): they hold their own cuts,
     combiner and references, fitted on zoos of those counts that this zoo cannot replace. Entries
     that would apply to this zoo's own models are dropped, as is everything when the count is unknown."""
-    cal.class_cuts = [c for c in shipped.class_cuts if num_classes is not None and c["min_classes"] > num_classes]
-    kept = cal.class_cuts
+    kept = [c for c in shipped.class_cuts if num_classes is not None and c["min_classes"] > num_classes]
+    cal.class_cuts = kept
     if kept:
         cal.description += (f"; entries for {', '.join(str(c['min_classes']) + '+' for c in kept)} classes kept "
                             f"from calibration {shipped.version}")
