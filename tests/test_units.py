@@ -415,6 +415,20 @@ def test_exposure_ranks_labels_by_mean_share_beyond_the_votes():
     assert TriggerRecoveryDetector._candidates(context, 10) == [cons["label"], cons["runner_up"], 5]
 
 
+def test_shipped_classifier_calibrations_judge_a_typical_clean_model_clean():
+    """A model whose every statistic is the median of the clean models a shipped file was fitted
+    on (its ``fill``) is CLEAN under that file, for ten classes and for the many-class entries:
+    a refit whose bias or cuts flag the typical clean model must not ship."""
+    from modelscan_bd.verdict import load_calibration, probability, status_for
+
+    for budget in ("fast", "standard"):
+        cal = load_calibration(budget=budget)
+        for classes in [10] + [c["min_classes"] for c in cal.class_cuts]:
+            fill = cal.combiner_for(classes)[4]
+            p = probability(dict(fill), cal, classes)[0]
+            assert status_for(p, cal, False, classes) == "CLEAN", (budget, classes, p, cal.cuts_for(classes)[:2])
+
+
 def test_shipped_classifier_calibration_per_budget():
     """Each budget gets the calibration fitted on scans at that budget; a budget without its own
     file falls back to the default one (fitted at `standard`, the scanner's default)."""
