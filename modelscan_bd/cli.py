@@ -197,9 +197,9 @@ def report_render(result, out) -> None:
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
 @click.option("--data-dir", type=str, default=None, help="Folder with cifar10.npz (default: ../shared/data).")
-# The demo trains its models for 6 epochs, fewer than the zoo the `standard` calibration was fitted
-# on (20); at `standard` its clean model sits at the BACKDOORED threshold (p 0.49-0.64 in two runs),
-# at `fast` (calibration fitted on such short-trained models) it is clean at p 0.26.
+# The demo trains its models for 6 epochs, fewer than the zoos the calibrations were fitted on (20);
+# it scans at `fast`, whose v4 file (2026-12-05) has its clean model at p 0.48 (SUSPICIOUS from 0.59)
+# and its BadNets model at 0.95.
 @click.option("--budget", type=click.Choice(["fast", "standard", "thorough"]), default="fast", show_default=True)
 @click.option("--epochs", type=click.IntRange(1, 100), default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

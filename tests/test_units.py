@@ -214,7 +214,8 @@ def test_registry_lists_builtins_in_order():
     ids = [c.id for c in all_detectors()]
     assert ids[:5] == ["mmbd", "exposure-collapse", "signal-trigger", "warp-trigger", "trigger-recovery"]
     assert [c.id for c in select("classifier", "fast", ["mmbd"])] == ["mmbd"]
-    # the fast calibration (also the merge gate's) predates signal- and warp-trigger: they run from standard up
+    # the fast calibration (also the merge gate's) is fitted on scans without signal- and warp-trigger:
+    # they run from standard up
     for late in ("signal-trigger", "warp-trigger"):
         assert late not in [c.id for c in select("classifier", "fast")]
         assert late in [c.id for c in select("classifier", "standard")]
