@@ -5,10 +5,7 @@ protocol's fitting split only.
     python docs/bench/cifar10-v4/cv_l2.py docs/bench/cifar10-v4/results-standard.json
 """
 import json
-import math
 import sys
-
-import numpy as np
 
 from modelscan_bd import bench, verdict
 
@@ -18,16 +15,13 @@ records = json.load(open(sys.argv[1]))["records"]
 fit, _ = bench.split(records, ["blended"], HELD_OUT_SEEDS)
 features = list(verdict.FEATURES)
 for l2 in [0.3, 1, 3, 10, 30, 100]:
-    losses, probs, labels = [], [], []
+    probs, labels = [], []
     for seed in sorted({r["seed"] for r in fit}):
         train = [r for r in fit if r["seed"] != seed]
         m, s, w, b, fill = verdict.fit_logistic([r["features"] for r in train], [int(r["backdoored"]) for r in train],
                                                 features, l2=l2)
         cal = verdict.Calibration("cv", False, "", features, m, s, w, b, fill, 0.5, 0.25, {})
         for r in (r for r in fit if r["seed"] == seed):
-            p = min(max(verdict.combiner_probability(r["features"], cal)[0], 1e-6), 1 - 1e-6)
-            y = int(r["backdoored"])
-            losses.append(-(y * math.log(p) + (1 - y) * math.log(1 - p)))
-            probs.append(p)
-            labels.append(y)
-    print(f"l2={l2:<5} cv log loss {np.mean(losses):.3f}  cv AUROC {bench.auroc(probs, labels):.3f}")
+            probs.append(verdict.combiner_probability(r["features"], cal)[0])
+            labels.append(int(r["backdoored"]))
+    print(f"l2={l2:<5} cv log loss {bench.log_loss(probs, labels):.3f}  cv AUROC {bench.auroc(probs, labels):.3f}")
