@@ -550,7 +550,8 @@ def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:
 
 def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
                       others: dict[str, list[dict]] | None = None, num_classes: int | None = None) -> Calibration:
-    version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
+    # the budget is in the version: files fitted on one zoo's scans at two budgets must not share one
+    version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}" + (f"-{budget}" if budget else "")
     other_clean = [r for rs in (others or {}).values() for r in rs]
     cal = calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
                                   f"({sum(r['backdoored'] for r in fit)} backdoored)"
