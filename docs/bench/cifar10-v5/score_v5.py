@@ -23,9 +23,8 @@ def line(name: str, m: dict, n_bd: int, n_clean: int) -> str:
 
 for zoo, path in ZOOS:
     records = json.load(open(path))["records"]
-    ordinary = [r for r in records if not r["hard"]]
     print(f"{zoo}: {sum(r['backdoored'] for r in records)} backdoored, {sum(not r['backdoored'] for r in records)} clean "
-          f"({len(records) - len(ordinary)} hard)")
+          f"({sum(r['hard'] for r in records)} hard)")
     for name, file in FILES:
         cal = verdict.load_calibration(file, budget="standard")
         m = bench.metrics(records, cal, 10)
@@ -33,8 +32,7 @@ for zoo, path in ZOOS:
         clean_p = [bench.model_probability(r, cal, 10) for r in records if not r["backdoored"]]
         cut_b, cut_s, _ = cal.cuts_for(10)
         print(f"    cuts {cut_b:.3f}/{cut_s:.3f}; clean models SUSPICIOUS or worse: {sum(p >= cut_s for p in clean_p)}/"
-              f"{len(clean_p)}; "
-              f"hard clean flagged: {m['hard_clean_fpr']}")
+              f"{len(clean_p)}; hard clean flagged: {m['hard_clean_fpr']}")
         for attack, a in sorted(m["per_attack"].items()):
             print(f"    {attack:17s} n={a['models']:2d} detected {a['detection_rate']:.3f} AUROC vs clean "
                   + ("-" if a.get("auroc_vs_clean") is None else f"{a['auroc_vs_clean']:.3f}"))
