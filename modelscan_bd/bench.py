@@ -548,10 +548,18 @@ def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:
     return out
 
 
+def calibration_version(zoo: Path, budget: str | None = None, family: str | None = None) -> str:
+    """The version a calibration fitted on ``zoo``'s scans gets: family, date, the zoo manifest's
+    hash and the budget. The budget is in it because files fitted on one zoo's scans at two
+    budgets must not share a version; the classifier, diffusion and CLIP benches all use this."""
+    parts = [family] if family else []
+    parts += [_dt.date.today().isoformat(), manifest_hash(zoo)[:8]] + ([budget] if budget else [])
+    return "-".join(parts)
+
+
 def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
                       others: dict[str, list[dict]] | None = None, num_classes: int | None = None) -> Calibration:
-    # the budget is in the version: files fitted on one zoo's scans at two budgets must not share one
-    version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}" + (f"-{budget}" if budget else "")
+    version = calibration_version(zoo, budget)
     other_clean = [r for rs in (others or {}).values() for r in rs]
     cal = calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
                                   f"({sum(r['backdoored'] for r in fit)} backdoored)"

@@ -14,7 +14,6 @@ model. Numbers on the fitting split are never reported.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench import (_mean, _rate, auroc, entries_to_scan, fmt_cell, load_or_scan, log_loss, manifest_hash,
+from .bench import (_mean, _rate, auroc, calibration_version, entries_to_scan, fmt_cell, load_or_scan, log_loss,
                     provenance_lines, read_manifest, read_truth, require_both_kinds, tpr_at_fpr, write_results)
 from .detectors.decree import PLAIN_DECREE_THRESHOLD
 from .scan_clip import CLIP_FEATURES
@@ -198,7 +197,7 @@ def run_clip_bench(zoo: Path, out: Path, *, budget: str, seed: int, calibrate_sp
         holdout_attacks = [a for a in holdout_attacks if a in ATTACKS] or list(DEFAULT_HOLDOUT_ATTACKS)
         fit, held = split(records, holdout_attacks, holdout_seeds)
         require_both_kinds(fit, "hold out fewer seeds or attacks")
-        version = f"{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}"
+        version = calibration_version(zoo, budget)
         cal = calibrate(fit, version, f"fitted on {len(fit)} models of CLIP zoo {zoo.name} "
                                       f"({sum(r['backdoored'] for r in fit)} backdoored) scanned at budget {budget}",
                         budget)

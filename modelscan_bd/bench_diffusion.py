@@ -133,9 +133,7 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
     """Fit on the alternating split (``split_diffusion``) or load the shipped calibration; mark
     every record's split, probability and verdict. Returns (calibration, evaluated records,
     split description). Shared by the diffusion and text-to-image benches."""
-    import datetime as _dt
-
-    from .bench import manifest_hash, require_both_kinds
+    from .bench import calibration_version, require_both_kinds
     from .reports.atomic import atomic_write_text
     from .verdict import fit_calibration, load_calibration
 
@@ -144,7 +142,7 @@ def calibrate_alternating(records: list[dict], zoo: Path, *, family: str, featur
         require_both_kinds(fit, "hold out fewer attacks")
         labels = [int(r["backdoored"]) for r in fit]
         cal = fit_calibration([r["features"] for r in fit], labels, features,
-                              version=f"{family}-{_dt.date.today().isoformat()}-{manifest_hash(zoo)[:8]}",
+                              version=calibration_version(zoo, budget, family),
                               description=f"fitted on {len(fit)} models of {family} zoo {zoo.name} "
                                           f"({sum(labels)} backdoored) scanned at budget {budget}", budget=budget,
                               references=references)

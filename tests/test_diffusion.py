@@ -516,6 +516,7 @@ def test_refits_on_the_same_zoo_get_their_own_calibration_version(tmp_path):
 
     assert fit(0.0) == fit(0.0)  # deterministic
     assert fit(0.0) != fit(0.2) and fit(0.0).startswith("diffusion-")
+    assert "-fast-" in fit(0.0)  # fits of one zoo's scans at two budgets differ in name too
 
 
 def test_a_fitting_split_of_one_kind_is_a_usage_error(tmp_path):
