@@ -396,7 +396,7 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
               from_results: str | None, command: str, progress: Callable[[str], None],
               fit_rows: list[str] | None = None, other_recipes: list[str] | None = None,
-              cuts_only: bool = False) -> dict[str, Any]:
+              cuts_only: bool = False, fit_results: list[str] | None = None) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
     manifest = read_manifest(zoo)
@@ -408,6 +408,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         raise UsageError(f"--other-recipes is for classifier zoos, not a {kind} zoo")
     if cuts_only and kind != "classifier":
         raise UsageError(f"--cuts-only is for classifier zoos, not a {kind} zoo")
+    if fit_results and kind != "classifier":
+        raise UsageError(f"--fit-results is for classifier zoos, not a {kind} zoo")
     if manifest.get("kind") == "merging":
         from .gate_bench import run_merging_bench
 
@@ -439,25 +441,33 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         raise UsageError("--other-recipes needs --calibrate")
     if cuts_only and not calibrate:
         raise UsageError("--cuts-only needs --calibrate")
+    if fit_results and not calibrate:
+        raise UsageError("--fit-results needs --calibrate")
     if cuts_only and not manifest.get("num_classes"):
         raise UsageError(f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record "
                          "num_classes (rebuild the zoo with `modelscan-bd zoo build`)")
     others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
+    joined = {f: read_results_at(f, budget, "--fit-results")["records"] for f in fit_results or []}
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
                                                                            known=known), budget)
     num_classes = manifest.get("num_classes")
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
+        # other zoos' records join the fitting split under the same rules; none is evaluated
+        joined = {f: split(rs, holdout_attacks, holdout_seeds)[0] for f, rs in joined.items()}
+        fit_here = len(fit)
+        fit = fit + [r for rs in joined.values() for r in rs]
         if cuts_only:
-            cal = class_cuts_records(fit, zoo, num_classes, budget, others)
+            cal = class_cuts_records(fit, zoo, num_classes, budget, others, joined=bool(fit_results))
         else:
             require_both_kinds(fit, "hold out fewer seeds or attacks")
-            cal = calibrate_records(fit, zoo, budget, others, num_classes)
+            cal = calibrate_records(fit, zoo, budget, others, num_classes, joined)
         if calibration_out:
             atomic_write_text(calibration_out, cal.to_json())
         evaluated = held
         split_desc = (f"held-out split: {len(held)} models (training seeds {holdout_seeds} and attack families "
-                      f"{holdout_attacks} never used in fitting); fitted on {len(fit)} others"
+                      f"{holdout_attacks} never used in fitting); fitted on {fit_here} others"
+                      + "".join(f" and {len(rs)} models of {name}" for name, rs in joined.items())
                       + "".join(f"; threshold also from {len(rs)} clean models of {name}"
                                 for name, rs in others.items()))
         if cuts_only:
@@ -558,11 +568,22 @@ def calibration_version(zoo: Path, budget: str | None = None, family: str | None
 
 
 def calibrate_records(fit: list[dict], zoo: Path, budget: str | None = None,
-                      others: dict[str, list[dict]] | None = None, num_classes: int | None = None) -> Calibration:
+                      others: dict[str, list[dict]] | None = None, num_classes: int | None = None,
+                      joined: dict[str, list[dict]] | None = None) -> Calibration:
+    """Fit the combiner and cuts on ``fit``, whose last records are ``joined`` (``--fit-results``:
+    other zoos' records, by file). A fit with joined records names them in its description and,
+    by a hash of their features, in its version: it is not the zoo's own fit."""
     version = calibration_version(zoo, budget)
+    extra = [r for rs in (joined or {}).values() for r in rs]
+    if extra:
+        version += "-joined-" + hashlib.sha256(json.dumps([r["features"] for r in extra], sort_keys=True)
+                                               .encode()).hexdigest()[:6]
     other_clean = [r for rs in (others or {}).values() for r in rs]
-    cal = calibrate(fit, version, f"fitted on {len(fit)} models of zoo {zoo.name} "
-                                  f"({sum(r['backdoored'] for r in fit)} backdoored)"
+    where = f" of zoo {zoo.name}" if not extra else (
+        f": {len(fit) - len(extra)} of zoo {zoo.name}"
+        + "".join(f", {len(rs)} of {f}" for f, rs in (joined or {}).items()) + ";")
+    cal = calibrate(fit, version, f"fitted on {len(fit)} models ({sum(r['backdoored'] for r in fit)} backdoored)"
+                                  + where
                                   + (f" scanned at budget {budget}" if budget else "")
                                   + (f"; BACKDOORED threshold also from {len(other_clean)} clean models of "
                                      f"{len(others)} zoos of other recipes" if other_clean else ""),
@@ -584,7 +605,7 @@ def keep_class_entries(cal: Calibration, shipped: Calibration, num_classes: int 
 
 
 def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str,
-                       others: dict[str, list[dict]] | None = None) -> Calibration:
+                       others: dict[str, list[dict]] | None = None, joined: bool = False) -> Calibration:
     """``--cuts-only``: the shipped calibration at ``budget``, its combiner unchanged, with cuts for
     models of this zoo's class count fitted on the fitting split's clean models (hard ones aside,
     as ``split`` keeps them out) and the ``--other-recipes`` clean models. ``run_bench`` has
@@ -600,7 +621,8 @@ def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str
     combiner = re.sub(rf"\+cuts{num_classes}-\d{{4}}-\d{{2}}-\d{{2}}-[0-9a-f]{{8}}", "", base.version)
     return fit_class_cuts(
         base, clean, num_classes, version=f"{combiner}+cuts{num_classes}-{_dt.date.today().isoformat()}-{fitted_on}",
-        description=f"fitted on {len(clean)} clean models of zoo {zoo.name}" + (" and of other zoos" if others else "")
+        description=f"fitted on {len(clean)} clean models of zoo {zoo.name}"
+                    + (" and of other zoos" if others or joined else "")
                     + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")
 
 

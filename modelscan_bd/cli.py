@@ -368,13 +368,16 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 @click.option("--other-recipes", "other_recipes", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Classifier zoos, with --calibrate: another zoo's bench results.json whose clean models, of a "
                    "recipe this zoo lacks (e.g. longer training), set the BACKDOORED threshold too; repeatable.")
+@click.option("--fit-results", "fit_results", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Classifier zoos, with --calibrate: another zoo's bench results.json (same budget) whose records "
+                   "join the fitting split under the same hold-out rules (hard models never); repeatable.")
 @click.option("--cuts-only", "cuts_only", is_flag=True,
               help="Classifier zoos, with --calibrate: keep the shipped combiner and fit only its BACKDOORED and "
                    "SUSPICIOUS cuts for models of this zoo's class count (and more), on the fitting split's "
                    "clean models.")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
-          from_results, fit_rows, other_recipes, cuts_only, quiet) -> None:
+          from_results, fit_rows, other_recipes, fit_results, cuts_only, quiet) -> None:
     """Scan every model of a zoo and measure detection against the ground truth."""
     from .bench import run_bench
 
@@ -383,7 +386,7 @@ def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, 
                        holdout_attacks=[a for a in holdout_attacks.split(",") if a],
                        holdout_seeds=[int(s) for s in holdout_seeds.split(",") if s],
                        calibration_out=calibration_out, from_results=from_results, fit_rows=list(fit_rows),
-                       other_recipes=list(other_recipes), cuts_only=cuts_only,
+                       other_recipes=list(other_recipes), cuts_only=cuts_only, fit_results=list(fit_results),
                        command="modelscan-bd " + " ".join(sys.argv[1:]), progress=status_printer(quiet))
     click.echo(result["markdown"])
 

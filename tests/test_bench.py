@@ -162,6 +162,42 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
     assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
 
 
+def test_bench_fit_results_join_another_zoos_records_to_the_fit(tiny_zoo, tmp_path, capsys):
+    """--fit-results: another zoo's records (here the same zoo's, a second time) join the fitting
+    split under the same hold-out rules; the evaluated split and the records reported stay this zoo's."""
+    out = tiny_zoo / "bench-fast"  # the first test's scans
+    if not (out / "results.json").exists():  # run alone
+        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    records = json.loads((out / "results.json").read_text())["records"]
+    common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
+              "--quiet"]
+    cal1, cal2 = tmp_path / "cal1.json", tmp_path / "cal2.json"
+    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b1", *common, "--calibration-out", cal1], capsys)[0] == 0
+    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", *common, "--calibration-out", cal2,
+                    "--fit-results", out / "results.json"], capsys)[0] == 0
+    c1, c2 = json.loads(cal1.read_text()), json.loads(cal2.read_text())
+    fitting = [r for r in records if r.get("seed") != 1 and not r["hard"]]
+    assert f"fitted on {2 * len(fitting)} models" in c2["description"] and f"{len(fitting)} of " in c2["description"]
+    assert "-joined-" in c2["version"] and c2["version"].startswith(c1["version"])
+    assert c2["weights"] != c1["weights"]  # the L2 penalty is fixed, so twice the rows fit differently
+    b1, b2 = (json.loads((tmp_path / b / "results.json").read_text()) for b in ("b1", "b2"))
+    assert f"and {len(fitting)} models of" in b2["split"]
+    assert b2["metrics"]["models"] == b1["metrics"]["models"]
+    assert [r["name"] for r in b2["records"]] == [r["name"] for r in records]
+
+    # Usage errors, before any scan: without --calibrate; records of another budget; another family's zoo.
+    for args, message in ((["--fit-results", out / "results.json"], "--fit-results needs --calibrate"),
+                          (["--calibrate", "--fit-results", out / "results.json"], "budget fast, not standard")):
+        code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", *args, "--quiet"], capsys)
+        assert code == 4 and message in stderr and not (tmp_path / "b3").exists()
+    other = tmp_path / "diffusion-zoo"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"family": "diffusion", "models": []}))
+    code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", "--fit-results",
+                               out / "results.json", "--quiet"], capsys)
+    assert code == 4 and "--fit-results is for classifier zoos, not a diffusion zoo" in stderr
+
+
 def test_bench_pool_judges_several_runs_as_each_run_judged_itself(tiny_zoo, tmp_path, capsys):
     out = tiny_zoo / "bench-fast"  # the first test's scans
     if not (out / "results.json").exists():  # run alone
