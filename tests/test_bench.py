@@ -12,6 +12,14 @@ from modelscan_bd.bench import auroc, keep_class_entries, log_loss, mask_iou, re
 from modelscan_bd.verdict import load_calibration
 
 
+def fast_scans(zoo, capsys):
+    """The folder of the first bench test's `fast` scans of ``zoo``, scanned here when a test runs alone."""
+    out = zoo / "bench-fast"
+    if not (out / "results.json").exists():
+        assert run_cli(["bench", zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    return out
+
+
 def test_auroc_and_tpr_at_fpr():
     assert auroc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
     assert auroc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
@@ -128,9 +136,7 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
 
 
 def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_path, capsys):
-    out = tiny_zoo / "bench-fast"  # the first test's scans
-    if not (out / "results.json").exists():  # run alone
-        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    out = fast_scans(tiny_zoo, capsys)
     records = json.loads((out / "results.json").read_text())["records"]
     # The other recipe's zoo (here the same records again): its clean models join the threshold only.
     common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
@@ -165,9 +171,7 @@ def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_pat
 def test_bench_fit_results_join_another_zoos_records_to_the_fit(tiny_zoo, tmp_path, capsys):
     """--fit-results: another zoo's records (here the same zoo's, a second time) join the fitting
     split under the same hold-out rules; the evaluated split and the records reported stay this zoo's."""
-    out = tiny_zoo / "bench-fast"  # the first test's scans
-    if not (out / "results.json").exists():  # run alone
-        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    out = fast_scans(tiny_zoo, capsys)
     records = json.loads((out / "results.json").read_text())["records"]
     common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
               "--quiet"]
@@ -199,9 +203,7 @@ def test_bench_fit_results_join_another_zoos_records_to_the_fit(tiny_zoo, tmp_pa
 
 
 def test_bench_pool_judges_several_runs_as_each_run_judged_itself(tiny_zoo, tmp_path, capsys):
-    out = tiny_zoo / "bench-fast"  # the first test's scans
-    if not (out / "results.json").exists():  # run alone
-        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    out = fast_scans(tiny_zoo, capsys)
     run = json.loads((out / "results.json").read_text())
     classes = json.loads((tiny_zoo / "manifest.json").read_text())["num_classes"]
     assert all(r["num_classes"] == classes for r in run["records"])
@@ -252,9 +254,7 @@ def test_bench_cuts_only_fits_the_class_count_cuts_and_the_scan_uses_them(tiny_z
     from modelscan_bd.reports import validate_report
     from modelscan_bd.verdict import Calibration, load_calibration, probability
 
-    out = tiny_zoo / "bench-fast"  # the first test's scans
-    if not (out / "results.json").exists():  # run alone
-        assert run_cli(["bench", tiny_zoo, "--out", out, "--budget", "fast", "--quiet"], capsys)[0] == 0
+    out = fast_scans(tiny_zoo, capsys)
     classes = json.loads((tiny_zoo / "manifest.json").read_text())["num_classes"]
     cal_file = tmp_path / "cuts.json"
     code, _, err = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b", "--from-results", out / "results.json",
