@@ -450,3 +450,23 @@ def test_zoo_keeps_the_first_classes_for_another_class_count(tmp_path, capsys):
     assert code == 4 and "built with 4 classes, not 6" in err
     code, _, err = run_cli(args + ["--classes", "11"], capsys)
     assert code == 4 and err.count("\n") == 1 and "cannot keep the first 11" in err
+
+
+def test_backdoored_plan_never_repeats_an_attack_twin_and_target_while_labels_remain():
+    """A run that would repeat an earlier one's attack, twin seed and target (zoo v6 trained SIG
+    twice, byte for byte) takes the next label; plans without a repeat are the plain draws."""
+    from modelscan_bd.zoo.save import plan_backdoored
+
+    # one attack, one twin: every run shares attack and seed, so targets must differ while labels remain
+    plan = plan_backdoored(np.random.default_rng(0), "resnet", ["sig"], 4, 1, 7, 3, (3, 32, 32))
+    assert sorted(a.target for _, a, _ in plan[:3]) == [0, 1, 2] and {s for *_, s in plan} == {7}
+    assert [n for n, *_ in plan] == [f"resnet-sig-{j:03d}" for j in range(4)]
+    # four attacks, four twins: no repeat is possible, and the targets are the generator's draws in order
+    plan = plan_backdoored(np.random.default_rng(5), "resnet", ["badnets", "blended", "sig", "label_consistent"],
+                           4, 4, 100, 10, (3, 32, 32))
+    rng = np.random.default_rng(5)
+    drawn = []
+    for _ in range(4):
+        drawn.append(int(rng.integers(10)))
+        rng.integers(2**31)  # the attack seed
+    assert [a.target for _, a, _ in plan] == drawn and [s for *_, s in plan] == [100, 101, 102, 103]

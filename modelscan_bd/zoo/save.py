@@ -147,6 +147,32 @@ def _entry(name: str, arch: str, attack: Attack | None, result: TrainResult, see
             "trained_on": result.device}
 
 
+def plan_backdoored(rng: np.random.Generator, arch: str, attacks: Sequence[str], count: int, count_clean: int,
+                    seed: int, num_classes: int, image_shape: Sequence[int]) -> list[tuple[str, Attack, int]]:
+    """The backdoored runs of one architecture, in order: (name, attack, training seed). Run j uses
+    ``attacks[j mod len]``, a target and an attack seed drawn from ``rng``, and the training seed of
+    clean model j mod ``count_clean`` (its twin). When the attack cycle and the twin cycle meet again
+    (more runs than their least common multiple), a run can repeat an earlier one's attack, twin and
+    target, and SIG's trigger does not depend on the attack seed: zoo v6 held one model twice
+    (sig-002 and sig-022). Such a run takes the next label instead, without another draw from
+    ``rng``, so plans without a repeat are unchanged. All-to-all attacks have no target to move."""
+    planned: list[tuple[str, Attack, int]] = []
+    used: set[tuple[str, int, int]] = set()
+    for j in range(count):
+        spec, run_seed = attacks[j % len(attacks)], seed + j % max(count_clean, 1)
+        target = int(rng.integers(num_classes))
+        attack_seed = int(rng.integers(2**31))
+        for _ in range(num_classes - 1):
+            if (spec, target, run_seed) not in used:
+                break
+            target = (target + 1) % num_classes
+        attack = attack_from_name(spec, target, num_classes, image_shape, seed=attack_seed)
+        if attack.target is not None:
+            used.add((spec, target, run_seed))
+        planned.append((f"{arch}-{attack.name}-{j:03d}", attack, run_seed))
+    return planned
+
+
 def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
                          archs: Sequence[str] = ("resnet",), attacks: Sequence[str] = DEFAULT_ZOO_ATTACKS,
                          count_clean: int = 2, count_backdoored: int = 4, seed: int = 0,
@@ -212,12 +238,8 @@ def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
         # Plan every run first (targets and attack seeds drawn in a fixed order), then
         # train them all, clean twins first, so jobs can run side by side.
         clean_runs = [(f"{arch}-clean-{k:03d}", seed + k) for k in range(count_clean)]
-        backdoored: list[tuple[str, Attack, int]] = []
-        for j in range(count_backdoored):
-            target = int(rng.integers(dataset.num_classes))
-            attack = attack_from_name(attacks[j % len(attacks)], target, dataset.num_classes, dataset.image_shape,
-                                      seed=int(rng.integers(2**31)))
-            backdoored.append((f"{arch}-{attack.name}-{j:03d}", attack, seed + j % max(count_clean, 1)))
+        backdoored = plan_backdoored(rng, arch, attacks, count_backdoored, count_clean, seed, dataset.num_classes,
+                                     dataset.image_shape)
         twin_acc = {run_seed: done[name]["clean_acc"] for name, run_seed in clean_runs if name in done}
         clean_runs = [(name, run_seed) for name, run_seed in clean_runs if name not in done]
         backdoored = [b for b in backdoored if b[0] not in done]
