@@ -458,7 +458,7 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         fit_here = len(fit)
         fit = fit + [r for rs in joined.values() for r in rs]
         if cuts_only:
-            cal = class_cuts_records(fit, zoo, num_classes, budget, others, joined=bool(fit_results))
+            cal = class_cuts_records(fit, zoo, num_classes, budget, others, joined=any(joined.values()))
         else:
             require_both_kinds(fit, "hold out fewer seeds or attacks")
             cal = calibrate_records(fit, zoo, budget, others, num_classes, joined)
