@@ -135,37 +135,50 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert evaluated["metrics"]["hard_clean_fpr"] is not None
 
 
-def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_path, capsys):
-    out = fast_scans(tiny_zoo, capsys)
-    records = json.loads((out / "results.json").read_text())["records"]
-    # The other recipe's zoo (here the same records again): its clean models join the threshold only.
+def fit_without_and_with(zoo, out, tmp_path, capsys, option):
+    """Fit the tiny zoo's `fast` records twice, into b1 without and b2 with ``option`` naming the same
+    records again; return both calibrations and both results."""
     common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
               "--quiet"]
-    cal1, cal2 = tmp_path / "cal1.json", tmp_path / "cal2.json"
-    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b1", *common, "--calibration-out", cal1], capsys)[0] == 0
-    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", *common, "--calibration-out", cal2,
-                    "--other-recipes", out / "results.json"], capsys)[0] == 0
-    c1, c2 = json.loads(cal1.read_text()), json.loads(cal2.read_text())
-    assert c2["weights"] == c1["weights"] and c2["suspicious_threshold"] == c1["backdoored_threshold"]
-    assert c2["backdoored_threshold"] >= c1["backdoored_threshold"]
-    other_clean = [r for r in records if not r["hard"] and not r["backdoored"]]
-    assert f"also from {len(other_clean)} clean models of 1 zoos" in c2["description"]
-    b2 = json.loads((tmp_path / "b2" / "results.json").read_text())
-    assert f"threshold also from {len(other_clean)} clean models of" in b2["split"]
-    assert [r["name"] for r in b2["records"]] == [r["name"] for r in records]
+    assert run_cli(["bench", zoo, "--out", tmp_path / "b1", *common, "--calibration-out", tmp_path / "cal1.json"],
+                   capsys)[0] == 0
+    assert run_cli(["bench", zoo, "--out", tmp_path / "b2", *common, "--calibration-out", tmp_path / "cal2.json",
+                    option, out / "results.json"], capsys)[0] == 0
+    return [json.loads(f.read_text()) for f in (tmp_path / "cal1.json", tmp_path / "cal2.json",
+                                                tmp_path / "b1" / "results.json", tmp_path / "b2" / "results.json")]
 
-    # Usage errors, before any scan: without --calibrate; records of another budget; --fit-rows here.
-    for args, message in ((["--other-recipes", out / "results.json"], "--other-recipes needs --calibrate"),
-                          (["--calibrate", "--other-recipes", out / "results.json"], "budget fast, not standard"),
-                          (["--calibrate", "--fit-rows", out / "results.json"], "--fit-rows is for merging zoos")):
-        code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", *args, "--quiet"], capsys)
+
+def assert_usage_errors(zoo, out, tmp_path, capsys, option, *more):
+    """``option`` (a classifier-only --calibrate option taking a results.json) is refused before any
+    scan, in one line with exit 4: without --calibrate, with records of another budget, on another
+    family's zoo; ``more`` are further (args, message) cases."""
+    cases = (([option, out / "results.json"], f"{option} needs --calibrate"),
+             (["--calibrate", option, out / "results.json"], "budget fast, not standard"), *more)
+    for args, message in cases:
+        code, _, stderr = run_cli(["bench", zoo, "--out", tmp_path / "b3", *args, "--quiet"], capsys)
         assert code == 4 and message in stderr and not (tmp_path / "b3").exists()
     other = tmp_path / "diffusion-zoo"  # another family's zoo: refused before its models are read
     other.mkdir()
     (other / "manifest.json").write_text(json.dumps({"family": "diffusion", "models": []}))
-    code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", "--other-recipes",
-                               out / "results.json", "--quiet"], capsys)
-    assert code == 4 and "--other-recipes is for classifier zoos, not a diffusion zoo" in stderr
+    code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", option, out / "results.json",
+                               "--quiet"], capsys)
+    assert code == 4 and f"{option} is for classifier zoos, not a diffusion zoo" in stderr
+
+
+def test_bench_other_recipes_set_the_threshold_not_the_weights(tiny_zoo, tmp_path, capsys):
+    out = fast_scans(tiny_zoo, capsys)
+    records = json.loads((out / "results.json").read_text())["records"]
+    # The other recipe's zoo (here the same records again): its clean models join the threshold only.
+    c1, c2, _, b2 = fit_without_and_with(tiny_zoo, out, tmp_path, capsys, "--other-recipes")
+    assert c2["weights"] == c1["weights"] and c2["suspicious_threshold"] == c1["backdoored_threshold"]
+    assert c2["backdoored_threshold"] >= c1["backdoored_threshold"]
+    other_clean = [r for r in records if not r["hard"] and not r["backdoored"]]
+    assert f"also from {len(other_clean)} clean models of 1 zoos" in c2["description"]
+    assert f"threshold also from {len(other_clean)} clean models of" in b2["split"]
+    assert [r["name"] for r in b2["records"]] == [r["name"] for r in records]
+    # --fit-rows (merging zoos only) is refused here too
+    assert_usage_errors(tiny_zoo, out, tmp_path, capsys, "--other-recipes",
+                        (["--calibrate", "--fit-rows", out / "results.json"], "--fit-rows is for merging zoos"))
 
 
 def test_bench_fit_results_join_another_zoos_records_to_the_fit(tiny_zoo, tmp_path, capsys):
@@ -173,33 +186,15 @@ def test_bench_fit_results_join_another_zoos_records_to_the_fit(tiny_zoo, tmp_pa
     split under the same hold-out rules; the evaluated split and the records reported stay this zoo's."""
     out = fast_scans(tiny_zoo, capsys)
     records = json.loads((out / "results.json").read_text())["records"]
-    common = ["--from-results", out / "results.json", "--budget", "fast", "--calibrate", "--holdout-seeds", "1",
-              "--quiet"]
-    cal1, cal2 = tmp_path / "cal1.json", tmp_path / "cal2.json"
-    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b1", *common, "--calibration-out", cal1], capsys)[0] == 0
-    assert run_cli(["bench", tiny_zoo, "--out", tmp_path / "b2", *common, "--calibration-out", cal2,
-                    "--fit-results", out / "results.json"], capsys)[0] == 0
-    c1, c2 = json.loads(cal1.read_text()), json.loads(cal2.read_text())
+    c1, c2, b1, b2 = fit_without_and_with(tiny_zoo, out, tmp_path, capsys, "--fit-results")
     fitting = [r for r in records if r.get("seed") != 1 and not r["hard"]]
     assert f"fitted on {2 * len(fitting)} models" in c2["description"] and f"{len(fitting)} of " in c2["description"]
     assert "-joined-" in c2["version"] and c2["version"].startswith(c1["version"])
     assert c2["weights"] != c1["weights"]  # the L2 penalty is fixed, so twice the rows fit differently
-    b1, b2 = (json.loads((tmp_path / b / "results.json").read_text()) for b in ("b1", "b2"))
     assert f"and {len(fitting)} models of" in b2["split"]
     assert b2["metrics"]["models"] == b1["metrics"]["models"]
     assert [r["name"] for r in b2["records"]] == [r["name"] for r in records]
-
-    # Usage errors, before any scan: without --calibrate; records of another budget; another family's zoo.
-    for args, message in ((["--fit-results", out / "results.json"], "--fit-results needs --calibrate"),
-                          (["--calibrate", "--fit-results", out / "results.json"], "budget fast, not standard")):
-        code, _, stderr = run_cli(["bench", tiny_zoo, "--out", tmp_path / "b3", *args, "--quiet"], capsys)
-        assert code == 4 and message in stderr and not (tmp_path / "b3").exists()
-    other = tmp_path / "diffusion-zoo"
-    other.mkdir()
-    (other / "manifest.json").write_text(json.dumps({"family": "diffusion", "models": []}))
-    code, _, stderr = run_cli(["bench", other, "--out", tmp_path / "b5", "--calibrate", "--fit-results",
-                               out / "results.json", "--quiet"], capsys)
-    assert code == 4 and "--fit-results is for classifier zoos, not a diffusion zoo" in stderr
+    assert_usage_errors(tiny_zoo, out, tmp_path, capsys, "--fit-results")
 
 
 def test_bench_pool_judges_several_runs_as_each_run_judged_itself(tiny_zoo, tmp_path, capsys):
