@@ -285,7 +285,7 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
     """The target a scan reports, rebuilt from its record by ``scan._suspected_targets`` under
     ``cal``'s detector thresholds, so that the figure does not depend on the calibration the
     model was scanned with."""
-    from .detectors.signal import signal_found
+    from .detectors.signal import signal_found, signal_works
     from .detectors.trigger import trigger_found
     from .detectors.warp import warp_found
     from .scan import _suspected_targets
@@ -294,7 +294,8 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
     signal_label, warp_label = record.get("signal_label"), record.get("warp_label")
     results = {
         "signal-trigger": {"label": signal_label, "flagged": signal_label is not None and signal_found(
-            f.get("signal_gap"), f.get("signal_success"), cal.detectors.get("signal", {}))},
+            f.get("signal_gap"), f.get("signal_success"), cal.detectors.get("signal", {})),
+            "works": signal_works(f.get("signal_success"), cal.detectors.get("signal", {}))},
         "warp-trigger": {"label": warp_label, "flagged": warp_label is not None and warp_found(
             f.get("warp_fragility"), f.get("warp_success"), cal.detectors.get("warp", {}))},
         "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(

@@ -215,12 +215,18 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
 
 def _suspected_targets(results: dict) -> list[int]:
     """The label of the most specific evidence: a recovered patch/blend trigger, else a recovered
-    signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express."""
+    signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express.
+    With none recovered, a signal that works on held-out images but misses the gap cut still
+    names the target before the unflagged patch/blend trigger: on the CIFAR-10 zoos such a
+    trigger's label was a natural one (automobile, truck) on most SIG models (docs/bench/target-rule)."""
     if not (results.get("trigger-recovery") or {}).get("flagged"):
         for key in ("signal-trigger", "warp-trigger"):
             r = results.get(key) or {}
             if r.get("flagged"):
                 return [int(r["label"])]
+        signal = results.get("signal-trigger") or {}
+        if signal.get("works") and signal.get("label") is not None:
+            return [int(signal["label"])]
     for key in ("trigger-recovery", "exposure-collapse", "mmbd"):
         r = results.get(key) or {}
         label = r.get("label", r.get("target"))

@@ -79,6 +79,7 @@ def test_evidence_is_consistent_and_bounded(scans):
         others = max(r[t] for r in rates.values() for t in range(C) if t != ev["label"])
         assert ev["gap"] == pytest.approx(best - others, abs=1e-3)
         assert ev["amplitude"] == AMPLITUDE
+        assert context.results["signal-trigger"]["works"] == (best >= ev["success_threshold"])
 
 
 def test_verdict_reads_the_signal_and_prefers_a_recovered_patch_trigger():
@@ -92,6 +93,10 @@ def test_verdict_reads_the_signal_and_prefers_a_recovered_patch_trigger():
     assert _suspected_targets(results) == [5]  # a recovered patch/blend trigger is more specific
     results["signal-trigger"]["flagged"] = False
     results["trigger-recovery"]["flagged"] = False
+    assert _suspected_targets(results) == [5]
+    results["signal-trigger"]["works"] = True  # held-out success reached, gap short: before an unflagged trigger
+    assert _suspected_targets(results) == [3]
+    results["trigger-recovery"]["flagged"] = True
     assert _suspected_targets(results) == [5]
 
 
@@ -109,5 +114,7 @@ def test_bench_rebuilds_the_reported_target_from_a_record():
     assert reported_target(record, cal) == 5
     record["features"]["signal_gap"] = 0.0
     record["features"]["trigger_log_ratio"] = 0.0
+    assert reported_target(record, cal) == 3  # no trigger found; the signal still works on held-out images
+    record["features"]["signal_success"] = sig["success_threshold"] - 0.1
     assert reported_target(record, cal) == 5
     assert reported_target({"features": {}, "candidate": None, "suspected": [7]}, cal) == 7

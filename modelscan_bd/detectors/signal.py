@@ -59,6 +59,12 @@ def signal_found(gap: float | None, holdout_success: float | None, cal: dict) ->
     return (gap or 0.0) >= thr_gap and (holdout_success or 0.0) >= thr_success
 
 
+def signal_works(holdout_success: float | None, cal: dict) -> bool:
+    """Whether a recovered signal sends enough held-out images to its label, whatever its gap: then
+    its label is the target a scan names when no trigger is found (``scan._suspected_targets``)."""
+    return (holdout_success or 0.0) >= thresholds(cal)[1]
+
+
 def invert_signals(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    settings: SignalSettings, generator: torch.Generator,
                    amplitude: float = AMPLITUDE) -> dict[str, torch.Tensor]:
@@ -129,7 +135,7 @@ class SignalTriggerDetector(PerLabelDetector):
         thr_gap, thr_success = thresholds(cal)
         flagged = signal_found(gap, success, cal)
         context.results[self.id] = {"label": label, "axis": axis, "holdout_success": success, "gap": gap,
-                                    "flagged": flagged}
+                                    "flagged": flagged, "works": signal_works(success, cal)}
         evidence = {"label": label, "axis": axis, "holdout_success": round(success, 4), "gap": round(gap, 4),
                     "runner_up_success": round(runner_up, 4), "amplitude": AMPLITUDE,
                     "success_by_label": {a: [round(r, 4) for r in rates[a]] for a in AXES},
