@@ -129,6 +129,13 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
                           results={"calibration": calibration.detectors})
     selected = registry.select("classifier", config.budget, config.detectors)
     incomplete: list[str] = []
+    broken = nonfinite_outputs(adapter, clean, config.seed)
+    if broken:
+        # Every detector would optimise through NaN and report noise (a DARE-sampled merge can
+        # leave a BatchNorm running variance negative): say so, and scan nothing.
+        findings.append(Finding(rule_id="MSBD-F002", detector="outputs", detector_version="1", status="errored",
+                                severity="info", title="Model outputs are not finite", message=broken))
+        selected = []
     context.exposure = run_exposure(adapter, clean, config, selected, progress, incomplete)
     timer.step("exposure", t)
     run_detectors(selected, adapter, context, findings, timer)
@@ -160,6 +167,21 @@ def run_detectors(selected, target, context: ScanContext, findings: list[Finding
             except Exception as exc:  # one detector failing never loses the others' results
                 findings.append(detector.finding("errored", "info", f"{type(exc).__name__}: {str(exc)[:300]}"))
         t = timer.step(cls.id, t)
+
+
+def nonfinite_outputs(adapter, clean, seed: int) -> str | None:
+    """Why the model cannot be scanned, if its logits are NaN or infinite on the clean images
+    (on 16 seeded uniform-noise images without clean data); None when they are finite."""
+    if clean is not None:
+        images, what = clean.holdout_images, "held-out clean images"
+    else:
+        images = torch.rand((16, *adapter.input_size), generator=torch.Generator().manual_seed(seed))
+        what = "noise images (no clean data given)"
+    bad = int((~torch.isfinite(adapter.logits(images))).any(1).sum())
+    if not bad:
+        return None
+    return (f"the model's logits are NaN or infinite on {bad} of {len(images)} {what}: broken weights or "
+            f"BatchNorm statistics (e.g. a negative running variance); no detector can read it")
 
 
 def incomplete_reasons(findings: list[Finding]) -> list[str]:

@@ -174,3 +174,25 @@ def test_threads_option_sets_torch_threads_for_the_command(tmp_path, capsys):
         assert code == 4 and "--threads" in err
     finally:
         torch.set_num_threads(before)
+
+
+def test_model_with_nan_outputs_is_incomplete_and_runs_no_detector(tiny_models, clean_npz, tmp_path, capsys):
+    """A negative BatchNorm running variance (what a DARE-sampled merge can leave) makes every
+    logit NaN: the scan says so and reads nothing, rather than report triggers inverted through NaN."""
+    from safetensors.torch import load_file, save_file
+
+    repo = copy_repo(tiny_models["clean"], tmp_path / "nan")
+    state = load_file(repo / "model.safetensors")
+    name = next(k for k in state if k.endswith("running_var"))
+    state[name] = -state[name]
+    save_file(state, repo / "model.safetensors", metadata={"format": "pt"})
+    for clean in ([], ["--clean-data", clean_npz]):
+        out = tmp_path / f"r{len(clean)}"
+        code, _, _ = run_cli(["scan", repo, *clean, "--out", out, "--budget", "fast", "--quiet"], capsys)
+        assert code == 3
+        report = json.loads((out / "report.json").read_text())
+        assert report["verdict"]["status"] == "INCOMPLETE"
+        (broken,) = [f for f in report["findings"] if f["rule_id"] == "MSBD-F002"]
+        assert "NaN or infinite" in broken["message"] and ("held-out clean" in broken["message"]) == bool(clean)
+        ran = {f["detector"] for f in report["findings"] if f["status"] in ("passed", "failed")}
+        assert ran <= {"safety", "verdict"}, ran
