@@ -3,6 +3,9 @@ models, scored by ``bench.metrics`` on the same records (all of v5; s1400 as a s
 
     git show 7fb8229:modelscan_bd/calibration/classifier.json > /tmp/before-v5.json
     python docs/bench/cifar10-v5/score_v5.py /tmp/before-v5.json
+
+``scores.txt`` was written with the target rule of its day; since docs/bench/target-rule the target
+figures on v5 read higher (44/44 targeted backdoors; detection figures unchanged).
 """
 import json
 import sys

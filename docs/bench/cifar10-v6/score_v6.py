@@ -1,14 +1,20 @@
-"""Zoo v6 (PROTOCOL.md): the shipped standard file (A) and the file fitted on all ordinary v4 and v5
-models (B), scored by ``bench.metrics`` on the same records (all of v6; s1400 as a second look), and
-the protocol's rule applied. Usage, from the repository root:
+"""Zoo v6 (PROTOCOL.md): the standard file shipped before v6 (A) and the file fitted on all ordinary v4
+and v5 models (B), scored by ``bench.metrics`` on the same records (all of v6; s1400 as a second look),
+and the protocol's rule applied. B has been ``classifier.json`` since fd63dfc, so A comes from git.
+Usage, from the repository root:
 
-    python docs/bench/cifar10-v6/score_v6.py
+    git show fd63dfc^:modelscan_bd/calibration/classifier.json > /tmp/before-v6.json
+    python docs/bench/cifar10-v6/score_v6.py /tmp/before-v6.json
+
+``scores.txt`` was written with the target rule of its day; since docs/bench/target-rule the target
+figures read 0.957 for both files on v6 (detection figures unchanged).
 """
 import json
+import sys
 
 from modelscan_bd import bench, verdict
 
-FILES = [("A: classifier.json (v2 fit)", "modelscan_bd/calibration/classifier.json"),
+FILES = [("A: classifier.json (v2 fit)", sys.argv[1]),
          ("B: fitted on v4 and v5 (v45)", "docs/bench/cifar10-v6/calibration-standard-v45.json")]
 ZOOS = [("v6 (all kept)", "docs/bench/cifar10-v6/results-standard.json"),
         ("s1400 (second look)", "docs/bench/cifar10-v4/blind-s1400-standard.json")]
