@@ -292,10 +292,11 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
 
     f = record["features"]
     signal_label, warp_label = record.get("signal_label"), record.get("warp_label")
+    signal_cal = cal.detectors.get("signal", {})
     results = {
         "signal-trigger": {"label": signal_label, "flagged": signal_label is not None and signal_found(
-            f.get("signal_gap"), f.get("signal_success"), cal.detectors.get("signal", {})),
-            "works": signal_works(f.get("signal_success"), cal.detectors.get("signal", {}))},
+            f.get("signal_gap"), f.get("signal_success"), signal_cal),
+            "works": signal_works(f.get("signal_success"), signal_cal)},
         "warp-trigger": {"label": warp_label, "flagged": warp_label is not None and warp_found(
             f.get("warp_fragility"), f.get("warp_success"), cal.detectors.get("warp", {}))},
         "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(
