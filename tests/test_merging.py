@@ -63,6 +63,22 @@ def test_dare_drops_and_rescales_deterministically():
     assert set(a["w"].unique().tolist()) <= {0.0, 2.0}
 
 
+def test_batchnorm_statistics_are_averaged_not_dropped():
+    """DARE drops parameter deltas; a running variance whose delta is dropped-and-doubled went
+    negative (1 + 2 * -0.8) and the merged model returned NaN. Statistics take the expected merge,
+    and a variance is floored at 0 whatever the method."""
+    base = {"conv.weight": torch.zeros(1000), "bn.running_mean": torch.zeros(1000), "bn.running_var": torch.ones(1000),
+            "bn.num_batches_tracked": torch.tensor(7)}
+    model = {"conv.weight": torch.ones(1000), "bn.running_mean": torch.ones(1000),
+             "bn.running_var": torch.full((1000,), 0.2), "bn.num_batches_tracked": torch.tensor(9)}
+    out = merge_state_dicts(base, [model], MergeSpec("dare_linear", [1.0], [0.5]), seed=0)
+    assert set(out["conv.weight"].unique().tolist()) == {0.0, 2.0}  # parameters: dropped and rescaled
+    assert torch.allclose(out["bn.running_var"], torch.full((1000,), 0.2))
+    assert torch.allclose(out["bn.running_mean"], torch.ones(1000)) and int(out["bn.num_batches_tracked"]) == 7
+    far = merge_state_dicts(base, [model], MergeSpec("task_arithmetic", [1.0], [1.0], lam=3.0))
+    assert float(far["bn.running_var"].min()) == 0.0 and float(far["bn.running_mean"].min()) == 3.0
+
+
 def test_dare_expectation_is_the_merge_its_random_drops_scatter_around():
     g = torch.Generator().manual_seed(0)
     base = {"w": torch.randn(400, generator=g)}
