@@ -1,0 +1,63 @@
+"""Paired before/after comparison of two `standard` bench runs of the same zoo, judged by the
+rules of PROTOCOL.md under the shipped calibration.
+
+    .venv/bin/python docs/bench/prescreen/compare.py BEFORE/results.json AFTER/results.json"""
+import json
+import sys
+
+from modelscan_bd.bench import model_probability, reported_target
+from modelscan_bd.verdict import load_calibration, status_for
+
+TARGETED = ("all-to-one", "clean-label", "source-specific")
+RANK = {"CLEAN": 0, "INCOMPLETE": 0, "SUSPICIOUS": 1, "BACKDOORED": 2}
+
+
+def auroc(pos: list[float], neg: list[float]) -> float:
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
+    return sum(pairs) / len(pairs) if pairs else float("nan")
+
+
+def judged(path: str, cal) -> dict:
+    out = {}
+    for r in json.load(open(path))["records"]:
+        p = model_probability(r, cal)
+        out[r["name"]] = {"record": r, "p": p, "status": status_for(p, cal, False, r.get("num_classes")),
+                          "target": reported_target(r, cal) if r["backdoored"] and r["type"] in TARGETED else None}
+    return out
+
+
+def main(before_path: str, after_path: str) -> None:
+    cal = load_calibration(None, budget="standard")
+    before, after = judged(before_path, cal), judged(after_path, cal)
+    assert before.keys() == after.keys(), "the two runs scanned different models"
+    print("| model | attack | target | p before | p after | status before -> after | target before -> after |")
+    print("|---|---|---|---|---|---|---|")
+    for name in before:
+        b, a, r = before[name], after[name], before[name]["record"]
+        kind = "hard clean" if r["hard"] else r["attack"]
+        print(f"| {name} | {kind} | {r['target']} | {b['p']:.3f} | {a['p']:.3f} | {b['status']} -> {a['status']} | "
+              f"{b['target']} -> {a['target']} |")
+    print()
+    clean = [n for n in before if not before[n]["record"]["backdoored"]]
+    bd = [n for n in before if before[n]["record"]["backdoored"]]
+    lc = [n for n in bd if before[n]["record"]["attack"] == "label_consistent"]
+    for label, run in (("before", before), ("after", after)):
+        flagged = [n for n in clean if run[n]["status"] == "BACKDOORED"]
+        warned = [n for n in clean if RANK[run[n]["status"]] >= 1]
+        lc_hits = sum(run[n]["target"] == run[n]["record"]["target"] for n in lc)
+        auc = auroc([run[n]["p"] for n in bd], [run[n]["p"] for n in clean])
+        lc_auc = auroc([run[n]["p"] for n in lc], [run[n]["p"] for n in clean])
+        bd_flag = sum(run[n]["status"] == "BACKDOORED" for n in bd)
+        secs = sum(run[n]["record"]["seconds"] for n in before) / len(before)
+        print(f"{label}: clean BACKDOORED {len(flagged)}/{len(clean)} {flagged}, clean SUSPICIOUS+ {len(warned)}/"
+              f"{len(clean)}; LC target {lc_hits}/{len(lc)}; AUROC {auc:.3f} (LC {lc_auc:.3f}); backdoored flagged "
+              f"{bd_flag}/{len(bd)}; {secs:.1f} s/model")
+    lost = [n for n in bd if before[n]["record"]["attack"] in ("badnets", "sig") and before[n]["status"] ==
+            "BACKDOORED" and after[n]["status"] != "BACKDOORED"]
+    print("BadNets/SIG models that lose BACKDOORED:", lost or "none")
+    nc = [(before[n]["record"].get("neural_cleanse") or {}).get("target") == before[n]["record"]["target"] for n in lc]
+    print(f"Neural Cleanse LC target: {sum(nc)}/{len(lc)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
