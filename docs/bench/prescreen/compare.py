@@ -1,7 +1,9 @@
 """Paired before/after comparison of two `standard` bench runs of the same zoo, judged by the
 rules of PROTOCOL.md under the shipped calibration.
 
-    .venv/bin/python docs/bench/prescreen/compare.py BEFORE/results.json AFTER/results.json"""
+    .venv/bin/python docs/bench/prescreen/compare.py BEFORE/results.json AFTER/results.json [BEFORE2 AFTER2 ...]
+
+Several pairs (zoos) are pooled."""
 import json
 import sys
 
@@ -19,16 +21,20 @@ def auroc(pos: list[float], neg: list[float]) -> float:
 
 def judged(path: str, cal) -> dict:
     out = {}
-    for r in json.load(open(path))["records"]:
+    zoo = json.load(open(path))
+    for r in zoo["records"]:
         p = model_probability(r, cal)
-        out[r["name"]] = {"record": r, "p": p, "status": status_for(p, cal, False, r.get("num_classes")),
+        out[f"{zoo['provenance']['zoo_manifest_sha256'][:8]}/{r['name']}"] = {"record": r, "p": p, "status": status_for(p, cal, False, r.get("num_classes")),
                           "target": reported_target(r, cal) if r["backdoored"] and r["type"] in TARGETED else None}
     return out
 
 
-def main(before_path: str, after_path: str) -> None:
+def main(paths: list[str]) -> None:
     cal = load_calibration(None, budget="standard")
-    before, after = judged(before_path, cal), judged(after_path, cal)
+    before, after = {}, {}
+    for b, a in zip(paths[::2], paths[1::2]):
+        before.update(judged(b, cal))
+        after.update(judged(a, cal))
     assert before.keys() == after.keys(), "the two runs scanned different models"
     print("| model | attack | target | p before | p after | status before -> after | target before -> after |")
     print("|---|---|---|---|---|---|---|")
@@ -60,4 +66,4 @@ def main(before_path: str, after_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1:])
