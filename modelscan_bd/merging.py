@@ -18,10 +18,11 @@ will do:
 Defaults per method are mergekit's (normalize: ties only; rescale: the dare methods).
 Only floating-point tensors are merged; integer buffers (BatchNorm's
 num_batches_tracked) keep the base model's values. BatchNorm's running statistics are
-merged but never sparsified (the methods drop or trim *parameter* deltas; mergekit merges
-LLMs, which have none): a DARE merge averages them as its expected merge does, because
-dropping half a running variance's delta and doubling the rest can make it negative, and
-the merged model then returns NaN. A running variance is floored at 0 whatever the method.
+never randomly dropped (DARE drops *parameter* deltas; mergekit merges LLMs, which have no
+such buffers): a DARE merge gives them its expected merge, because dropping half a running
+variance's delta and doubling the rest can make it negative, and the merged model then
+returns NaN. (TIES trims them like any tensor; a trim alone cannot make a variance
+negative.) A running variance is floored at 0 whatever the method.
 Random drops use a seeded generator: the same seed gives the same merge.
 """
 from __future__ import annotations
@@ -99,7 +100,7 @@ def mergeable(tensor: Tensor) -> bool:
 
 
 def running_stat(name: str) -> str | None:
-    """"mean" or "var" for a BatchNorm running-statistics buffer (torch's names), else None."""
+    """Which BatchNorm running statistic a buffer is ("mean" or "var", by torch's names), else None."""
     last = name.rsplit(".", 1)[-1]
     return {"running_mean": "mean", "running_var": "var"}.get(last)
 
@@ -198,7 +199,7 @@ def merge_state_dicts(base: StateDict, models: list[StateDict], spec: MergeSpec,
         if stat is None:
             out[name] = merge_tensors(tensor, taus, spec, generator)
             continue
-        merged = merge_tensors(tensor, taus, spec.expected(), generator)  # statistics: no random drop
+        merged = merge_tensors(tensor, taus, spec.expected(), generator)  # no random drop
         out[name] = merged.clamp(min=0) if stat == "var" else merged
     return out
 
