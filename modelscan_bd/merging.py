@@ -188,6 +188,7 @@ def merge_state_dicts(base: StateDict, models: list[StateDict], spec: MergeSpec,
     if len(spec.weights) != len(models) or len(spec.densities) != len(models):
         raise ValueError("one weight and one density per model are needed")
     generator = torch.Generator().manual_seed(seed)
+    stats_spec = spec.expected()  # BatchNorm statistics: no random drop
     out: StateDict = {}
     for name in sorted(base):  # sorted: the random drops do not depend on dict order
         tensor = base[name]
@@ -199,7 +200,7 @@ def merge_state_dicts(base: StateDict, models: list[StateDict], spec: MergeSpec,
         if stat is None:
             out[name] = merge_tensors(tensor, taus, spec, generator)
             continue
-        merged = merge_tensors(tensor, taus, spec.expected(), generator)  # no random drop
+        merged = merge_tensors(tensor, taus, stats_spec, generator)
         out[name] = merged.clamp(min=0) if stat == "var" else merged
     return out
 

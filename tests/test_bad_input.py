@@ -177,7 +177,7 @@ def test_threads_option_sets_torch_threads_for_the_command(tmp_path, capsys):
 
 
 def test_model_with_nan_outputs_is_incomplete_and_runs_no_detector(tiny_models, clean_npz, tmp_path, capsys):
-    """A negative BatchNorm running variance (what a DARE-sampled merge can leave) makes every
+    """A negative BatchNorm running variance (what DARE-sampled merges left before the merge floored it) makes every
     logit NaN: the scan says so and reads nothing, rather than report triggers inverted through NaN."""
     from safetensors.torch import load_file, save_file
 
