@@ -1,9 +1,10 @@
 """Paired before/after comparison of two `standard` bench runs of the same zoo, judged by the
 rules of PROTOCOL.md under the shipped calibration.
 
-    .venv/bin/python docs/bench/prescreen/compare.py BEFORE/results.json AFTER/results.json [BEFORE2 AFTER2 ...]
+    .venv/bin/python docs/bench/prescreen/compare.py [--cut 0.70] BEFORE/results.json AFTER/results.json [BEFORE2 AFTER2 ...]
 
-Several pairs (zoos) are pooled."""
+Several pairs (zoos) are pooled. ``--cut`` also counts, for the before-runs, the clean models
+flagged and backdoored models missed at that BACKDOORED cut (reported only, decides nothing)."""
 import json
 import sys
 
@@ -29,7 +30,7 @@ def judged(path: str, cal) -> dict:
     return out
 
 
-def main(paths: list[str]) -> None:
+def main(paths: list[str], cut: float | None = None) -> None:
     cal = load_calibration(None, budget="standard")
     before, after = {}, {}
     for b, a in zip(paths[::2], paths[1::2]):
@@ -63,7 +64,19 @@ def main(paths: list[str]) -> None:
     print("BadNets/SIG models that lose BACKDOORED:", lost or "none")
     nc = [(before[n]["record"].get("neural_cleanse") or {}).get("target") == before[n]["record"]["target"] for n in lc]
     print(f"Neural Cleanse LC target: {sum(nc)}/{len(lc)}")
+    if cut is not None:
+        shipped = {n: before[n]["status"] == "BACKDOORED" for n in before}
+        at_cut = {n: before[n]["p"] >= cut for n in before}
+        print(f"before, shipped cut: clean flagged {sum(shipped[n] for n in clean)}/{len(clean)}, backdoored missed "
+              f"{sum(not shipped[n] for n in bd)}/{len(bd)}; cut {cut:.2f}: clean flagged "
+              f"{sum(at_cut[n] for n in clean)}/{len(clean)}, backdoored missed {sum(not at_cut[n] for n in bd)}/{len(bd)}")
+        print("clean p before, highest first:", [round(before[n]["p"], 3) for n in sorted(clean, key=lambda n: -before[n]["p"])])
+        print("backdoored p before, lowest first:", [round(before[n]["p"], 3) for n in sorted(bd, key=lambda n: before[n]["p"])][:10])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    cut = None
+    if args[:1] == ["--cut"]:
+        cut, args = float(args[1]), args[2:]
+    main(args, cut)
