@@ -1,7 +1,8 @@
 """Paired before/after comparison of two `standard` bench runs of the same zoo, judged by the
 rules of PROTOCOL.md under the shipped calibration.
 
-    .venv/bin/python docs/bench/prescreen/compare.py [--cut 0.70] BEFORE/results.json AFTER/results.json [BEFORE2 AFTER2 ...]
+    .venv/bin/python docs/bench/prescreen/compare.py [--cut 0.70] BEFORE/results.json AFTER/results.json \
+        [BEFORE2 AFTER2 ...]
 
 Several pairs (zoos) are pooled. ``--cut`` also counts, for the before-runs, the clean models
 flagged and backdoored models missed at that BACKDOORED cut (reported only, decides nothing)."""
@@ -25,7 +26,8 @@ def judged(path: str, cal) -> dict:
     zoo = json.load(open(path))
     for r in zoo["records"]:
         p = model_probability(r, cal)
-        out[f"{zoo['provenance']['zoo_manifest_sha256'][:8]}/{r['name']}"] = {"record": r, "p": p, "status": status_for(p, cal, False, r.get("num_classes")),
+        status = status_for(p, cal, False, r.get("num_classes"))
+        out[f"{zoo['provenance']['zoo_manifest_sha256'][:8]}/{r['name']}"] = {"record": r, "p": p, "status": status,
                           "target": reported_target(r, cal) if r["backdoored"] and r["type"] in TARGETED else None}
     return out
 
@@ -67,11 +69,13 @@ def main(paths: list[str], cut: float | None = None) -> None:
     if cut is not None:
         shipped = {n: before[n]["status"] == "BACKDOORED" for n in before}
         at_cut = {n: before[n]["p"] >= cut for n in before}
-        print(f"before, shipped cut: clean flagged {sum(shipped[n] for n in clean)}/{len(clean)}, backdoored missed "
-              f"{sum(not shipped[n] for n in bd)}/{len(bd)}; cut {cut:.2f}: clean flagged "
-              f"{sum(at_cut[n] for n in clean)}/{len(clean)}, backdoored missed {sum(not at_cut[n] for n in bd)}/{len(bd)}")
-        print("clean p before, highest first:", [round(before[n]["p"], 3) for n in sorted(clean, key=lambda n: -before[n]["p"])])
-        print("backdoored p before, lowest first:", [round(before[n]["p"], 3) for n in sorted(bd, key=lambda n: before[n]["p"])][:10])
+        def counts(flags: dict) -> str:
+            return (f"clean flagged {sum(flags[n] for n in clean)}/{len(clean)}, "
+                    f"backdoored missed {sum(not flags[n] for n in bd)}/{len(bd)}")
+        print(f"before, shipped cut: {counts(shipped)}; cut {cut:.2f}: {counts(at_cut)}")
+        by_p = sorted(before, key=lambda n: before[n]["p"])
+        print("clean p before, highest first:", [round(before[n]["p"], 3) for n in reversed(by_p) if n in clean])
+        print("backdoored p before, lowest first:", [round(before[n]["p"], 3) for n in by_p if n in bd][:10])
 
 
 if __name__ == "__main__":
