@@ -1,4 +1,4 @@
-"""The WaNet models of s1950 against the 51 clean models of the held-out ten-class zoos (20-epoch recipe)
+"""The WaNet models of s1950 against the 53 clean models of the seven held-out ten-class zoos (20-epoch recipe)
 and s1950's own 40-epoch clean models, scored with the shipped `standard` calibration: a cross-recipe view.
 
     .venv/bin/python docs/bench/cifar10-wanet-ten/cross_recipe.py"""
@@ -9,7 +9,8 @@ from modelscan_bd.verdict import load_calibration, status_for
 
 HELD_OUT = ["docs/bench/cifar10-v6/results-standard.json", "docs/bench/cifar10-v4/blind-s1400-standard.json",
             "docs/bench/target-rule/results-s1700.json", "docs/bench/prescreen/results-before-s1800.json",
-            "docs/bench/prescreen/results-before-s1810.json", "docs/bench/prescreen/results-before-s1900.json"]
+            "docs/bench/prescreen/results-before-s1810.json", "docs/bench/prescreen/results-before-s1900.json",
+            "docs/bench/heldout-standard/results-s1960.json"]
 WANET = "docs/bench/cifar10-wanet-ten/results-s1950.json"
 
 
