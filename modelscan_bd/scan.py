@@ -132,7 +132,8 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
     broken = nonfinite_outputs(adapter, clean, config.seed)
     if broken:
         # Every detector would optimise through NaN and report noise (e.g. a negative BatchNorm
-        # running variance, as DARE-sampled merges left before merging.py floored it): say so, scan nothing.
+        # running variance, as DARE-sampled merges left before merging.py floored it): say so,
+        # scan nothing.
         findings.append(Finding(rule_id="MSBD-F002", detector="outputs", detector_version="1", status="errored",
                                 severity="info", title="Model outputs are not finite", message=broken))
         selected = []

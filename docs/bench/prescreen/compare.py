@@ -9,7 +9,7 @@ flagged and backdoored models missed at that BACKDOORED cut (reported only, deci
 import json
 import sys
 
-from modelscan_bd.bench import model_probability, reported_target
+from modelscan_bd.bench import auroc as bench_auroc, model_probability, reported_target
 from modelscan_bd.verdict import load_calibration, status_for
 
 TARGETED = ("all-to-one", "clean-label", "source-specific")
@@ -17,8 +17,9 @@ RANK = {"CLEAN": 0, "INCOMPLETE": 0, "SUSPICIOUS": 1, "BACKDOORED": 2}
 
 
 def auroc(pos: list[float], neg: list[float]) -> float:
-    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
-    return sum(pairs) / len(pairs) if pairs else float("nan")
+    """The bench's AUROC of ``pos`` against ``neg``; nan where either is empty."""
+    value = bench_auroc(pos + neg, [1] * len(pos) + [0] * len(neg))
+    return float("nan") if value is None else value
 
 
 def judged(path: str, cal) -> dict:
