@@ -29,8 +29,10 @@ def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 
 def line(label: str, hits: int, n: int) -> str:
+    if not n:
+        return f"{label}: none"
     lo, hi = wilson(hits, n)
-    return f"{label:<44} {hits:>3}/{n:<3} = {hits / n:.3f}   Wilson 95 % [{lo:.3f}, {hi:.3f}]" if n else f"{label}: none"
+    return f"{label:<44} {hits:>3}/{n:<3} = {hits / n:.3f}   Wilson 95 % [{lo:.3f}, {hi:.3f}]"
 
 
 def main(path: str) -> None:
