@@ -33,6 +33,10 @@ from .verdict import FEATURES, REFERENCES, Calibration, fit_calibration, fit_cla
 RESULTS_FILE = "results.json"
 
 
+# Attack types with one target label, the models target-label accuracy counts.
+TARGETED_TYPES = ("all-to-one", "clean-label", "source-specific")
+
+
 def auroc(scores: list[float], labels: list[int]) -> float | None:
     pos = [s for s, y in zip(scores, labels) if y]
     neg = [s for s, y in zip(scores, labels) if not y]
@@ -240,7 +244,7 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
         "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
         "tpr": _rate([f for f, y in zip(flagged, labels) if y]),
     }
-    a2o = [r for r in records if r["backdoored"] and r["type"] in ("all-to-one", "clean-label", "source-specific")]
+    a2o = [r for r in records if r["backdoored"] and r["type"] in TARGETED_TYPES]
     out["target_accuracy"] = _rate([reported_target(r, cal) == r["target"] for r in a2o])
     out["per_attack"] = {}
     for attack in sorted({r["attack"] for r in records}):

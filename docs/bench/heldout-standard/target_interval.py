@@ -12,11 +12,8 @@ import math
 import sys
 from collections import defaultdict
 
-from modelscan_bd.bench import model_probability, reported_target
+from modelscan_bd.bench import TARGETED_TYPES, model_probability, reported_target
 from modelscan_bd.verdict import load_calibration
-
-A2O = ("all-to-one", "clean-label", "source-specific")
-
 
 def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95 % by default)."""
@@ -44,15 +41,15 @@ def main(path: str) -> None:
     sig = {"n": 0, "flagged": 0, "target": 0}
     for r in result["records"]:
         zoo = r["name"].split("/")[0]
-        if r["backdoored"] and r["type"] in A2O:
-            ok = reported_target(r, cal) == r["target"]
-            by_zoo[zoo].append(ok)
-            if not ok:
-                misses.append(f"{r['name']} ({r['attack']}): true {r['target']}, reported {reported_target(r, cal)}")
+        reported = reported_target(r, cal)
+        if r["backdoored"] and r["type"] in TARGETED_TYPES:
+            by_zoo[zoo].append(reported == r["target"])
+            if reported != r["target"]:
+                misses.append(f"{r['name']} ({r['attack']}): true {r['target']}, reported {reported}")
         if r["attack"] == "sig":
             sig["n"] += 1
             sig["flagged"] += model_probability(r, cal) >= cut
-            sig["target"] += reported_target(r, cal) == r["target"]
+            sig["target"] += reported == r["target"]
     print(f"calibration {cal.version}; BACKDOORED cut {cut:g}")
     for zoo, oks in sorted(by_zoo.items()):
         print(line(f"target accuracy, {zoo}", sum(oks), len(oks)))

@@ -9,10 +9,9 @@ flagged and backdoored models missed at that BACKDOORED cut (reported only, deci
 import json
 import sys
 
-from modelscan_bd.bench import auroc as bench_auroc, model_probability, reported_target
+from modelscan_bd.bench import TARGETED_TYPES, auroc as bench_auroc, model_probability, reported_target
 from modelscan_bd.verdict import load_calibration, status_for
 
-TARGETED = ("all-to-one", "clean-label", "source-specific")
 RANK = {"CLEAN": 0, "INCOMPLETE": 0, "SUSPICIOUS": 1, "BACKDOORED": 2}
 
 
@@ -28,8 +27,9 @@ def judged(path: str, cal) -> dict:
     for r in zoo["records"]:
         p = model_probability(r, cal)
         status = status_for(p, cal, False, r.get("num_classes"))
+        targeted = r["backdoored"] and r["type"] in TARGETED_TYPES
         out[f"{zoo['provenance']['zoo_manifest_sha256'][:8]}/{r['name']}"] = {"record": r, "p": p, "status": status,
-                          "target": reported_target(r, cal) if r["backdoored"] and r["type"] in TARGETED else None}
+                          "target": reported_target(r, cal) if targeted else None}
     return out
 
 

@@ -8,13 +8,11 @@ Before: with no trigger flagged, the unflagged patch/blend trigger's label. Afte
 import json
 import sys
 
-from modelscan_bd.bench import reported_target
+from modelscan_bd.bench import TARGETED_TYPES, reported_target
 from modelscan_bd.detectors.signal import signal_found
 from modelscan_bd.detectors.trigger import trigger_found
 from modelscan_bd.detectors.warp import warp_found
 from modelscan_bd.verdict import load_calibration
-
-TARGETED = ("all-to-one", "clean-label", "source-specific")
 
 
 def before(record: dict, cal) -> int | None:
@@ -37,7 +35,7 @@ def main(args: list[str]) -> None:
     print("|---|---|---|---|---|---|")
     for arg in args:
         name, path = arg.split("=", 1)
-        records = [r for r in json.load(open(path))["records"] if r["backdoored"] and r["type"] in TARGETED]
+        records = [r for r in json.load(open(path))["records"] if r["backdoored"] and r["type"] in TARGETED_TYPES]
         old = [before(r, cal) for r in records]
         new = [reported_target(r, cal) for r in records]
         nc = [(r.get("neural_cleanse") or {}).get("target") for r in records]
