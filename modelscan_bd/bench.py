@@ -140,6 +140,9 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "trigger_from": trigger_from, "num_classes": outcome.adapter.num_classes if outcome.adapter else None,
             "signal_label": (results.get("signal-trigger") or {}).get("label"),
             "warp_label": (results.get("warp-trigger") or {}).get("label"),
+            # never used by the target rule while trigger recovery names a label; kept to replay refinements
+            "collapse_label": (results.get("exposure-collapse") or {}).get("label"),
+            "mmbd_label": (results.get("mmbd") or {}).get("target"),
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],
         }

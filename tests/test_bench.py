@@ -98,6 +98,8 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert "zoo_manifest_sha256" in result["provenance"] and (out / "results.md").read_text().startswith("# Benchmark")
     badnets = [r for r in result["records"] if r["attack"] == "badnets"]
     assert len(badnets) == 2 and all(r["trigger_iou"] is not None for r in badnets)
+    # every label a detector named is recorded, so a target rule can be replayed on the records
+    assert all(isinstance(r["collapse_label"], int) and isinstance(r["mmbd_label"], int) for r in result["records"])
 
     assert result["provenance"]["budget"] == "fast"
 
