@@ -10,6 +10,7 @@ neither), the candidate file and the `standard` file, to show which part of the 
 """
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 from modelscan_bd.verdict import load_calibration, probability, status_for
@@ -17,13 +18,13 @@ from modelscan_bd.verdict import load_calibration, probability, status_for
 HERE = Path(__file__).parent
 runs = {r: json.loads((HERE / f"results-merge-{r}.json").read_text()) for r in ("ship", "new")}
 base = json.loads((HERE / "base-scans.json").read_text())
-shipped_file = HERE / "shipped-classifier-fast.json"
-shipped_file.write_text(subprocess.run(["git", "show", "a2eac44:modelscan_bd/calibration/classifier-fast.json"],
-                                       capture_output=True, text=True, check=True).stdout)
-files = {"shipped fast": load_calibration(str(shipped_file)),
-         "candidate fast": load_calibration(str(HERE.parent / "calibration-fast-saf.json")),
-         "standard": load_calibration(budget="standard")}
-shipped_file.unlink()
+with tempfile.TemporaryDirectory() as tmp:  # the shipped file as of the test, from git
+    shipped_file = Path(tmp) / "classifier-fast.json"
+    shipped_file.write_text(subprocess.run(["git", "show", "a2eac44:modelscan_bd/calibration/classifier-fast.json"],
+                                           capture_output=True, text=True, check=True).stdout)
+    files = {"shipped fast": load_calibration(str(shipped_file)),
+             "candidate fast": load_calibration(str(HERE.parent / "calibration-fast-saf.json")),
+             "standard": load_calibration(budget="standard")}
 
 print("Gate decisions on merging-s1 (11 groups x 3 methods; 24 clean and 9 backdoored candidate instances "
       "per method)\n")
