@@ -15,6 +15,7 @@ from collections import defaultdict
 from modelscan_bd.bench import TARGETED_TYPES, model_probability, reported_target
 from modelscan_bd.verdict import load_calibration
 
+
 def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95 % by default)."""
     if n == 0:
@@ -40,9 +41,12 @@ def main(path: str) -> None:
     misses = []
     sig = {"n": 0, "flagged": 0, "target": 0}
     for r in result["records"]:
+        targeted = r["backdoored"] and r["type"] in TARGETED_TYPES
+        if not (targeted or r["attack"] == "sig"):
+            continue  # clean and all-to-all models name no target to score
         zoo = r["name"].split("/")[0]
         reported = reported_target(r, cal)
-        if r["backdoored"] and r["type"] in TARGETED_TYPES:
+        if targeted:
             by_zoo[zoo].append(reported == r["target"])
             if reported != r["target"]:
                 misses.append(f"{r['name']} ({r['attack']}): true {r['target']}, reported {reported}")
