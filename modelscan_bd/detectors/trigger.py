@@ -11,6 +11,12 @@ untargeted patch for all-to-all backdoors.
 A trigger counts only if it works on held-out clean images through the *original*
 model, so a trigger that merely fits the optimisation batch does not.
 
+One inversion start can settle on a natural feature of the image (a patch the model
+already reads as some class) instead of the planted trigger; at ``standard`` and
+``thorough``, when the first start finds nothing, a second start from another generator
+runs and each (label, shape) keeps the smaller of its two triggers (the minimum over
+restarts, the usual remedy for a non-convex search).
+
 Inversion runs on the original model, not the exposed copy: a collapsed model already
 sends every input to the target, so Neural Cleanse's objective degenerates there.
 """
@@ -30,6 +36,9 @@ SETTINGS = {
     "standard": (InversionSettings(steps=300, images_per_slot=16), 2),
     "thorough": (InversionSettings(steps=600, images_per_slot=24), 4),
 }
+# Budgets that run a second inversion start when the first finds no trigger
+# (docs/bench/trigger-starts/PROTOCOL.md); fast stays one start, as its calibration was fit.
+SECOND_START = {"standard", "thorough"}
 
 
 # Beyond this many classes, exposure's mass spreads over several labels and the vote winner and
@@ -55,9 +64,14 @@ def _log_ratio(reference: list[float], candidate: float) -> float:
     return math.log(max(median(reference), 1e-4) / max(candidate, 1e-4)) if reference else 0.0
 
 
+def _best(ratios: dict, by: dict):
+    """The (label, shape) whose trigger stands out most and works on held-out images."""
+    return max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
+
+
 class TriggerRecoveryDetector(Detector):
     id = "trigger-recovery"
-    version = "2"
+    version = "3"
     rule_id = "MSBD-C002"
     title = "Trigger recovery for the candidate target (Neural Cleanse, candidate-restricted)"
     families = ("classifier",)
@@ -79,18 +93,17 @@ class TriggerRecoveryDetector(Detector):
         labels = candidates + refs
         slots = [Slot(t, shape) for t in labels for shape in (PATCH, BLEND)] + [Slot(UNTARGETED, PATCH)]
         context.progress(f"trigger inversion: {len(slots)} triggers for labels {labels}")
-        inverted = invert(target.model, clean.exposure_images, clean.exposure_labels, slots, settings, g)
-        for trig in inverted:
-            trig.holdout_success = success_rate(target.model, trig, clean.holdout_images, clean.holdout_labels)
+        inverted = self._invert_start(target, clean, slots, settings, g)
+        ratios = self._ratios(inverted, labels)
+        first_sizes = None
+        if context.budget in SECOND_START and not self._found(inverted, ratios, context):
+            context.progress("trigger inversion: no trigger at the first start, second start")
+            second = self._invert_start(target, clean, slots, settings, context.generator(salt=21))
+            first_sizes = [round(t.effective_size(), 5) for t in inverted]
+            inverted = [b if b.effective_size() < a.effective_size() else a for a, b in zip(inverted, second)]
+            ratios = self._ratios(inverted, labels)
         by = {(t.slot.target, t.slot.shape): t for t in inverted}
-        # Every inverted label is scored against the others, so a backdoor target that was
-        # drawn as a reference is still found (references are random, candidates can miss).
-        ratios = {}
-        for label in labels:
-            for shape in (PATCH, BLEND):
-                others = [by[(o, shape)].effective_size() for o in labels if o != label]
-                ratios[(label, shape)] = _log_ratio(others, by[(label, shape)].effective_size())
-        best_key = max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
+        best_key = _best(ratios, by)
         best = by[best_key]
         untargeted = by[(UNTARGETED, PATCH)]
         untargeted_ratio = _log_ratio([by[(k, PATCH)].effective_size() for k in labels], untargeted.effective_size())
@@ -111,7 +124,10 @@ class TriggerRecoveryDetector(Detector):
                     "log_ratios": {f"{k[0]}/{k[1]}": round(v, 4) for k, v in ratios.items()},
                     "untargeted_log_ratio": round(untargeted_ratio, 4),
                     "triggers": [t.summary() for t in inverted],
-                    "steps": settings.steps, "images_per_slot": settings.images_per_slot}
+                    "steps": settings.steps, "images_per_slot": settings.images_per_slot,
+                    "starts": 1 if first_sizes is None else 2}
+        if first_sizes is not None:
+            evidence["first_start_sizes"] = first_sizes
         artifacts = self._artifacts(target, best, clean)
         name = target.labels[best_key[0]]
         desc = (f"a {best_key[1]} trigger covering {best.effective_size():.1%} of the image sends "
@@ -122,6 +138,35 @@ class TriggerRecoveryDetector(Detector):
                                  evidence=evidence, artifacts=artifacts, target_labels=[best_key[0]])]
         return [self.finding("passed", "info", f"No trigger stands out: {desc}.", score=score, threshold=thr_ratio,
                              evidence=evidence, artifacts=artifacts)]
+
+    @staticmethod
+    def _invert_start(target, clean, slots, settings, g) -> list[Inverted]:
+        """One inversion start: a trigger per slot, each with its held-out success."""
+        inverted = invert(target.model, clean.exposure_images, clean.exposure_labels, slots, settings, g)
+        for trig in inverted:
+            trig.holdout_success = success_rate(target.model, trig, clean.holdout_images, clean.holdout_labels)
+        return inverted
+
+    @staticmethod
+    def _ratios(inverted: list[Inverted], labels: list[int]) -> dict[tuple[int, str], float]:
+        """Per (label, shape): log of the other inverted labels' median size over its own.
+        Every inverted label is scored against the others, so a backdoor target that was
+        drawn as a reference is still found (references are random, candidates can miss)."""
+        by = {(t.slot.target, t.slot.shape): t for t in inverted}
+        ratios = {}
+        for label in labels:
+            for shape in (PATCH, BLEND):
+                others = [by[(o, shape)].effective_size() for o in labels if o != label]
+                ratios[(label, shape)] = _log_ratio(others, by[(label, shape)].effective_size())
+        return ratios
+
+    @staticmethod
+    def _found(inverted: list[Inverted], ratios: dict, context: ScanContext) -> bool:
+        """Whether the best (label, shape) of a start passes ``trigger_found``."""
+        by = {(t.slot.target, t.slot.shape): t for t in inverted}
+        key = _best(ratios, by)
+        return trigger_found(ratios[key], by[key].holdout_success,
+                             context.results.get("calibration", {}).get("trigger", {}))
 
     @staticmethod
     def _candidates(context: ScanContext, num_classes: int) -> list[int]:
