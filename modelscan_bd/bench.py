@@ -143,6 +143,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             # never used by the target rule while trigger recovery names a label; kept to replay refinements
             "collapse_label": (results.get("exposure-collapse") or {}).get("label"),
             "mmbd_label": (results.get("mmbd") or {}).get("target"),
+            "trigger_starts": trig.get("starts"),  # 2: the first inversion start found nothing
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],
         }

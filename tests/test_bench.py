@@ -100,6 +100,7 @@ def test_bench_scans_zoo_and_calibrates_on_a_split(tiny_zoo, tmp_path, capsys):
     assert len(badnets) == 2 and all(r["trigger_iou"] is not None for r in badnets)
     # every label a detector named is recorded, so a target rule can be replayed on the records
     assert all(isinstance(r["collapse_label"], int) and isinstance(r["mmbd_label"], int) for r in result["records"])
+    assert all(r["trigger_starts"] == 1 for r in result["records"])  # fast: one inversion start
 
     assert result["provenance"]["budget"] == "fast"
 

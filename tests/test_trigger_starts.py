@@ -28,7 +28,7 @@ def test_second_start_only_when_the_first_finds_nothing():
     clean = train_poisoned(0, None, epochs=2)
     finding, result = _scan(clean, "standard")
     ev = finding.evidence
-    assert finding.status == "passed" and ev["starts"] == 2
+    assert finding.status == "passed" and ev["starts"] == 2 and result["starts"] == 2
     kept = [t["size"] if t["reached"] else 1.0 for t in ev["triggers"]]
     assert len(kept) == len(ev["first_start_sizes"])
     assert all(k <= f + 1e-5 for k, f in zip(kept, ev["first_start_sizes"]))

@@ -117,7 +117,7 @@ class TriggerRecoveryDetector(Detector):
             "untargeted_log_ratio": untargeted_ratio, "untargeted_holdout_success": untargeted.holdout_success,
             "mask": best.mask, "pattern": best.pattern,
             "patch_mask": by[(best_key[0], PATCH)].mask,  # for localisation metrics, whatever shape won
-            "flagged": flagged,
+            "flagged": flagged, "starts": 1 if first_sizes is None else 2,
         }
         evidence = {"candidates": candidates, "references": refs,
                     "best": {"label": best_key[0], "shape": best_key[1], "log_ratio": round(score, 4)},
