@@ -102,6 +102,7 @@ class TriggerRecoveryDetector(Detector):
             first_sizes = [round(t.effective_size(), 5) for t in inverted]
             inverted = [b if b.effective_size() < a.effective_size() else a for a, b in zip(inverted, second)]
             ratios = self._ratios(inverted, labels)
+        starts = 1 if first_sizes is None else 2
         by = {(t.slot.target, t.slot.shape): t for t in inverted}
         best_key = _best(ratios, by)
         best = by[best_key]
@@ -117,7 +118,7 @@ class TriggerRecoveryDetector(Detector):
             "untargeted_log_ratio": untargeted_ratio, "untargeted_holdout_success": untargeted.holdout_success,
             "mask": best.mask, "pattern": best.pattern,
             "patch_mask": by[(best_key[0], PATCH)].mask,  # for localisation metrics, whatever shape won
-            "flagged": flagged, "starts": 1 if first_sizes is None else 2,
+            "flagged": flagged, "starts": starts,
         }
         evidence = {"candidates": candidates, "references": refs,
                     "best": {"label": best_key[0], "shape": best_key[1], "log_ratio": round(score, 4)},
@@ -125,7 +126,7 @@ class TriggerRecoveryDetector(Detector):
                     "untargeted_log_ratio": round(untargeted_ratio, 4),
                     "triggers": [t.summary() for t in inverted],
                     "steps": settings.steps, "images_per_slot": settings.images_per_slot,
-                    "starts": 1 if first_sizes is None else 2}
+                    "starts": starts}
         if first_sizes is not None:
             evidence["first_start_sizes"] = first_sizes
         artifacts = self._artifacts(target, best, clean)
