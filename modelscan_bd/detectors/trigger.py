@@ -64,11 +64,6 @@ def _log_ratio(reference: list[float], candidate: float) -> float:
     return math.log(max(median(reference), 1e-4) / max(candidate, 1e-4)) if reference else 0.0
 
 
-def _best(ratios: dict, by: dict):
-    """The (label, shape) whose trigger stands out most and works on held-out images."""
-    return max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
-
-
 class TriggerRecoveryDetector(Detector):
     id = "trigger-recovery"
     version = "3"
@@ -93,22 +88,20 @@ class TriggerRecoveryDetector(Detector):
         labels = candidates + refs
         slots = [Slot(t, shape) for t in labels for shape in (PATCH, BLEND)] + [Slot(UNTARGETED, PATCH)]
         context.progress(f"trigger inversion: {len(slots)} triggers for labels {labels}")
+        cal = context.results.get("calibration", {}).get("trigger", {})
         inverted = self._invert_start(target, clean, slots, settings, g)
-        ratios = self._ratios(inverted, labels)
+        by, ratios, best_key = self._score(inverted, labels)
         first_sizes = None
-        if context.budget in SECOND_START and not self._found(inverted, ratios, context):
+        if context.budget in SECOND_START and not trigger_found(ratios[best_key], by[best_key].holdout_success, cal):
             context.progress("trigger inversion: no trigger at the first start, second start")
             second = self._invert_start(target, clean, slots, settings, context.generator(salt=21))
             first_sizes = [round(t.effective_size(), 5) for t in inverted]
             inverted = [b if b.effective_size() < a.effective_size() else a for a, b in zip(inverted, second)]
-            ratios = self._ratios(inverted, labels)
+            by, ratios, best_key = self._score(inverted, labels)
         starts = 1 if first_sizes is None else 2
-        by = {(t.slot.target, t.slot.shape): t for t in inverted}
-        best_key = _best(ratios, by)
         best = by[best_key]
         untargeted = by[(UNTARGETED, PATCH)]
         untargeted_ratio = _log_ratio([by[(k, PATCH)].effective_size() for k in labels], untargeted.effective_size())
-        cal = context.results.get("calibration", {}).get("trigger", {})
         thr_ratio, _ = thresholds(cal)
         score = ratios[best_key]
         flagged = trigger_found(score, best.holdout_success, cal)
@@ -149,25 +142,19 @@ class TriggerRecoveryDetector(Detector):
         return inverted
 
     @staticmethod
-    def _ratios(inverted: list[Inverted], labels: list[int]) -> dict[tuple[int, str], float]:
-        """Per (label, shape): log of the other inverted labels' median size over its own.
-        Every inverted label is scored against the others, so a backdoor target that was
-        drawn as a reference is still found (references are random, candidates can miss)."""
+    def _score(inverted: list[Inverted], labels: list[int]) -> tuple[dict, dict, tuple[int, str]]:
+        """The triggers by (label, shape); per (label, shape) the log of the other inverted
+        labels' median size over its own; and the (label, shape) whose trigger stands out most
+        and works on held-out images. Every inverted label is scored against the others, so a
+        backdoor target drawn as a reference is still found (references are random, candidates can miss)."""
         by = {(t.slot.target, t.slot.shape): t for t in inverted}
         ratios = {}
         for label in labels:
             for shape in (PATCH, BLEND):
                 others = [by[(o, shape)].effective_size() for o in labels if o != label]
                 ratios[(label, shape)] = _log_ratio(others, by[(label, shape)].effective_size())
-        return ratios
-
-    @staticmethod
-    def _found(inverted: list[Inverted], ratios: dict, context: ScanContext) -> bool:
-        """Whether the best (label, shape) of a start passes ``trigger_found``."""
-        by = {(t.slot.target, t.slot.shape): t for t in inverted}
-        key = _best(ratios, by)
-        return trigger_found(ratios[key], by[key].holdout_success,
-                             context.results.get("calibration", {}).get("trigger", {}))
+        best = max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
+        return by, ratios, best
 
     @staticmethod
     def _candidates(context: ScanContext, num_classes: int) -> list[int]:

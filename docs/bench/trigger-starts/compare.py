@@ -2,8 +2,9 @@
 trigger-recovery start, both judged by the shipped classifier.json (docs/bench/trigger-starts/PROTOCOL.md).
 
 Usage: python compare.py OLD.json NEW.json [OLD.json NEW.json ...]
-Bench records do not carry the start count: a model counts as having taken the second start when its
-trigger-recovery step ran at least 1.4x as long as before or its trigger features moved.
+A model took the second start when its new record says ``trigger_starts`` 2; records written before that
+field existed (the s2000 and s2100 rescans) count a model when its trigger-recovery step ran at least 1.4x
+as long as before or its trigger features moved.
 """
 import json
 import sys
@@ -29,9 +30,10 @@ def main(paths):
         print("|---|---|---|---|---|---|---|---|")
         for name in sorted(old):
             a, b = old[name], new[name]
-            moved = any(a["features"][k] != b["features"][k] for k in ("trigger_log_ratio", "trigger_holdout_success",
-                                                                       "untargeted_log_ratio"))
-            second = moved or b["steps"]["trigger-recovery"] >= 1.4 * a["steps"]["trigger-recovery"]
+            second = b.get("trigger_starts") == 2 if "trigger_starts" in b else (
+                b["steps"]["trigger-recovery"] >= 1.4 * a["steps"]["trigger-recovery"]
+                or any(a["features"][k] != b["features"][k]
+                       for k in ("trigger_log_ratio", "trigger_holdout_success", "untargeted_log_ratio")))
             took += second
             n += 1
             secs_old += a["seconds"]
