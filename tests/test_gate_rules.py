@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from modelscan_bd.cli import cli
 from modelscan_bd.errors import UsageError
 from modelscan_bd.gate import GateOptions, _carrier, _decide, _usable, candidate_trigger, rescore, settled
 from modelscan_bd.gate_calibration import MERGING_FEATURES, fit_merging_calibration, fitting_summary
@@ -265,3 +266,10 @@ def test_a_second_start_runs_only_when_the_first_is_near_a_cut():
     # With no peers (a single candidate) only the planted test can flag.
     lone = {**_start(1, 0.9, 1.0, (0.0, 0.0)), "on_peers": {}}
     assert settled([lone], opt, 0.8) and not settled([{**lone, "log_ratio": 1.3}], opt, 0.8)
+
+
+def test_the_python_gate_and_the_cli_default_to_one_budget():
+    """`modelscan-bd gate` and GateOptions() must decide alike: both at the budget the merging
+    benchmarks measured (fast)."""
+    cli_default = next(p.default for p in cli.commands["gate"].params if p.name == "budget")
+    assert GateOptions().budget == cli_default == "fast"
