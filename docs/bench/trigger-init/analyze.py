@@ -10,6 +10,8 @@ import sys
 from collections import defaultdict
 from statistics import median
 
+from study import log_ratios
+
 CUT, SUCCESS = math.log(2.5), 0.8
 
 
@@ -20,8 +22,7 @@ def found(row: dict) -> bool:
 def best_of(a: dict, b: dict) -> dict:
     """Two starts combined as the scanner combines them: per label the smaller trigger."""
     sizes = [min(x, y) for x, y in zip(a["sizes"], b["sizes"])]
-    ratios = [math.log(max(median([s for j, s in enumerate(sizes) if j != i]), 1e-4) / max(sizes[i], 1e-4))
-              for i in range(len(sizes))]
+    ratios = log_ratios(sizes)
     first = a if a["sizes"][0] <= b["sizes"][0] else b
     return {"log_ratio": ratios[0], "max_log_ratio": max(ratios), "holdout_success": first["holdout_success"],
             "iou": first["iou"], "sizes": sizes}
@@ -53,7 +54,8 @@ def main(path: str) -> None:
         c = [pick(v) for v in cl.values()]
         ious = [x["iou"] for x in b if x["iou"] is not None]
         print(f"| {name} | {sum(found(x) for x in b)}/{len(b)} | {median(x['log_ratio'] for x in b):.2f} | "
-              f"{median(ious):.2f} | {sum(ious) / len(ious):.2f} | {sum(x['max_log_ratio'] >= CUT for x in c)}/{len(c)} | "
+              f"{median(ious):.2f} | {sum(ious) / len(ious):.2f} | "
+              f"{sum(x['max_log_ratio'] >= CUT for x in c)}/{len(c)} | "
               f"{median(x['max_log_ratio'] for x in c):.2f} |")
     print("\nper backdoored model: target log ratio (IoU) for uniform 20 | uniform 21 | saliency 20 | saliency 21;"
           " saliency map's own top-k IoU")

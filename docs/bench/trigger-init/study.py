@@ -10,7 +10,6 @@ gradient seeds Neural Cleanse's optimisation instead of cutting the image.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image
 
 from modelscan_bd.bench import mask_iou
 from modelscan_bd.cleandata import load_clean_data
+from modelscan_bd.detectors.trigger import _log_ratio
 from modelscan_bd.families import identify
 from modelscan_bd.inversion import PATCH, Inversion, InversionSettings, Slot, success_rate
 from modelscan_bd.scan import FAMILY_SCANNERS
@@ -38,6 +38,11 @@ def saliency(model, images, labels, label: int, n: int = 64) -> torch.Tensor:
     grad, = torch.autograd.grad(loss, x)
     sal = grad.abs().sum(1).mean(0)
     return sal / sal.max().clamp(min=1e-12)
+
+
+def log_ratios(sizes: list[float]) -> list[float]:
+    """Per label, trigger recovery's statistic: the other labels' median size over its own (log)."""
+    return [_log_ratio(sizes[:i] + sizes[i + 1:], size) for i, size in enumerate(sizes)]
 
 
 def study_model(zoo: Path, entry: dict) -> list[dict]:
@@ -72,8 +77,7 @@ def study_model(zoo: Path, entry: dict) -> list[dict]:
         run.run(settings.steps)
         out = run.results()
         sizes = [t.effective_size() for t in out]
-        ratios = [math.log(max(float(np.median([s for j, s in enumerate(sizes) if j != i])), 1e-4) / max(sizes[i], 1e-4))
-                  for i in range(len(sizes))]
+        ratios = log_ratios(sizes)
         rows.append({
             "zoo": zoo.name, "model": name, "attack": entry.get("attack") or "clean", "hard": entry.get("hard"),
             "backdoored": entry["backdoored"], "labels": labels, "init": init, "generator": salt,

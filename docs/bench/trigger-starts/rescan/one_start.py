@@ -14,23 +14,24 @@ from __future__ import annotations
 import json
 import sys
 
+from modelscan_bd.detectors.trigger import trigger_found
 from modelscan_bd.verdict import load_calibration
 
 MARGIN = 0.001
 
 
-def found_at_first_start(record: dict, log_ratio_cut: float, success_cut: float) -> bool:
+def found_at_first_start(record: dict, cal: dict) -> bool:
+    """The scanner's own rule, with both features moved MARGIN towards failing it."""
     f = record["features"]
-    return ((f["trigger_log_ratio"] or 0.0) >= log_ratio_cut + MARGIN
-            and (f["trigger_holdout_success"] or 0.0) >= success_cut + MARGIN)
+    return trigger_found((f["trigger_log_ratio"] or 0.0) - MARGIN, (f["trigger_holdout_success"] or 0.0) - MARGIN,
+                         cal)
 
 
 def main(old: str, out: str) -> None:
-    trig = load_calibration(family="classifier", budget="standard").detectors["trigger"]
-    cuts = (trig["log_ratio_threshold"], trig["holdout_success_threshold"])
+    cal = load_calibration(family="classifier", budget="standard").detectors["trigger"]
     results = json.load(open(old))
     n = len(results["records"])
-    results["records"] = [r for r in results["records"] if found_at_first_start(r, *cuts)]
+    results["records"] = [r for r in results["records"] if found_at_first_start(r, cal)]
     json.dump(results, open(out, "w"))
     print(f"{old}: {len(results['records'])} of {n} records kept, {n - len(results['records'])} to rescan")
 
