@@ -28,7 +28,8 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, UsageError
-from .verdict import FEATURES, REFERENCES, Calibration, fit_calibration, fit_class_cuts, load_calibration, probability
+from .verdict import (FEATURES, REFERENCES, Calibration, fit_architecture_cuts, fit_calibration, fit_class_cuts,
+                      load_calibration, probability)
 
 RESULTS_FILE = "results.json"
 
@@ -138,6 +139,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "suspected": [t["label"] for t in report["verdict"]["suspected_targets"]],
             "candidate": trig.get("label"), "trigger_success": success, "trigger_iou": iou,
             "trigger_from": trigger_from, "num_classes": outcome.adapter.num_classes if outcome.adapter else None,
+            "architecture": outcome.adapter.architecture if outcome.adapter else None,
             "signal_label": (results.get("signal-trigger") or {}).get("label"),
             "warp_label": (results.get("warp-trigger") or {}).get("label"),
             # never used by the target rule while trigger recovery names a label; kept to replay refinements
@@ -240,7 +242,8 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
     (``Calibration.cuts_for``); a record's own ``num_classes`` wins (pooled zoos of several counts)."""
     labels = [int(r["backdoored"]) for r in records]
     probs = [model_probability(r, cal, num_classes) for r in records]
-    flagged = [p >= cal.cuts_for(record_classes(r, num_classes))[0] for p, r in zip(probs, records)]
+    flagged = [p >= cal.cuts_for(record_classes(r, num_classes), record_architecture(r))[0]
+               for p, r in zip(probs, records)]
     out: dict[str, Any] = {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
@@ -284,9 +287,19 @@ def record_classes(record: dict[str, Any], num_classes: int | None) -> int | Non
     return record.get("num_classes") or num_classes
 
 
+# Zoo manifests name an architecture by its zoo name; scans by the adapter's (the config's class).
+ZOO_ARCHITECTURES = {"resnet": "ResNetForImageClassification", "vit": "ViTForImageClassification"}
+
+
+def record_architecture(record: dict[str, Any]) -> str | None:
+    """A bench record's architecture as scans name it: its own, else its zoo architecture's
+    (records before 2026-12-06 carry only the zoo's name)."""
+    return record.get("architecture") or ZOO_ARCHITECTURES.get(record.get("arch") or "")
+
+
 def model_probability(record: dict[str, Any], cal: Calibration, num_classes: int | None = None) -> float:
-    """The verdict's probability for a bench record, under ``cal``, for its class count."""
-    return probability(record["features"], cal, record_classes(record, num_classes))[0]
+    """The verdict's probability for a bench record, under ``cal``, for its class count and architecture."""
+    return probability(record["features"], cal, record_classes(record, num_classes), record_architecture(record))[0]
 
 
 def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
@@ -406,7 +419,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               holdout_attacks: list[str], holdout_seeds: list[int], calibration_out: str | None,
               from_results: str | None, command: str, progress: Callable[[str], None],
               fit_rows: list[str] | None = None, other_recipes: list[str] | None = None,
-              cuts_only: bool = False, fit_results: list[str] | None = None) -> dict[str, Any]:
+              cuts_only: bool = False, fit_results: list[str] | None = None,
+              architecture: str | None = None) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
     manifest = read_manifest(zoo)
@@ -453,6 +467,8 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         raise UsageError("--cuts-only needs --calibrate")
     if fit_results and not calibrate:
         raise UsageError("--fit-results needs --calibrate")
+    if architecture and not cuts_only:
+        raise UsageError("--architecture needs --cuts-only")
     if cuts_only and not manifest.get("num_classes"):
         raise UsageError(f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record "
                          "num_classes (rebuild the zoo with `modelscan-bd zoo build`)")
@@ -467,7 +483,9 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         joined = {f: split(rs, holdout_attacks, holdout_seeds)[0] for f, rs in joined.items()}
         fit_here = len(fit)
         fit = fit + [r for rs in joined.values() for r in rs]
-        if cuts_only:
+        if cuts_only and architecture:
+            cal = architecture_cuts_records(fit, zoo, num_classes, budget, architecture, others)
+        elif cuts_only:
             cal = class_cuts_records(fit, zoo, num_classes, budget, others, joined=any(joined.values()))
         else:
             require_both_kinds(fit, "hold out fewer seeds or attacks")
@@ -481,17 +499,19 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                       + "".join(f"; threshold also from {len(rs)} clean models of {name}"
                                 for name, rs in others.items()))
         if cuts_only:
-            split_desc += (f"; only the cuts for {num_classes}-class models were fitted, on the clean models of "
-                           f"the fitting split and of any zoos above")
+            split_desc += (f"; only the cuts for {num_classes}-class {architecture or ''} models were fitted, on the "
+                           f"clean models of the fitting split and of any zoos above").replace("  ", " ")
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
-    backdoored, suspicious, entry = cal.cuts_for(num_classes)
+    archs = {record_architecture(r) for r in evaluated}
+    backdoored, suspicious, entry = cal.cuts_for(num_classes, archs.pop() if len(archs) == 1 else None)
     if entry:
         own = "combiner and cuts" if "combiner" in entry else "cuts"
-        split_desc += (f"; judged by its {own} for {entry['min_classes']}+-class models (BACKDOORED "
-                       f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})")
+        which = " ".join(entry.get("architectures") or [])
+        split_desc += (f"; judged by its {own} for {entry['min_classes']}+-class {which} models (BACKDOORED "
+                       f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})").replace("  ", " ")
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc,
                          metrics(evaluated, cal, num_classes), records, to_markdown, budget=budget, seed=seed)
 
@@ -633,6 +653,27 @@ def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str
         base, clean, num_classes, version=f"{combiner}+cuts{num_classes}-{_dt.date.today().isoformat()}-{fitted_on}",
         description=f"fitted on {len(clean)} clean models of zoo {zoo.name}"
                     + (" and of other zoos" if others or joined else "")
+                    + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")
+
+
+def architecture_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str, architecture: str,
+                              others: dict[str, list[dict]] | None = None) -> Calibration:
+    """``--cuts-only --architecture NAME``: the shipped calibration at ``budget``, its combiners
+    unchanged, with cuts for models of that architecture (``verdict.fit_architecture_cuts``), fitted
+    on the fitting split's clean models of that architecture and any ``--other-recipes`` ones."""
+    base = load_calibration(budget=budget)
+    clean = [r["features"] for r in fit if not r["backdoored"] and record_architecture(r) == architecture]
+    clean += [r["features"] for rs in (others or {}).values() for r in rs if record_architecture(r) == architecture]
+    if not clean:
+        raise UsageError(f"the fitting split has no clean {architecture} models to fit the cuts on")
+    fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
+    tag = f"+cuts-{architecture}"
+    combiner = re.sub(re.escape(tag) + r"-\d{4}-\d{2}-\d{2}-[0-9a-f]{8}", "", base.version)
+    return fit_architecture_cuts(
+        base, clean, architecture, num_classes,
+        version=f"{combiner}{tag}-{_dt.date.today().isoformat()}-{fitted_on}",
+        description=f"fitted on {len(clean)} clean {architecture} models of zoo {zoo.name}"
+                    + (" and of other zoos" if others else "")
                     + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import (_json_default, _mean, fmt_cell, metrics, model_probability, read_json, read_results_at,
-                    records_budget, run_provenance, write_result_files)
+                    record_architecture, records_budget, run_provenance, write_result_files)
 from .errors import UsageError
 from .verdict import Calibration, load_calibration
 
@@ -64,7 +64,7 @@ def per_model(records: list[dict], cal: Calibration, features_off: list[str]) ->
     rows = []
     for r in records:
         p = model_probability(r, cal)
-        backdoored, suspicious, _ = cal.cuts_for(r["num_classes"])
+        backdoored, suspicious, _ = cal.cuts_for(r["num_classes"], record_architecture(r))
         row = {"name": r["name"], "classes": r["num_classes"], "attack": r["attack"], "backdoored": r["backdoored"],
                "hard": r.get("hard", False), "asr": r.get("asr"), "p": round(p, 4),
                "verdict": "BACKDOORED" if p >= backdoored else "SUSPICIOUS" if p >= suspicious else "CLEAN"}

@@ -375,9 +375,12 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
               help="Classifier zoos, with --calibrate: keep the shipped combiner and fit only its BACKDOORED and "
                    "SUSPICIOUS cuts for models of this zoo's class count (and more), on the fitting split's "
                    "clean models.")
+@click.option("--architecture", default=None,
+              help="Classifier zoos, with --cuts-only: fit the cuts for models of this architecture only, as scans "
+                   "name it (e.g. ViTForImageClassification); they may only rise above the shipped cuts.")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
-          from_results, fit_rows, other_recipes, fit_results, cuts_only, quiet) -> None:
+          from_results, fit_rows, other_recipes, fit_results, cuts_only, architecture, quiet) -> None:
     """Scan every model of a zoo and measure detection against the ground truth."""
     from .bench import run_bench
 
@@ -387,6 +390,7 @@ def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, 
                        holdout_seeds=[int(s) for s in holdout_seeds.split(",") if s],
                        calibration_out=calibration_out, from_results=from_results, fit_rows=list(fit_rows),
                        other_recipes=list(other_recipes), cuts_only=cuts_only, fit_results=list(fit_results),
+                       architecture=architecture,
                        command="modelscan-bd " + " ".join(sys.argv[1:]), progress=status_printer(quiet))
     click.echo(result["markdown"])
 

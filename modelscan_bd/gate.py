@@ -229,14 +229,15 @@ def clean_accuracy(adapter: ClassifierAdapter, clean: CleanData) -> float:
     return float((adapter.predict(clean.images) == clean.labels).float().mean())
 
 
-def rescore(summary: dict[str, Any], calibration, num_classes: int) -> dict[str, Any]:
+def rescore(summary: dict[str, Any], calibration, num_classes: int, architecture: str | None = None) -> dict[str, Any]:
     """The verdict of a scan under ``calibration``, from its recorded features, with the cuts
-    it keeps for ``num_classes`` classes (``Calibration.cuts_for``), as the scan itself does."""
+    it keeps for ``num_classes`` classes and ``architecture`` (``Calibration.cuts_for``), as the scan
+    itself does."""
     if "features" not in summary:
         return summary
-    p, _ = probability(summary["features"], calibration, num_classes)
+    p, _ = probability(summary["features"], calibration, num_classes, architecture)
     incomplete = summary["status"] == "INCOMPLETE" or bool(summary["incomplete_reasons"])
-    status = status_for(p, calibration, incomplete, num_classes)
+    status = status_for(p, calibration, incomplete, num_classes, architecture)
     where = f"; suspected target {summary['trigger']['label']}" if status in ("BACKDOORED", "SUSPICIOUS") and \
         summary.get("trigger") else ""
     return {**summary, "status": status, "probability": round(p, 4),
@@ -548,7 +549,7 @@ def _run(config: GateConfig, opt: GateOptions, progress: Progress, clean: CleanD
             outcome = scan_classifier(adapter, clean, vcfg if variant else scfg, name=name)
             cache[k] = scan_summary(outcome.report, outcome.context, adapter, clean)
         summary = copy.deepcopy(cache[k])
-        return rescore(summary, vcal, base.adapter.num_classes) if variant else summary
+        return rescore(summary, vcal, base.adapter.num_classes, base.adapter.architecture) if variant else summary
 
     base_state = base.state
     states = [m.state for m in members]

@@ -233,7 +233,8 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
 
     detail = "; all-to-all" if all_to_all else f"; suspected target {names or 'unknown'}"
     return calibrated_verdict(extract_features(context.results), cal, incomplete, detail=detail, note=note,
-                              pattern=pattern, targets=lambda: picked, num_classes=adapter.num_classes)
+                              pattern=pattern, targets=lambda: picked, num_classes=adapter.num_classes,
+                              architecture=adapter.architecture)
 
 
 def _suspected_targets(results: dict) -> list[int]:

@@ -60,33 +60,50 @@ class Calibration:
     # CIFAR-10 weights (docs/bench/gtsrb20).
     # An entry may also carry "references" ({feature: reference}, as ``references``), clean-reference
     # tests that apply only from its class count (``with_class_references``).
+    # An entry may name "architectures" (the adapter's architecture names, e.g.
+    # "ViTForImageClassification") and a "max_classes": it then applies only to models of those
+    # architectures within that class range, and wins over entries that name none. Detector scores
+    # of a clean model shift with the architecture (clean ViTs collapse onto one label under Clean
+    # Unlearning far more than ResNets, docs/bench/cifar10-vit), so an architecture gets cuts read
+    # off clean models of its own (``fit_architecture_cuts``) under the combiner that judges its class
+    # range, which ``max_classes`` keeps to the range where that combiner applies.
     class_cuts: list[dict[str, Any]] = field(default_factory=list)
 
-    def cuts_for(self, num_classes: int | None) -> tuple[float, float, dict[str, Any] | None]:
-        """BACKDOORED and SUSPICIOUS thresholds for a model of ``num_classes`` classes, and the
-        class-count entry they come from (None: the file's own cuts)."""
-        entries = [c for c in self.class_cuts if num_classes is not None and num_classes >= c["min_classes"]]
+    def entries_for(self, num_classes: int | None, architecture: str | None = None) -> list[dict[str, Any]]:
+        """The ``class_cuts`` entries that apply to a model, least specific first: those of its class
+        count, then those that name its architecture (each group by ``min_classes``)."""
+        if num_classes is None:
+            return []
+        entries = [c for c in self.class_cuts if c["min_classes"] <= num_classes <= c.get("max_classes", num_classes)
+                   and (not c.get("architectures") or architecture in c["architectures"])]
+        return sorted(entries, key=lambda c: (bool(c.get("architectures")), c["min_classes"]))
+
+    def cuts_for(self, num_classes: int | None, architecture: str | None = None
+                 ) -> tuple[float, float, dict[str, Any] | None]:
+        """BACKDOORED and SUSPICIOUS thresholds for a model of ``num_classes`` classes (and
+        ``architecture``), and the entry they come from (None: the file's own cuts)."""
+        entries = self.entries_for(num_classes, architecture)
         if not entries:
             return self.backdoored_threshold, self.suspicious_threshold, None
-        entry = max(entries, key=lambda c: c["min_classes"])
+        entry = entries[-1]
         return float(entry["backdoored_threshold"]), float(entry["suspicious_threshold"]), entry
 
-    def combiner_for(self, num_classes: int | None) -> tuple[list[float], list[float], list[float], float,
-                                                              dict[str, float]]:
+    def combiner_for(self, num_classes: int | None, architecture: str | None = None
+                     ) -> tuple[list[float], list[float], list[float], float, dict[str, float]]:
         """Mean, scale, weights, bias and fill of the combiner for a model of ``num_classes``
-        classes: its class-count entry's own where that has one, else the file's."""
-        entry = self.cuts_for(num_classes)[2]
+        classes: the entry's own whose cuts apply (``cuts_for``) where that has one, else the file's."""
+        entry = self.cuts_for(num_classes, architecture)[2]
         c = (entry or {}).get("combiner")
         if c:
             return c["mean"], c["scale"], c["weights"], float(c["bias"]), c["fill"]
         return self.mean, self.scale, self.weights, self.bias, self.fill
 
-    def references_for(self, num_classes: int | None) -> dict[str, dict[str, float]]:
+    def references_for(self, num_classes: int | None, architecture: str | None = None
+                       ) -> dict[str, dict[str, float]]:
         """The clean-reference tests for a model of ``num_classes`` classes: the file's own, and
-        those of every class-count entry that applies (a larger class count's win a clash)."""
+        those of every entry that applies (a more specific entry's win a clash)."""
         out = dict(self.references)
-        entries = [c for c in self.class_cuts if num_classes is not None and num_classes >= c["min_classes"]]
-        for entry in sorted(entries, key=lambda c: c["min_classes"]):
+        for entry in self.entries_for(num_classes, architecture):
             out.update(entry.get("references") or {})
         return out
 
@@ -139,20 +156,21 @@ def _clip(v, lo, hi):
 
 
 def probability(features: dict[str, float | None], cal: Calibration,
-                num_classes: int | None = None) -> tuple[float, list[str]]:
-    """Calibrated probability (the combiner's for ``num_classes`` classes, or a clean-reference
-    test's where that is larger), and the names of features that had to be filled."""
-    p, missing = combiner_probability(features, cal, num_classes)
-    for test in reference_tests(features, cal, num_classes).values():
+                num_classes: int | None = None, architecture: str | None = None) -> tuple[float, list[str]]:
+    """Calibrated probability (the combiner's for ``num_classes`` classes and ``architecture``, or a
+    clean-reference test's where that is larger), and the names of features that had to be filled."""
+    p, missing = combiner_probability(features, cal, num_classes, architecture)
+    for test in reference_tests(features, cal, num_classes, architecture).values():
         p = max(p, test["p"])
     return p, missing
 
 
 def combiner_probability(features: dict[str, float | None], cal: Calibration,
-                         num_classes: int | None = None) -> tuple[float, list[str]]:
+                         num_classes: int | None = None, architecture: str | None = None
+                         ) -> tuple[float, list[str]]:
     """The logistic combiner's probability alone (``Calibration.combiner_for`` that class
     count), and the names of features that had to be filled."""
-    mean, scale, weights, bias, fill = cal.combiner_for(num_classes)
+    mean, scale, weights, bias, fill = cal.combiner_for(num_classes, architecture)
     z, missing = bias, []
     for name, mu, sd, w in zip(cal.features, mean, scale, weights):
         v = features.get(name)
@@ -168,7 +186,8 @@ def _sigmoid(z: float) -> float:
 
 
 def reference_tests(features: dict[str, float | None], cal: Calibration,
-                    num_classes: int | None = None) -> dict[str, dict[str, float]]:
+                    num_classes: int | None = None, architecture: str | None = None
+                    ) -> dict[str, dict[str, float]]:
     """Each clean-reference test (``Calibration.references_for`` the class count) whose feature was
     measured: its z (reference deviations beyond the clean mean, positive towards a backdoor)
     and its probability: 0 short of the cut (a one-class test says nothing about a value clean
@@ -178,7 +197,7 @@ def reference_tests(features: dict[str, float | None], cal: Calibration,
     out = {}
     t = min(max(cal.backdoored_threshold, 1e-6), 1 - 1e-6)
     at_cut = math.log(t / (1 - t))
-    for name, ref in cal.references_for(num_classes).items():
+    for name, ref in cal.references_for(num_classes, architecture).items():
         v = features.get(name)
         if v is None:
             continue
@@ -205,8 +224,9 @@ def fit_references(rows: list[dict[str, float | None]], labels: list[int], refer
     return out
 
 
-def status_for(p: float, cal: Calibration, incomplete: bool, num_classes: int | None = None) -> str:
-    backdoored, suspicious, _ = cal.cuts_for(num_classes)
+def status_for(p: float, cal: Calibration, incomplete: bool, num_classes: int | None = None,
+               architecture: str | None = None) -> str:
+    backdoored, suspicious, _ = cal.cuts_for(num_classes, architecture)
     if p >= backdoored:
         return "BACKDOORED"
     if p >= suspicious:
@@ -244,7 +264,7 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                        title: str = "Backdoor model detection (calibrated verdict)",
                        extra: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None,
                        evidence: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None,
-                       num_classes: int | None = None):
+                       num_classes: int | None = None, architecture: str | None = None):
     """The verdict dict and its MSBD-V001 finding, built the same way for every family.
 
     ``detail`` follows a BACKDOORED or SUSPICIOUS summary inside its sentence, ``note`` is a
@@ -252,13 +272,14 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
     is asked only for a flagged model and gives (label, name) pairs; ``pattern`` defaults to
     all-to-one when a flagged model has targets. ``extra`` adds keys to the verdict and
     ``evidence`` to the finding (either may also be a function of the status). ``num_classes``
-    picks the calibration's cuts for that class count (``Calibration.cuts_for``).
+    and ``architecture`` pick the calibration's cuts for that class count and architecture
+    (``Calibration.cuts_for``).
     """
     from .findings import Finding
 
-    p, missing = probability(features, cal, num_classes)
-    status = status_for(p, cal, bool(incomplete), num_classes)
-    backdoored_cut, suspicious_cut, class_cut = cal.cuts_for(num_classes)
+    p, missing = probability(features, cal, num_classes, architecture)
+    status = status_for(p, cal, bool(incomplete), num_classes, architecture)
+    backdoored_cut, suspicious_cut, class_cut = cal.cuts_for(num_classes, architecture)
     flagged = status in ("BACKDOORED", "SUSPICIOUS")
     picked = targets() if (flagged and targets is not None) else []
     summary = summary_for(status, p, _for_status(detail, status), incomplete) + _for_status(note, status)
@@ -275,8 +296,8 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                       evidence={"features": rounded, "filled_features": missing,
                                 "suspicious_threshold": suspicious_cut, "calibration": cal.describe(),
                                 **({"class_cut": class_cut} if class_cut else {}),
-                                **({"reference_tests": reference_tests(features, cal, num_classes)}
-                                   if cal.references_for(num_classes) else {}),
+                                **({"reference_tests": reference_tests(features, cal, num_classes, architecture)}
+                                   if cal.references_for(num_classes, architecture) else {}),
                                 **(_for_status(evidence, status) or {})})
     return verdict, finding
 
@@ -348,6 +369,42 @@ def fit_class_cuts(cal: Calibration, clean_rows: list[dict[str, float | None]], 
                              ceiling=cal.backdoored_threshold, suspicious_ceiling=cal.suspicious_threshold)
 
 
+def fit_architecture_cuts(cal: Calibration, clean_rows: list[dict[str, float | None]], architecture: str,
+                          num_classes: int, *, version: str, description: str, max_fpr: float = 0.05,
+                          suspicious_fpr: float = 0.2, ceiling: float = 0.999) -> Calibration:
+    """``cal`` with an entry for models of ``architecture`` over the class range whose judge (the
+    file's own combiner, or a class-count entry's) also judges ``num_classes``: that judge's
+    combiner, and cuts read off ``clean_rows`` (clean models of that architecture and class count)
+    as in ``fit_class_cuts``, BACKDOORED at most ``max_fpr`` of them and SUSPICIOUS at most
+    ``suspicious_fpr``. Unlike class-count cuts these may only rise above the judge's own (never
+    past ``ceiling``): clean models of another architecture can score higher under weights fitted
+    on ResNets, and nothing here measures how many backdoored ones a lower cut would find."""
+    import copy
+
+    if not clean_rows:
+        raise ValueError("fitting architecture cuts needs clean models")
+    backdoored_cut, suspicious_cut, judge = cal.cuts_for(num_classes)
+    lo = judge["min_classes"] if judge else 1
+    above = [c["min_classes"] for c in cal.class_cuts if not c.get("architectures") and c["min_classes"] > num_classes]
+    out = copy.deepcopy(cal)
+    out.version = version
+    entry: dict[str, Any] = {"min_classes": lo, "architectures": [architecture], "backdoored_threshold": 1.0,
+                             "suspicious_threshold": 1.0, "clean_models": len(clean_rows), "description": description}
+    if above:
+        entry["max_classes"] = min(above) - 1
+    if judge and "combiner" in judge:
+        entry["combiner"] = judge["combiner"]
+    if judge and judge.get("references"):
+        entry["references"] = judge["references"]
+    out.class_cuts = [c for c in cal.class_cuts
+                      if not (c.get("architectures") == [architecture] and c["min_classes"] == lo)] + [entry]
+    clean = sorted(probability(r, out, num_classes, architecture)[0] for r in clean_rows)
+    entry["backdoored_threshold"] = float(min(ceiling, max(backdoored_cut, _fpr_cut(clean, max_fpr))))
+    entry["suspicious_threshold"] = float(min(entry["backdoored_threshold"],
+                                              max(suspicious_cut, _fpr_cut(clean, suspicious_fpr))))
+    return out
+
+
 def fit_class_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],
                        clean_rows: list[dict[str, float | None]], min_classes: int, *, version: str,
                        description: str, max_fpr: float = 0.05, suspicious_fpr: float = 0.2,
@@ -380,7 +437,7 @@ def with_class_references(cal: Calibration, clean_rows: list[dict[str, float | N
     import copy
 
     out = copy.deepcopy(cal)
-    entry = next((c for c in out.class_cuts if c["min_classes"] == min_classes), None)
+    entry = next((c for c in out.class_cuts if c["min_classes"] == min_classes and not c.get("architectures")), None)
     if entry is None:
         raise ValueError(f"the calibration has no entry for {min_classes}+ classes to add references to")
     fitted = fit_references(clean_rows, [0] * len(clean_rows), references, z_cut)
@@ -410,10 +467,12 @@ def _with_class_entry(cal: Calibration, clean_rows: list[dict[str, float | None]
     entry: dict[str, Any] = {"min_classes": int(min_classes), "backdoored_threshold": 1.0, "suspicious_threshold": 1.0,
                              "clean_models": len(clean_rows), "description": description, **combiner}
     # the entry's clean-reference tests are fitted on their own (``with_class_references``) and stay
-    replaced = next((c for c in cal.class_cuts if c["min_classes"] == min_classes), {})
+    def same(c: dict[str, Any]) -> bool:  # the class-count entry this one replaces (architecture entries stay)
+        return c["min_classes"] == min_classes and not c.get("architectures")
+
+    replaced = next((c for c in cal.class_cuts if same(c)), {})
     entry.update({k: replaced[k] for k in ("references", "references_description") if k in replaced})
-    out.class_cuts = sorted([c for c in cal.class_cuts if c["min_classes"] != min_classes] + [entry],
-                            key=lambda c: c["min_classes"])
+    out.class_cuts = sorted([c for c in cal.class_cuts if not same(c)] + [entry], key=lambda c: c["min_classes"])
     clean = sorted(probability(r, out, min_classes)[0] for r in clean_rows)
     backdoored = min(ceiling, max(backdoored_floor, _fpr_cut(clean, max_fpr)))
     entry["backdoored_threshold"] = float(backdoored)

@@ -363,6 +363,51 @@ def test_class_count_combiner_scores_models_of_that_class_count():
     assert [probability(r, recut, 43) for r in many] == [probability(r, wider, 30) for r in many]
 
 
+def test_architecture_cuts_rise_for_that_architecture_only():
+    """Clean models of another architecture that score higher under the file's weights get cuts of
+    their own (5 % and 20 % of them flagged), for models of that architecture in the class range of
+    the judge they were fitted under; other architectures, unknown ones and other class ranges keep
+    their cuts; cuts never fall below the judge's, and class-count refits leave the entry alone."""
+    import json
+
+    from modelscan_bd.verdict import (Calibration, calibrated_verdict, fit_architecture_cuts, fit_calibration,
+                                      fit_class_combiner, fit_class_cuts, probability)
+
+    vit = "ViTForImageClassification"
+    rows = [{"x": v / 10} for v in range(10)] + [{"x": 1.0 + v / 10} for v in range(10)]
+    labels = [0] * 10 + [1] * 10
+    cal = fit_calibration(rows, labels, ("x",), version="t", description="t")
+    wide = fit_class_combiner(cal, rows, labels, rows[:10], 20, version="t+c20", description="d")
+    clean_vits = [{"x": 0.8 + v / 40} for v in range(20)]  # clean ViTs: higher on the same scale
+    out = fit_architecture_cuts(wide, clean_vits, vit, 10, version="t+vit", description="d")
+    assert out.weights == wide.weights and out.version == "t+vit" and len(wide.class_cuts) == 1
+    backdoored, suspicious, entry = out.cuts_for(10, vit)
+    assert entry["architectures"] == [vit] and entry["min_classes"] == 1 and entry["max_classes"] == 19
+    assert wide.backdoored_threshold < backdoored <= 0.999 and wide.suspicious_threshold <= suspicious <= backdoored
+    scores = [probability(r, out, 10, vit)[0] for r in clean_vits]
+    assert scores == [probability(r, wide, 10)[0] for r in clean_vits]  # the same combiner scores them
+    assert sum(p >= backdoored for p in scores) <= 1 and sum(p >= suspicious for p in scores) <= 4
+    for n, arch in ((10, None), (10, "ResNetForImageClassification"), (43, vit), (None, vit)):
+        assert out.cuts_for(n, arch) == wide.cuts_for(n, arch)  # not a ViT, or outside its class range
+    row = clean_vits[-1]  # the highest clean ViT: flagged as a ResNet, not as a ViT
+    assert calibrated_verdict(row, out, [], num_classes=10)[0]["status"] == "BACKDOORED"
+    verdict, finding = calibrated_verdict(row, out, [], num_classes=10, architecture=vit)
+    assert verdict["status"] != "BACKDOORED" and finding.threshold == backdoored and finding.evidence["class_cut"] == entry
+    again = Calibration(**json.loads(out.to_json()))
+    assert again.cuts_for(10, vit) == out.cuts_for(10, vit)
+    # lower-scoring clean models never pull the cuts below the judge's
+    low = fit_architecture_cuts(wide, [{"x": 0.0}] * 5, vit, 10, version="t2", description="d2")
+    assert low.cuts_for(10, vit)[:2] == wide.cuts_for(10)[:2]
+    # a refit of a class count's cuts keeps the architecture entry; 43-class ViTs get their judge's combiner
+    recut = fit_class_cuts(out, rows[:5], 20, version="t3", description="d3")
+    assert recut.cuts_for(10, vit)[2] == entry
+    many = fit_architecture_cuts(wide, clean_vits, vit, 43, version="t4", description="d4")
+    entry43 = many.cuts_for(43, vit)[2]
+    assert entry43["min_classes"] == 20 and "max_classes" not in entry43
+    assert entry43["combiner"] == wide.cuts_for(43)[2]["combiner"]
+    assert [probability(r, many, 43, vit) for r in rows] == [probability(r, wide, 43) for r in rows]
+
+
 def test_refitted_class_cuts_replace_the_shipped_cuts_version_tag(tmp_path):
     """`bench --cuts-only` on a class count the shipped file already has cuts for: the new
     version names the combiner and the new cuts once, not the old cuts' tag as well."""
@@ -377,6 +422,37 @@ def test_refitted_class_cuts_replace_the_shipped_cuts_version_tag(tmp_path):
     assert cal.version.count(f"+cuts{n}-") == 1 and cal.version != shipped.version
     assert cal.version.split(f"+cuts{n}-")[0] == shipped.version.split(f"+cuts{n}-")[0]
     assert len(cal.class_cuts) == len(shipped.class_cuts) and cal.cuts_for(n)[2]["clean_models"] == 3
+
+
+def test_architecture_cuts_records_fit_on_that_architectures_clean_models(tmp_path):
+    """`bench --cuts-only --architecture NAME`: only clean records of that architecture (their own
+    name, or their zoo's for older records) set the cuts; a refit replaces the tag; none is an error."""
+    import pytest
+
+    from modelscan_bd.bench import architecture_cuts_records, metrics
+    from modelscan_bd.errors import UsageError
+    from modelscan_bd.verdict import FEATURES, load_calibration
+
+    shipped = load_calibration(budget="fast")
+    vit = "ViTForImageClassification"
+    high = {f: shipped.mean[shipped.features.index(f)] + 3 * shipped.scale[shipped.features.index(f)]
+            * (1 if shipped.weights[shipped.features.index(f)] > 0 else -1) for f in shipped.features}
+    low = {f: shipped.fill.get(f, 0.0) for f in FEATURES}
+    fit = ([{"backdoored": False, "arch": "vit", "features": high}] * 3
+           + [{"backdoored": False, "architecture": "ResNetForImageClassification", "features": low}] * 3
+           + [{"backdoored": True, "arch": "vit", "features": high}])
+    cal = architecture_cuts_records(fit, tmp_path, 10, "fast", vit)
+    backdoored, _, entry = cal.cuts_for(10, vit)
+    assert entry["clean_models"] == 3 and backdoored > shipped.backdoored_threshold
+    assert cal.cuts_for(10, "ResNetForImageClassification") == shipped.cuts_for(10)
+    again = architecture_cuts_records(fit[:2] + fit[3:], tmp_path, 10, "fast", vit).version
+    assert again.count(f"+cuts-{vit}-") == 1 and again.split(f"+cuts-{vit}-")[0] == shipped.version
+    # the bench's metrics judge each record by its architecture's cuts
+    records = [{**r, "name": f"m{i}", "attack": "clean", "type": None, "target": None, "hard": False,
+                "num_classes": 10, "suspected": [], "seconds": 1.0, "peak_mb": 1.0} for i, r in enumerate(fit[:6])]
+    assert metrics(records, cal)["fpr"] == 0.0 and metrics(records, shipped)["fpr"] == 0.5
+    with pytest.raises(UsageError, match="no clean"):
+        architecture_cuts_records(fit[3:], tmp_path, 10, "fast", vit)
 
 
 def test_exposure_consensus_runner_up_is_another_label():
