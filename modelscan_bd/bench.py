@@ -499,8 +499,9 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                       + "".join(f"; threshold also from {len(rs)} clean models of {name}"
                                 for name, rs in others.items()))
         if cuts_only:
-            split_desc += (f"; only the cuts for {num_classes}-class {architecture or ''} models were fitted, on the "
-                           f"clean models of the fitting split and of any zoos above").replace("  ", " ")
+            which = f" {architecture}" if architecture else ""
+            split_desc += (f"; only the cuts for {num_classes}-class{which} models were fitted, on the "
+                           f"clean models of the fitting split and of any zoos above")
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
@@ -509,9 +510,9 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
     backdoored, suspicious, entry = cal.cuts_for(num_classes, archs.pop() if len(archs) == 1 else None)
     if entry:
         own = "combiner and cuts" if "combiner" in entry else "cuts"
-        which = " ".join(entry.get("architectures") or [])
-        split_desc += (f"; judged by its {own} for {entry['min_classes']}+-class {which} models (BACKDOORED "
-                       f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})").replace("  ", " ")
+        which = "".join(f" {a}" for a in entry.get("architectures") or [])
+        split_desc += (f"; judged by its {own} for {entry['min_classes']}+-class{which} models (BACKDOORED "
+                       f"{backdoored:.3f}, SUSPICIOUS {suspicious:.3f})")
     return write_results(out, zoo, command, scanned_by, cal.describe(), split_desc,
                          metrics(evaluated, cal, num_classes), records, to_markdown, budget=budget, seed=seed)
 

@@ -392,7 +392,8 @@ def test_architecture_cuts_rise_for_that_architecture_only():
     row = clean_vits[-1]  # the highest clean ViT: flagged as a ResNet, not as a ViT
     assert calibrated_verdict(row, out, [], num_classes=10)[0]["status"] == "BACKDOORED"
     verdict, finding = calibrated_verdict(row, out, [], num_classes=10, architecture=vit)
-    assert verdict["status"] != "BACKDOORED" and finding.threshold == backdoored and finding.evidence["class_cut"] == entry
+    assert verdict["status"] != "BACKDOORED" and finding.threshold == backdoored
+    assert finding.evidence["class_cut"] == entry
     again = Calibration(**json.loads(out.to_json()))
     assert again.cuts_for(10, vit) == out.cuts_for(10, vit)
     # lower-scoring clean models never pull the cuts below the judge's
