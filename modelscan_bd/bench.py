@@ -635,6 +635,16 @@ def keep_class_entries(cal: Calibration, shipped: Calibration, num_classes: int 
     return cal
 
 
+def cuts_version(base: Calibration, tag: str, clean: list[dict]) -> tuple[str, str]:
+    """The version of ``base`` refitted with cuts named ``tag`` on the features ``clean``: (``base``'s
+    version without an earlier fit's ``tag``, that plus ``tag``, the date and a hash of ``clean``).
+    A refit replaces the shipped cuts of its tag, so its tag replaces theirs; the hash names the
+    clean models it was fitted on, so two fits never share a version."""
+    combiner = re.sub(re.escape(tag) + r"-\d{4}-\d{2}-\d{2}-[0-9a-f]{8}", "", base.version)
+    fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
+    return combiner, f"{combiner}{tag}-{_dt.date.today().isoformat()}-{fitted_on}"
+
+
 def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str,
                        others: dict[str, list[dict]] | None = None, joined: bool = False) -> Calibration:
     """``--cuts-only``: the shipped calibration at ``budget``, its combiner unchanged, with cuts for
@@ -646,12 +656,9 @@ def class_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budget: str
     clean += [r["features"] for rs in (others or {}).values() for r in rs]
     if not clean:
         raise UsageError("the fitting split has no clean models to fit the cuts on: hold out fewer seeds")
-    # the version names the clean models it was fitted on, so two fits never share one
-    fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
-    # a refit replaces the shipped cuts for this class count, so its tag replaces theirs too
-    combiner = re.sub(rf"\+cuts{num_classes}-\d{{4}}-\d{{2}}-\d{{2}}-[0-9a-f]{{8}}", "", base.version)
+    combiner, version = cuts_version(base, f"+cuts{num_classes}", clean)
     return fit_class_cuts(
-        base, clean, num_classes, version=f"{combiner}+cuts{num_classes}-{_dt.date.today().isoformat()}-{fitted_on}",
+        base, clean, num_classes, version=version,
         description=f"fitted on {len(clean)} clean models of zoo {zoo.name}"
                     + (" and of other zoos" if others or joined else "")
                     + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")
@@ -667,12 +674,9 @@ def architecture_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budg
     clean += [r["features"] for rs in (others or {}).values() for r in rs if record_architecture(r) == architecture]
     if not clean:
         raise UsageError(f"the fitting split has no clean {architecture} models to fit the cuts on")
-    fitted_on = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:8]
-    tag = f"+cuts-{architecture}"
-    combiner = re.sub(re.escape(tag) + r"-\d{4}-\d{2}-\d{2}-[0-9a-f]{8}", "", base.version)
+    combiner, version = cuts_version(base, f"+cuts-{architecture}", clean)
     return fit_architecture_cuts(
-        base, clean, architecture, num_classes,
-        version=f"{combiner}{tag}-{_dt.date.today().isoformat()}-{fitted_on}",
+        base, clean, architecture, num_classes, version=version,
         description=f"fitted on {len(clean)} clean {architecture} models of zoo {zoo.name}"
                     + (" and of other zoos" if others else "")
                     + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")

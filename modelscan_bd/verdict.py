@@ -379,30 +379,14 @@ def fit_architecture_cuts(cal: Calibration, clean_rows: list[dict[str, float | N
     ``suspicious_fpr``. Unlike class-count cuts these may only rise above the judge's own (never
     past ``ceiling``): clean models of another architecture can score higher under weights fitted
     on ResNets, and nothing here measures how many backdoored ones a lower cut would find."""
-    import copy
-
-    if not clean_rows:
-        raise ValueError("fitting architecture cuts needs clean models")
     backdoored_cut, suspicious_cut, judge = cal.cuts_for(num_classes)
-    lo = judge["min_classes"] if judge else 1
     above = [c["min_classes"] for c in cal.class_cuts if not c.get("architectures") and c["min_classes"] > num_classes]
-    out = copy.deepcopy(cal)
-    out.version = version
-    entry: dict[str, Any] = {"min_classes": lo, "architectures": [architecture], "backdoored_threshold": 1.0,
-                             "suspicious_threshold": 1.0, "clean_models": len(clean_rows), "description": description}
-    if above:
-        entry["max_classes"] = min(above) - 1
-    if judge and "combiner" in judge:
-        entry["combiner"] = judge["combiner"]
-    if judge and judge.get("references"):
-        entry["references"] = judge["references"]
-    out.class_cuts = [c for c in cal.class_cuts
-                      if not (c.get("architectures") == [architecture] and c["min_classes"] == lo)] + [entry]
-    clean = sorted(probability(r, out, num_classes, architecture)[0] for r in clean_rows)
-    entry["backdoored_threshold"] = float(min(ceiling, max(backdoored_cut, _fpr_cut(clean, max_fpr))))
-    entry["suspicious_threshold"] = float(min(entry["backdoored_threshold"],
-                                              max(suspicious_cut, _fpr_cut(clean, suspicious_fpr))))
-    return out
+    combiner = {"combiner": judge["combiner"]} if judge and "combiner" in judge else {}
+    return _with_class_entry(cal, clean_rows, judge["min_classes"] if judge else 1, combiner, version=version,
+                             description=description, max_fpr=max_fpr, suspicious_fpr=suspicious_fpr,
+                             backdoored_floor=backdoored_cut, floor=suspicious_cut, ceiling=ceiling,
+                             suspicious_ceiling=1.0, architecture=architecture,
+                             max_classes=min(above) - 1 if above else None, scored_as=num_classes)
 
 
 def fit_class_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],
@@ -455,25 +439,31 @@ def with_class_references(cal: Calibration, clean_rows: list[dict[str, float | N
 def _with_class_entry(cal: Calibration, clean_rows: list[dict[str, float | None]], min_classes: int,
                       combiner: dict[str, Any], *, version: str, description: str, max_fpr: float,
                       suspicious_fpr: float, backdoored_floor: float, floor: float, ceiling: float,
-                      suspicious_ceiling: float) -> Calibration:
-    """A copy of ``cal`` whose entry for ``min_classes`` (replacing any) holds ``combiner`` and the
-    cuts that clean models of that class count get under it."""
+                      suspicious_ceiling: float, architecture: str | None = None, max_classes: int | None = None,
+                      scored_as: int | None = None) -> Calibration:
+    """A copy of ``cal`` whose entry for ``min_classes`` (and ``architecture``, up to ``max_classes``;
+    replacing any such entry) holds ``combiner`` and the cuts that ``clean_rows`` get under it, scored
+    as models of ``scored_as`` classes (default ``min_classes``)."""
     import copy
 
     if not clean_rows:
-        raise ValueError("fitting class-count cuts needs clean models")
+        raise ValueError("fitting cuts needs clean models")
     out = copy.deepcopy(cal)
     out.version = version
     entry: dict[str, Any] = {"min_classes": int(min_classes), "backdoored_threshold": 1.0, "suspicious_threshold": 1.0,
                              "clean_models": len(clean_rows), "description": description, **combiner}
+    if architecture:
+        entry["architectures"] = [architecture]
+    if max_classes is not None:
+        entry["max_classes"] = int(max_classes)
     # the entry's clean-reference tests are fitted on their own (``with_class_references``) and stay
-    def same(c: dict[str, Any]) -> bool:  # the class-count entry this one replaces (architecture entries stay)
-        return c["min_classes"] == min_classes and not c.get("architectures")
+    def same(c: dict[str, Any]) -> bool:  # the entry this one replaces (other architectures' entries stay)
+        return c["min_classes"] == min_classes and c.get("architectures") == entry.get("architectures")
 
     replaced = next((c for c in cal.class_cuts if same(c)), {})
     entry.update({k: replaced[k] for k in ("references", "references_description") if k in replaced})
     out.class_cuts = sorted([c for c in cal.class_cuts if not same(c)] + [entry], key=lambda c: c["min_classes"])
-    clean = sorted(probability(r, out, min_classes)[0] for r in clean_rows)
+    clean = sorted(probability(r, out, scored_as or min_classes, architecture)[0] for r in clean_rows)
     backdoored = min(ceiling, max(backdoored_floor, _fpr_cut(clean, max_fpr)))
     entry["backdoored_threshold"] = float(backdoored)
     suspicious = min(backdoored, suspicious_ceiling, max(floor, _fpr_cut(clean, suspicious_fpr)))
