@@ -29,7 +29,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, UsageError
 from .verdict import (FEATURES, REFERENCES, Calibration, fit_architecture_cuts, fit_calibration, fit_class_cuts,
-                      load_calibration, probability)
+                      load_calibration, probability, shipped_calibration)
 
 RESULTS_FILE = "results.json"
 
@@ -112,9 +112,10 @@ def recovered_trigger(results: dict[str, Any], truth: dict[str, Any],
 
 def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
              progress: Callable[[str], None] = lambda m: None,
-             known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+             known: dict[str, dict[str, Any]] | None = None, budget_fallback: bool = True) -> list[dict[str, Any]]:
     """Scan every model in the zoo's manifest; one record per model, in manifest order.
-    ``known``: records of an earlier run by model name, reused instead of scanning again."""
+    ``known``: records of an earlier run by model name, reused instead of scanning again.
+    ``budget_fallback``: as ``ScanConfig``'s (the baselines run at ``budget`` either way)."""
     from .baselines import ebyd_variance, neural_cleanse
     from .scan import ScanConfig, scan
 
@@ -124,7 +125,8 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
         truth = read_truth(zoo, entry)
         entry = {**entry, "truth": truth}
         t = time.perf_counter()
-        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data))
+        outcome = scan(str(zoo / entry["path"]), ScanConfig(budget=budget, seed=seed, clean_data=clean_data,
+                                                            budget_fallback=budget_fallback))
         seconds = time.perf_counter() - t
         report = outcome.report
         results = outcome.context.results if outcome.context else {}
@@ -146,6 +148,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "collapse_label": (results.get("exposure-collapse") or {}).get("label"),
             "mmbd_label": (results.get("mmbd") or {}).get("target"),
             "trigger_starts": trig.get("starts"),  # 2: the first inversion start found nothing
+            "budget": report["config"]["budget"],  # the one that ran (a budget fallback may change it)
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],
         }
@@ -241,9 +244,10 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
     """num_classes: the zoo's class count, which picks the calibration's combiner and cuts
     (``Calibration.cuts_for``); a record's own ``num_classes`` wins (pooled zoos of several counts)."""
     labels = [int(r["backdoored"]) for r in records]
-    probs = [model_probability(r, cal, num_classes) for r in records]
-    flagged = [p >= cal.cuts_for(record_classes(r, num_classes), record_architecture(r))[0]
-               for p, r in zip(probs, records)]
+    judges = [judge_for(r, cal) for r in records]
+    probs = [model_probability(r, c, num_classes) for r, c in zip(records, judges)]
+    flagged = [p >= c.cuts_for(record_classes(r, num_classes), record_architecture(r))[0]
+               for p, r, c in zip(probs, records, judges)]
     out: dict[str, Any] = {
         "models": len(records), "backdoored": sum(labels), "clean": len(labels) - sum(labels),
         "auroc": auroc(probs, labels), "tpr_at_5fpr": tpr_at_fpr(probs, labels), "log_loss": log_loss(probs, labels),
@@ -251,8 +255,8 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
         "fpr": _rate([f for f, y in zip(flagged, labels) if not y]),
         "tpr": _rate([f for f, y in zip(flagged, labels) if y]),
     }
-    a2o = [r for r in records if r["backdoored"] and r["type"] in TARGETED_TYPES]
-    out["target_accuracy"] = _rate([reported_target(r, cal) == r["target"] for r in a2o])
+    a2o = [(r, c) for r, c in zip(records, judges) if r["backdoored"] and r["type"] in TARGETED_TYPES]
+    out["target_accuracy"] = _rate([reported_target(r, c) == r["target"] for r, c in a2o])
     out["per_attack"] = {}
     for attack in sorted({r["attack"] for r in records}):
         rs = [(p, f, r) for p, f, r in zip(probs, flagged, records) if r["attack"] == attack]
@@ -280,6 +284,13 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
                                                    if r["backdoored"] and r["target"] is not None]),
                          "seconds_per_model": _mean([r[base]["seconds"] for r in rs])}
     return out
+
+
+def judge_for(record: dict[str, Any], cal: Calibration) -> Calibration:
+    """The calibration a record is judged by: ``cal``, unless its scan ran at another budget than
+    ``cal``'s (a budget fallback, ``Calibration.budget_fallbacks``), whose shipped file judged it."""
+    ran = record.get("budget")
+    return cal if ran is None or cal.budget in (None, ran) else shipped_calibration(ran)
 
 
 def record_classes(record: dict[str, Any], num_classes: int | None) -> int | None:
@@ -420,7 +431,7 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
               from_results: str | None, command: str, progress: Callable[[str], None],
               fit_rows: list[str] | None = None, other_recipes: list[str] | None = None,
               cuts_only: bool = False, fit_results: list[str] | None = None,
-              architecture: str | None = None) -> dict[str, Any]:
+              architecture: str | None = None, budget_fallback: bool = True) -> dict[str, Any]:
     from .reports.atomic import atomic_write_text
 
     manifest = read_manifest(zoo)
@@ -475,10 +486,15 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
     others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
     joined = {f: read_results_at(f, budget, "--fit-results")["records"] for f in fit_results or []}
     records, scanned_by = load_or_scan(from_results, lambda known: scan_zoo(zoo, budget, seed, baselines, progress,
-                                                                           known=known), budget)
+                                                                           known=known,
+                                                                           budget_fallback=budget_fallback), budget)
     num_classes = manifest.get("num_classes")
+    fell_back = [r for r in records if r.get("budget", budget) != budget]
     if calibrate:
         fit, held = split(records, holdout_attacks, holdout_seeds)
+        # scans that ran another budget (a budget fallback) are judged by that budget's file, never fitted on
+        held += [r for r in fit if r in fell_back]
+        fit = [r for r in fit if r not in fell_back]
         # other zoos' records join the fitting split under the same rules; none is evaluated
         joined = {f: split(rs, holdout_attacks, holdout_seeds)[0] for f, rs in joined.items()}
         fit_here = len(fit)
@@ -508,7 +524,11 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         split_desc = f"all {len(records)} models of the zoo, with the shipped calibration"
     archs = {record_architecture(r) for r in evaluated}
     backdoored, suspicious, entry = cal.cuts_for(num_classes, archs.pop() if len(archs) == 1 else None)
-    if entry:
+    if fell_back:
+        ran = sorted({r["budget"] for r in fell_back})
+        split_desc += (f"; {len(fell_back)} models ran at budget {', '.join(ran)} through the calibration's budget "
+                       f"fallback and are judged by that budget's shipped file")
+    if entry and len(fell_back) < len(evaluated):
         own = "combiner and cuts" if "combiner" in entry else "cuts"
         which = "".join(f" {a}" for a in entry.get("architectures") or [])
         split_desc += (f"; judged by its {own} for {entry['min_classes']}+-class{which} models (BACKDOORED "

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .bench import (_json_default, _mean, fmt_cell, metrics, model_probability, read_json, read_results_at,
+from .bench import (_json_default, _mean, fmt_cell, judge_for, metrics, model_probability, read_json, read_results_at,
                     record_architecture, records_budget, run_provenance, write_result_files)
 from .errors import UsageError
 from .verdict import Calibration, load_calibration
@@ -63,13 +63,14 @@ def without(records: list[dict], features: list[str]) -> list[dict]:
 def per_model(records: list[dict], cal: Calibration, features_off: list[str]) -> list[dict[str, Any]]:
     rows = []
     for r in records:
-        p = model_probability(r, cal)
-        backdoored, suspicious, _ = cal.cuts_for(r["num_classes"], record_architecture(r))
+        judge = judge_for(r, cal)
+        p = model_probability(r, judge)
+        backdoored, suspicious, _ = judge.cuts_for(r["num_classes"], record_architecture(r))
         row = {"name": r["name"], "classes": r["num_classes"], "attack": r["attack"], "backdoored": r["backdoored"],
                "hard": r.get("hard", False), "asr": r.get("asr"), "p": round(p, 4),
                "verdict": "BACKDOORED" if p >= backdoored else "SUSPICIOUS" if p >= suspicious else "CLEAN"}
         if features_off:
-            row["p_without"] = round(model_probability(without([r], features_off)[0], cal), 4)
+            row["p_without"] = round(model_probability(without([r], features_off)[0], judge), 4)
         if "neural_cleanse" in r:
             row["neural_cleanse"] = round(r["neural_cleanse"]["score"], 4)
         rows.append(row)

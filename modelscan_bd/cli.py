@@ -82,9 +82,12 @@ def _read_prompts(path: str) -> list[str]:
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Text-to-image: a text file of clean prompts, one per line, that the trigger search inserts "
                    "candidate words into (default: built-in captions).")
+@click.option("--budget-fallback/--no-budget-fallback", default=True, show_default=True,
+              help="Classifiers: run the budget the calibration names for an architecture its own budget's file "
+                   "cannot judge (ViTs asked to scan at standard run fast); the report says so.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, detectors, calibration, labels, reference,
-         prompts_file, quiet) -> None:
+         prompts_file, budget_fallback, quiet) -> None:
     """Scan SOURCE: org/name[@revision], hf://org/name@rev, or a local folder."""
     from .reports import render_console, write_reports
     from .scan import ScanConfig
@@ -95,7 +98,7 @@ def scan(source, clean_data, clean_budget, out, fmt, fail_on, budget, seed, dete
         raise click.UsageError("--out - prints JSON only; use --format json")
     config = ScanConfig(budget=budget, seed=seed, fail_on=fail_on, clean_data=clean_data, clean_budget=clean_budget,
                         detectors=[d.strip() for d in detectors.split(",")] if detectors else None,
-                        calibration=calibration, reference=reference,
+                        calibration=calibration, reference=reference, budget_fallback=budget_fallback,
                         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
     if config.labels is not None and len(config.labels) < 2:
         raise click.UsageError("--labels needs at least two comma-separated labels")
@@ -378,9 +381,11 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
 @click.option("--architecture", default=None,
               help="Classifier zoos, with --cuts-only: fit the cuts for models of this architecture only, as scans "
                    "name it (e.g. ViTForImageClassification); they may only rise above the shipped cuts.")
+@click.option("--budget-fallback/--no-budget-fallback", default=True, show_default=True,
+              help="Classifier zoos: as scan's (--no-budget-fallback scans every model at --budget).")
 @click.option("--quiet", is_flag=True)
 def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, holdout_seeds, calibration_out,
-          from_results, fit_rows, other_recipes, fit_results, cuts_only, architecture, quiet) -> None:
+          from_results, fit_rows, other_recipes, fit_results, cuts_only, architecture, budget_fallback, quiet) -> None:
     """Scan every model of a zoo and measure detection against the ground truth."""
     from .bench import run_bench
 
@@ -390,7 +395,7 @@ def bench(zoo_dir, out, budget, seed, no_baselines, calibrate, holdout_attacks, 
                        holdout_seeds=[int(s) for s in holdout_seeds.split(",") if s],
                        calibration_out=calibration_out, from_results=from_results, fit_rows=list(fit_rows),
                        other_recipes=list(other_recipes), cuts_only=cuts_only, fit_results=list(fit_results),
-                       architecture=architecture,
+                       architecture=architecture, budget_fallback=budget_fallback,
                        command="modelscan-bd " + " ".join(sys.argv[1:]), progress=status_printer(quiet))
     click.echo(result["markdown"])
 

@@ -12,7 +12,7 @@ import datetime as _dt
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -43,6 +43,9 @@ class ScanConfig:
     labels: list[str] | None = None  # CLIP: the zero-shot label set (default: CIFAR-10's classes)
     reference: str | None = None  # CLIP: a base/reference model the verdict is relative to
     prompts: list[str] | None = None  # text-to-image: clean prompts the trigger search inserts candidates into
+    # Follow the calibration's ``budget_fallbacks`` (an architecture its budget's file cannot judge
+    # runs at the budget it names); False runs the budget asked for regardless.
+    budget_fallback: bool = True
 
 
 @dataclass
@@ -121,6 +124,12 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
 
     t = time.perf_counter()
     calibration = load_calibration(config.calibration, budget=config.budget)
+    fallback = calibration.fallback_for(adapter.architecture) if config.budget_fallback else None
+    if fallback is not None:
+        progress(f"budget {config.budget} -> {fallback['budget']} for {adapter.architecture}: {fallback['why']}")
+        fallback = {"requested": config.budget, "ran": fallback["budget"], "why": fallback["why"]}
+        config = replace(config, budget=fallback["ran"])
+        calibration = load_calibration(budget=config.budget)
     if clean is None and config.clean_data:
         progress(f"loading clean data from {config.clean_data}")
         clean = load_clean_data(config.clean_data, adapter, budget=config.clean_budget, seed=config.seed)
@@ -142,9 +151,13 @@ def _scan_classifier(adapter, snapshot, family, findings, config, timer, progres
     run_detectors(selected, adapter, context, findings, timer)
     incomplete.extend(incomplete_reasons(findings))
     verdict, verdict_finding = _verdict(adapter, context, calibration, incomplete)
+    if fallback is not None:
+        verdict["summary"] += (f" Scanned at budget {fallback['ran']}, not {fallback['requested']}: "
+                               f"{fallback['why']} (--no-budget-fallback runs {fallback['requested']}).")
+        verdict_finding.message = verdict["summary"]
     findings.append(verdict_finding)
     report = build_report(snapshot, family, classifier_info(adapter), findings, verdict, context.exposure, config,
-                          timer, clean)
+                          timer, clean, budget_fallback=fallback)
     return ScanOutcome(report=report, context=context, adapter=adapter)
 
 
@@ -298,11 +311,14 @@ def classifier_info(adapter: ClassifierAdapter) -> dict[str, Any]:
 
 
 def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any] | None, findings, verdict, exposure,
-                 config, timer: Timer, clean: CleanData | None = None) -> dict:
+                 config, timer: Timer, clean: CleanData | None = None,
+                 budget_fallback: dict[str, str] | None = None) -> dict:
     """The JSON report (the source of truth) for any family.
 
     family_info: the adapter's own fields for the report's ``family`` object
     (architecture, num_classes, labels, preprocess, and family-specific extras).
+    budget_fallback: {"requested", "ran", "why"} when the scan ran another budget than the one
+    asked for (``Calibration.budget_fallbacks``); ``config.budget`` is the one that ran.
     """
     finding_dicts = [f.to_dict() for f in findings]
     fam = {"name": family.name if family.name in ("classifier", "clip", "diffusion", "text-to-image") else "unsupported",
@@ -316,7 +332,8 @@ def build_report(snapshot: Snapshot, family: Family, family_info: dict[str, Any]
         "environment": _environment(),
         "config": {"budget": config.budget, "seed": config.seed, "fail_on": config.fail_on,
                    "clean_data": None if clean is None else {**clean.describe(), "budget": config.clean_budget},
-                   "detectors": config.detectors or []},
+                   "detectors": config.detectors or [],
+                   **({"budget_fallback": budget_fallback} if budget_fallback else {})},
         "family": fam,
         "verdict": verdict,
         "exposure": exposure.to_dict(),

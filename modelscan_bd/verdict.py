@@ -7,6 +7,7 @@ value the calibration saw on clean models, and the verdict says the scan is inco
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -68,6 +69,15 @@ class Calibration:
     # off clean models of its own (``fit_architecture_cuts``) under the combiner that judges its class
     # range, which ``max_classes`` keeps to the range where that combiner applies.
     class_cuts: list[dict[str, Any]] = field(default_factory=list)
+    # Architectures this file must not judge, each {"architectures": [...], "budget": B, "why": text}:
+    # a scan asked to run at this file's budget runs at B instead, judged by B's shipped file. The
+    # shipped ``standard`` file flagged every clean ViT of two zoos while ``fast`` did not
+    # (docs/bench/cifar10-vit), and a cut on its probability could not separate them (plan 2 there).
+    budget_fallbacks: list[dict[str, Any]] = field(default_factory=list)
+
+    def fallback_for(self, architecture: str | None) -> dict[str, Any] | None:
+        """The ``budget_fallbacks`` entry naming ``architecture``, if any."""
+        return next((f for f in self.budget_fallbacks if architecture in f["architectures"]), None)
 
     def entries_for(self, num_classes: int | None, architecture: str | None = None) -> list[dict[str, Any]]:
         """The ``class_cuts`` entries that apply to a model, least specific first: those of its class
@@ -126,6 +136,13 @@ def load_calibration(path: str | Path | None = None, family: str = "classifier",
     else:
         text = Path(path).read_text()
     return Calibration(**json.loads(text))
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_calibration(budget: str) -> Calibration:
+    """The shipped classifier calibration of ``budget``, read once (bench judges many records by it);
+    not to be modified."""
+    return load_calibration(budget=budget)
 
 
 def extract_features(results: dict[str, Any]) -> dict[str, float | None]:

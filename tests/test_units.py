@@ -208,6 +208,61 @@ def test_a_crashing_detector_becomes_errored_and_others_still_report(monkeypatch
     assert outcome.exit_code in (1, 3)
 
 
+def test_budget_fallback_runs_the_budget_the_calibration_names_for_that_architecture(tmp_path):
+    """A calibration whose ``budget_fallbacks`` name a model's architecture (the shipped standard
+    file names ViTs) makes a scan asked for its budget run the named one, judged by that budget's
+    shipped file, and the report says so; --no-budget-fallback runs the budget asked for."""
+    import json
+
+    from modelscan_bd.cleandata import from_arrays
+    from modelscan_bd.reports import validate_report
+    from modelscan_bd.scan import ScanConfig, scan_classifier
+    from modelscan_bd.verdict import load_calibration
+
+    shipped = load_calibration(budget="standard")
+    file = tmp_path / "cal.json"
+    file.write_text(json.dumps({**json.loads(shipped.to_json()), "budget_fallbacks": [
+        {"architectures": ["_TinyNet"], "budget": "fast", "why": "tiny nets are judged at fast"}]}))
+    adapter = _adapter()
+    clean = from_arrays(torch.rand(40, 3, 8, 8), None, adapter)
+    runs = {}
+    for fallback in (True, False):
+        config = ScanConfig(budget="standard", calibration=str(file), detectors=["mmbd"], budget_fallback=fallback)
+        runs[fallback] = scan_classifier(adapter, clean, config).report
+        validate_report(runs[fallback])
+    moved, kept = runs[True], runs[False]
+    assert moved["config"]["budget"] == "fast" and moved["config"]["budget_fallback"] == {
+        "requested": "standard", "ran": "fast", "why": "tiny nets are judged at fast"}
+    assert moved["verdict"]["calibration"]["version"] == load_calibration(budget="fast").version
+    assert "Scanned at budget fast, not standard: tiny nets are judged at fast" in moved["verdict"]["summary"]
+    assert kept["config"]["budget"] == "standard" and "budget_fallback" not in kept["config"]
+    assert kept["verdict"]["calibration"]["version"] == shipped.version
+
+
+def test_bench_judges_a_fallen_back_record_by_the_file_of_the_budget_it_ran():
+    """A bench record scanned at another budget than the run's (a budget fallback) is judged by
+    that budget's shipped file, not by the run's calibration."""
+    from modelscan_bd.bench import judge_for, metrics
+    from modelscan_bd.bench_pool import per_model
+    from modelscan_bd.verdict import load_calibration, probability
+
+    standard, fast = load_calibration(budget="standard"), load_calibration(budget="fast")
+    features = {f: 0.5 for f in standard.features}
+    record = {"name": "m", "attack": "clean", "type": None, "backdoored": False, "target": None, "hard": False,
+              "features": features, "suspected": [], "num_classes": 10, "seconds": 1.0, "peak_mb": 1.0,
+              "architecture": "ViTForImageClassification"}
+    assert judge_for(record, standard) is standard and judge_for({**record, "budget": "standard"}, standard) is standard
+    assert judge_for({**record, "budget": "fast"}, standard).version == fast.version
+    fast_p = probability(features, fast, 10, "ViTForImageClassification")[0]
+    standard_p = probability(features, standard, 10, "ViTForImageClassification")[0]
+    assert fast_p != standard_p
+    ran_fast = {**record, "budget": "fast"}
+    assert per_model([ran_fast], standard, [])[0]["p"] == round(fast_p, 4)
+    assert per_model([record], standard, [])[0]["p"] == round(standard_p, 4)
+    cut = fast.cuts_for(10, "ViTForImageClassification")[0]
+    assert metrics([ran_fast], standard)["fpr"] == float(fast_p >= cut)
+
+
 def test_registry_lists_builtins_in_order():
     from modelscan_bd.registry import all_detectors, select
 
