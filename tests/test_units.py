@@ -220,6 +220,8 @@ def test_budget_fallback_runs_the_budget_the_calibration_names_for_that_architec
     from modelscan_bd.verdict import load_calibration
 
     shipped = load_calibration(budget="standard")
+    assert shipped.fallback_for("ViTForImageClassification")["budget"] == "fast"
+    assert shipped.fallback_for("ResNetForImageClassification") is None
     file = tmp_path / "cal.json"
     file.write_text(json.dumps({**json.loads(shipped.to_json()), "budget_fallbacks": [
         {"architectures": ["_TinyNet"], "budget": "fast", "why": "tiny nets are judged at fast"}]}))
