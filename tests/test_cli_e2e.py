@@ -97,3 +97,31 @@ def test_revision_pins_commit_sha(tiny_models, hub_cache, tmp_path, capsys):
                                "--detectors", "mmbd", "--budget", "fast"], capsys)
     report = json.loads(stdout)
     assert report["target"]["sha"] == sha and report["target"]["revision"] == sha
+
+
+def test_a_vit_asked_for_standard_runs_fast_through_the_shipped_fallback(tmp_path, capsys):
+    """The shipped standard calibration sends transformers ViTs to fast (docs/bench/cifar10-vit, plan 3):
+    a real ViT repo scanned from the CLI at the default budget runs fast and says so; --no-budget-fallback
+    runs standard. Data-free (MM-BD only), so it takes seconds."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    repo = tmp_path / "vit"
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=32, num_labels=3))
+    model.save_pretrained(repo)
+    reports = {}
+    for flag in ([], ["--no-budget-fallback"]):
+        out = tmp_path / ("r" + "".join(flag))
+        code, _, err = run_cli(["scan", repo, "--detectors", "mmbd", "--format", "json", "--out", out, "--quiet",
+                                *flag], capsys)
+        assert code in (0, 1, 3), err
+        reports[bool(flag)] = json.loads((out / "report.json").read_text())
+        validate_report(reports[bool(flag)])
+    moved, kept = reports[False], reports[True]
+    assert moved["family"]["architecture"] == "ViTForImageClassification"
+    assert moved["config"]["budget"] == "fast" and moved["config"]["budget_fallback"]["requested"] == "standard"
+    assert moved["verdict"]["calibration"]["budget"] == "fast"
+    assert "Scanned at budget fast" in moved["verdict"]["summary"]
+    assert kept["config"]["budget"] == "standard" and "budget_fallback" not in kept["config"]
