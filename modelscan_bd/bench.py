@@ -222,12 +222,15 @@ def entries_to_scan(zoo: Path, records: list[dict], known: dict[str, dict] | Non
         yield entry
 
 
-def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[int]) -> tuple[list, list]:
+def split(records: list[dict], holdout_attacks: list[str], holdout_seeds: list[int],
+          budget: str | None = None) -> tuple[list, list]:
     """Fit on some seeds and attacks; evaluate on other seeds plus entirely unseen attack
-    families. Hard clean models are always evaluated, never fitted on."""
+    families. Hard clean models are always evaluated, never fitted on; so are scans that ran at
+    another budget than ``budget`` (a budget fallback: that budget's file judges them)."""
     fit, held = [], []
     for r in records:
-        unseen = r["attack"] in holdout_attacks or r.get("seed") in holdout_seeds or r["hard"]
+        unseen = (r["attack"] in holdout_attacks or r.get("seed") in holdout_seeds or r["hard"]
+                  or not ran_at(r, budget))
         (held if unseen else fit).append(r)
     return fit, held
 
@@ -286,11 +289,16 @@ def metrics(records: list[dict], cal: Calibration, num_classes: int | None = Non
     return out
 
 
+def ran_at(record: dict[str, Any], budget: str | None) -> bool:
+    """Whether a bench record's scan ran at ``budget`` and not at another through a budget fallback
+    (``Calibration.budget_fallbacks``); records before 2026-12-06 name no budget and ran at their run's."""
+    return budget is None or record.get("budget", budget) == budget
+
+
 def judge_for(record: dict[str, Any], cal: Calibration) -> Calibration:
     """The calibration a record is judged by: ``cal``, unless its scan ran at another budget than
-    ``cal``'s (a budget fallback, ``Calibration.budget_fallbacks``), whose shipped file judged it."""
-    ran = record.get("budget")
-    return cal if ran is None or cal.budget in (None, ran) else shipped_calibration(ran)
+    ``cal``'s (a budget fallback), whose shipped file judged it."""
+    return cal if ran_at(record, cal.budget) else shipped_calibration(record["budget"])
 
 
 def record_classes(record: dict[str, Any], num_classes: int | None) -> int | None:
@@ -489,14 +497,11 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
                                                                            known=known,
                                                                            budget_fallback=budget_fallback), budget)
     num_classes = manifest.get("num_classes")
-    fell_back = [r for r in records if r.get("budget", budget) != budget]
+    fell_back = [r for r in records if not ran_at(r, budget)]
     if calibrate:
-        fit, held = split(records, holdout_attacks, holdout_seeds)
-        # scans that ran another budget (a budget fallback) are judged by that budget's file, never fitted on
-        held += [r for r in fit if r in fell_back]
-        fit = [r for r in fit if r not in fell_back]
+        fit, held = split(records, holdout_attacks, holdout_seeds, budget)
         # other zoos' records join the fitting split under the same rules; none is evaluated
-        joined = {f: split(rs, holdout_attacks, holdout_seeds)[0] for f, rs in joined.items()}
+        joined = {f: split(rs, holdout_attacks, holdout_seeds, budget)[0] for f, rs in joined.items()}
         fit_here = len(fit)
         fit = fit + [r for rs in joined.values() for r in rs]
         if cuts_only and architecture:
@@ -605,7 +610,7 @@ def other_recipes_clean(files: list[str], budget: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for f in files:
         earlier = read_results_at(f, budget, "--other-recipes")
-        out[str(f)] = [r for r in earlier["records"] if not r["backdoored"] and not r["hard"]]
+        out[str(f)] = [r for r in earlier["records"] if not r["backdoored"] and not r["hard"] and ran_at(r, budget)]
     return out
 
 

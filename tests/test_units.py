@@ -243,8 +243,8 @@ def test_budget_fallback_runs_the_budget_the_calibration_names_for_that_architec
 
 def test_bench_judges_a_fallen_back_record_by_the_file_of_the_budget_it_ran():
     """A bench record scanned at another budget than the run's (a budget fallback) is judged by
-    that budget's shipped file, not by the run's calibration."""
-    from modelscan_bd.bench import judge_for, metrics
+    that budget's shipped file, not by the run's calibration, and is never fitted on."""
+    from modelscan_bd.bench import judge_for, metrics, split
     from modelscan_bd.bench_pool import per_model
     from modelscan_bd.verdict import load_calibration, probability
 
@@ -259,6 +259,7 @@ def test_bench_judges_a_fallen_back_record_by_the_file_of_the_budget_it_ran():
     standard_p = probability(features, standard, 10, "ViTForImageClassification")[0]
     assert fast_p != standard_p
     ran_fast = {**record, "budget": "fast"}
+    assert split([record, ran_fast], [], [], "standard") == ([record], [ran_fast])  # never fitted on
     assert per_model([ran_fast], standard, [])[0]["p"] == round(fast_p, 4)
     assert per_model([record], standard, [])[0]["p"] == round(standard_p, 4)
     cut = fast.cuts_for(10, "ViTForImageClassification")[0]
