@@ -144,6 +144,11 @@ def _hub_snapshot(source: str, repo_id: str, revision: str | None, progress) -> 
     from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub import errors as hf_errors
 
+    try:  # the hub library's HTTP client: its connection errors are not OSErrors
+        from httpx2 import HTTPError as ClientError
+    except ImportError:
+        ClientError = OSError
+
     revision = revision or "main"
     listed: dict[str, tuple[int, str | None]] = {}
     try:
@@ -168,7 +173,7 @@ def _hub_snapshot(source: str, repo_id: str, revision: str | None, progress) -> 
         raise SourceError(f"not in the local hub cache and offline: {repo_id}@{revision}") from None
     except hf_errors.HFValidationError as exc:
         raise SourceError(f"invalid hub model id {repo_id!r}: {str(exc).splitlines()[0]}") from None
-    except (hf_errors.HfHubHTTPError, OSError) as exc:
+    except (hf_errors.HfHubHTTPError, OSError, ClientError) as exc:
         raise SourceError(f"could not fetch {repo_id}@{revision}: {_one_line(exc)}") from None
 
     if not re.fullmatch(r"[0-9a-f]{40}", sha or ""):

@@ -196,3 +196,17 @@ def test_model_with_nan_outputs_is_incomplete_and_runs_no_detector(tiny_models, 
         assert "NaN or infinite" in broken["message"] and ("held-out clean" in broken["message"]) == bool(clean)
         ran = {f["detector"] for f in report["findings"] if f["status"] in ("passed", "failed")}
         assert ran <= {"safety", "verdict"}, ran
+
+
+def test_network_failure_is_a_one_line_error(tmp_path):
+    """Online, an unreachable hub (here a closed local port) is exit 2 with one line naming the model,
+    not the HTTP client's traceback. A subprocess: this process imported the hub library offline."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "modelscan_bd.cli", "scan", "nobody/unreachable", "--out",
+                          str(tmp_path / "r"), "--quiet"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    _one_line_error(run.stderr, "nobody/unreachable")
