@@ -325,6 +325,7 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
     """The target a scan reports, rebuilt from its record by ``scan._suspected_targets`` under
     ``cal``'s detector thresholds, so that the figure does not depend on the calibration the
     model was scanned with."""
+    from .detectors.mmbd import mmbd_found
     from .detectors.signal import signal_found, signal_works
     from .detectors.trigger import trigger_found
     from .detectors.warp import warp_found
@@ -342,6 +343,10 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
         "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(
             f.get("trigger_log_ratio"), f.get("trigger_holdout_success"), cal.detectors.get("trigger", {}))},
     }
+    # Only a significant MM-BD is passed on, so an unflagged one never replaces what the scan reported
+    # below; records from before MM-BD's label was recorded carry none and are rebuilt as before.
+    if record.get("mmbd_label") is not None and mmbd_found(f.get("mmbd_neglog10_p"), cal.detectors.get("mmbd", {})):
+        results["mmbd"] = {"target": record["mmbd_label"], "flagged": True}
     picked = _suspected_targets(results)
     return picked[0] if picked else (record["suspected"] or [None])[0]
 

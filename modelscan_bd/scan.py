@@ -255,7 +255,10 @@ def _suspected_targets(results: dict) -> list[int]:
     signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express.
     With none recovered, a signal that works on held-out images but misses the gap cut still
     names the target before the unflagged patch/blend trigger: on the CIFAR-10 zoos such a
-    trigger's label was a natural one (automobile, truck) on most SIG models (docs/bench/target-rule)."""
+    trigger's label was a natural one (automobile, truck) on most SIG models (docs/bench/target-rule).
+    Then a significant MM-BD test (Wang et al., 2023) names its label before the unflagged trigger's
+    and the collapse's: at ``fast`` no signal step runs, and on SIG ViTs the unflagged trigger named
+    the ViTs' natural sink while MM-BD named the target (docs/bench/target-rule/PLAN-mmbd.md)."""
     if not (results.get("trigger-recovery") or {}).get("flagged"):
         for key in ("signal-trigger", "warp-trigger"):
             r = results.get(key) or {}
@@ -264,6 +267,9 @@ def _suspected_targets(results: dict) -> list[int]:
         signal = results.get("signal-trigger") or {}
         if signal.get("works") and signal.get("label") is not None:
             return [int(signal["label"])]
+        mmbd = results.get("mmbd") or {}
+        if mmbd.get("flagged") and mmbd.get("target") is not None:
+            return [int(mmbd["target"])]
     for key in ("trigger-recovery", "exposure-collapse", "mmbd"):
         r = results.get(key) or {}
         label = r.get("label", r.get("target"))

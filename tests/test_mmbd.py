@@ -95,6 +95,7 @@ def test_finding_fields(scans):
     assert len(f.artifacts) == 1 and f.artifacts[0].png_base64
     assert ctx.results["mmbd"]["p_value"] == ev["p_value"]
     assert ctx.results["mmbd"]["target"] == ev["target"]
+    assert ctx.results["mmbd"]["flagged"] == (f.status == "failed")  # read by the target rule
     json.dumps(f.to_dict())  # the report must be able to serialise it
 
 

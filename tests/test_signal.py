@@ -98,6 +98,20 @@ def test_verdict_reads_the_signal_and_prefers_a_recovered_patch_trigger():
     assert _suspected_targets(results) == [3]
     results["trigger-recovery"]["flagged"] = True
     assert _suspected_targets(results) == [5]
+    # with no trigger recovered and no working signal, a significant MM-BD names its label before the
+    # unflagged trigger's (SIG ViTs at fast, docs/bench/target-rule/PLAN-mmbd.md); an insignificant one does not
+    results["trigger-recovery"]["flagged"] = False
+    results["signal-trigger"]["works"] = False
+    results["mmbd"] = {"target": 7, "p_value": 0.001, "flagged": True}
+    assert _suspected_targets(results) == [7]
+    results["signal-trigger"]["works"] = True
+    assert _suspected_targets(results) == [3]
+    results["signal-trigger"]["works"] = False
+    results["trigger-recovery"]["flagged"] = True
+    assert _suspected_targets(results) == [5]
+    results["trigger-recovery"]["flagged"] = False
+    results["mmbd"]["flagged"] = False
+    assert _suspected_targets(results) == [5]
 
 
 def test_bench_rebuilds_the_reported_target_from_a_record():
@@ -118,3 +132,16 @@ def test_bench_rebuilds_the_reported_target_from_a_record():
     record["features"]["signal_success"] = sig["success_threshold"] - 0.1
     assert reported_target(record, cal) == 5
     assert reported_target({"features": {}, "candidate": None, "suspected": [7]}, cal) == 7
+    # MM-BD's label, when its test is significant at the file's p threshold and nothing above decides
+    p_cut = -math.log10(cal.detectors["mmbd"]["p_threshold"])
+    record["features"].update(mmbd_neglog10_p=p_cut + 0.5)
+    record["mmbd_label"] = 8
+    assert reported_target(record, cal) == 8
+    record["features"]["mmbd_neglog10_p"] = p_cut - 0.5
+    assert reported_target(record, cal) == 5
+    record["features"]["mmbd_neglog10_p"] = p_cut + 0.5
+    record["features"]["trigger_log_ratio"] = cal.detectors["trigger"]["log_ratio_threshold"] + 0.5
+    assert reported_target(record, cal) == 5
+    record["features"]["trigger_log_ratio"] = 0.0
+    del record["mmbd_label"]  # records from before the label was recorded: rebuilt as before
+    assert reported_target(record, cal) == 5

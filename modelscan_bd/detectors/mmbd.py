@@ -235,6 +235,13 @@ def _neglog10(p: float) -> float:
     return -math.log10(max(p, 1e-300))
 
 
+def mmbd_found(neglog10_p: float | None, cal: dict) -> bool:
+    """Whether an MM-BD result (its -log10 p) is significant at the calibration's p threshold (the
+    detector's failed finding); then its label may name the target (``scan._suspected_targets``)."""
+    p_thr = float((cal or {}).get("p_threshold", DEFAULT_P_THRESHOLD))
+    return neglog10_p is not None and neglog10_p > _neglog10(p_thr)
+
+
 class MaxMarginDetector(Detector):
     """Data-free: flags a class whose achievable logit margin is an outlier (MM-BD)."""
 
@@ -267,7 +274,7 @@ class MaxMarginDetector(Detector):
         test = gamma_order_test(search.margins)
         p_thr = _p_threshold(context)
         context.results["mmbd"] = {"p_value": test.p_value, "target": test.target,
-                                   "margins": search.margins.tolist()}
+                                   "flagged": bool(test.p_value < p_thr), "margins": search.margins.tolist()}
         return [self._finding(target, search, test, p_thr)]
 
     def _finding(self, target, search: MarginSearch, test: GammaTest, p_thr: float) -> Finding:
