@@ -28,7 +28,8 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, UsageError
-from .verdict import (FEATURES, REFERENCES, Calibration, fit_architecture_cuts, fit_calibration, fit_class_cuts,
+from .verdict import (FEATURES, REFERENCES, Calibration, fit_architecture_combiner, fit_architecture_cuts,
+                      fit_calibration, fit_class_cuts,
                       load_calibration, probability, shipped_calibration)
 
 RESULTS_FILE = "results.json"
@@ -491,10 +492,11 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
         raise UsageError("--cuts-only needs --calibrate")
     if fit_results and not calibrate:
         raise UsageError("--fit-results needs --calibrate")
-    if architecture and not cuts_only:
-        raise UsageError("--architecture needs --cuts-only")
-    if cuts_only and not manifest.get("num_classes"):
-        raise UsageError(f"--cuts-only needs the zoo's class count; {zoo / 'manifest.json'} does not record "
+    if architecture and not calibrate:
+        raise UsageError("--architecture needs --calibrate")
+    if (cuts_only or architecture) and not manifest.get("num_classes"):
+        option = "--cuts-only" if cuts_only else "--architecture"
+        raise UsageError(f"{option} needs the zoo's class count; {zoo / 'manifest.json'} does not record "
                          "num_classes (rebuild the zoo with `modelscan-bd zoo build`)")
     others = other_recipes_clean(other_recipes or [], budget)  # usage errors before any scan
     joined = {f: read_results_at(f, budget, "--fit-results")["records"] for f in fit_results or []}
@@ -513,6 +515,9 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
             cal = architecture_cuts_records(fit, zoo, num_classes, budget, architecture, others)
         elif cuts_only:
             cal = class_cuts_records(fit, zoo, num_classes, budget, others, joined=any(joined.values()))
+        elif architecture:
+            cal = architecture_combiner_records(fit, zoo, num_classes, budget, architecture, others,
+                                                joined=any(joined.values()))
         else:
             require_both_kinds(fit, "hold out fewer seeds or attacks")
             cal = calibrate_records(fit, zoo, budget, others, num_classes, joined)
@@ -528,6 +533,9 @@ def run_bench(zoo: Path, out: Path, *, budget: str, seed: int, baselines: bool, 
             which = f" {architecture}" if architecture else ""
             split_desc += (f"; only the cuts for {num_classes}-class{which} models were fitted, on the "
                            f"clean models of the fitting split and of any zoos above")
+        elif architecture:
+            split_desc += (f"; only a combiner and cuts for {architecture} models were fitted, on the fitting "
+                           f"split's models of that architecture")
     else:
         cal = load_calibration(budget=budget)
         evaluated = records
@@ -710,6 +718,29 @@ def architecture_cuts_records(fit: list[dict], zoo: Path, num_classes: int, budg
         description=f"fitted on {len(clean)} clean {architecture} models of zoo {zoo.name}"
                     + (" and of other zoos" if others else "")
                     + f" ({num_classes} classes, budget {budget}); combiner {combiner} unchanged")
+
+
+def architecture_combiner_records(fit: list[dict], zoo: Path, num_classes: int, budget: str, architecture: str,
+                                  others: dict[str, list[dict]] | None = None, joined: bool = False) -> Calibration:
+    """``--calibrate --architecture NAME``: the shipped calibration at ``budget`` with an entry of its
+    own combiner and cuts for models of that architecture (``verdict.fit_architecture_combiner``),
+    fitted on the fitting split's models of that architecture; clean ones of any ``--other-recipes``
+    zoos join the cuts, never the weights. The shipped file's other entries stay."""
+    base = load_calibration(budget=budget)
+    rows = [r for r in fit if record_architecture(r) == architecture]
+    require_both_kinds(rows, f"no {architecture} models of one kind; hold out fewer seeds or attacks")
+    clean = [r["features"] for r in rows if not r["backdoored"]]
+    clean += [r["features"] for rs in (others or {}).values() for r in rs if record_architecture(r) == architecture]
+    combiner, version = cuts_version(base, f"+combiner-{architecture}", [r["features"] for r in rows])
+    n_bd = sum(bool(r["backdoored"]) for r in rows)
+    return fit_architecture_combiner(
+        base, [r["features"] for r in rows], [int(r["backdoored"]) for r in rows], clean, architecture,
+        num_classes, version=version,
+        description=f"fitted on {len(rows)} {architecture} models ({n_bd} backdoored) of zoo {zoo.name}"
+                    + (" and of other zoos" if joined else "")
+                    + (f"; cuts also from {len(clean) - (len(rows) - n_bd)} clean models of other recipes"
+                       if others else "")
+                    + f" ({num_classes} classes, budget {budget}); the file's other combiners unchanged")
 
 
 def _json_default(obj):

@@ -379,8 +379,10 @@ def zoo_build(family, data_name, data_dir, out, count, n_clean, n_backdoored, n_
                    "SUSPICIOUS cuts for models of this zoo's class count (and more), on the fitting split's "
                    "clean models.")
 @click.option("--architecture", default=None,
-              help="Classifier zoos, with --cuts-only: fit the cuts for models of this architecture only, as scans "
-                   "name it (e.g. ViTForImageClassification); they may only rise above the shipped cuts.")
+              help="Classifier zoos, with --calibrate: fit for models of this architecture only, as scans name it "
+                   "(e.g. ViTForImageClassification), on the fitting split's models of it: a combiner and cuts of "
+                   "their own, added to the shipped file; with --cuts-only, only cuts, which may only rise above "
+                   "the shipped cuts.")
 @click.option("--budget-fallback/--no-budget-fallback", default=True, show_default=True,
               help="Classifier zoos: as scan's (--no-budget-fallback scans every model at --budget).")
 @click.option("--quiet", is_flag=True)

@@ -406,6 +406,28 @@ def fit_architecture_cuts(cal: Calibration, clean_rows: list[dict[str, float | N
                              max_classes=min(above) - 1 if above else None, scored_as=num_classes)
 
 
+def fit_architecture_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],
+                              clean_rows: list[dict[str, float | None]], architecture: str, num_classes: int, *,
+                              version: str, description: str, max_fpr: float = 0.05, suspicious_fpr: float = 0.2,
+                              max_threshold: float = 0.9) -> Calibration:
+    """``cal`` with an entry for models of ``architecture`` over the class range whose judge also
+    judges ``num_classes`` (as ``fit_architecture_cuts``), carrying a combiner of its own:
+    ``fit_logistic`` over the file's features on ``rows`` (models of that architecture), and cuts
+    read off ``clean_rows`` as ``fit_class_combiner`` does (BACKDOORED at ``max_fpr``, never below
+    0.5 nor above ``max_threshold``; SUSPICIOUS at ``suspicious_fpr``). Where the file's weights rank
+    another architecture well but squeeze its scores near a cut (ViTs at ``fast``: SIG models just
+    under it, docs/bench/cifar10-vit plan 4), weights fitted on that architecture can place it."""
+    judge = cal.cuts_for(num_classes)[2]
+    above = [c["min_classes"] for c in cal.class_cuts if not c.get("architectures") and c["min_classes"] > num_classes]
+    mean, scale, weights, bias, fill = fit_logistic(rows, labels, cal.features)
+    combiner = {"combiner": {"mean": mean, "scale": scale, "weights": weights, "bias": bias, "fill": fill}}
+    return _with_class_entry(cal, clean_rows, judge["min_classes"] if judge else 1, combiner, version=version,
+                             description=description, max_fpr=max_fpr, suspicious_fpr=suspicious_fpr,
+                             backdoored_floor=0.5, floor=0.25, ceiling=max_threshold, suspicious_ceiling=1.0,
+                             architecture=architecture, max_classes=min(above) - 1 if above else None,
+                             scored_as=num_classes)
+
+
 def fit_class_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],
                        clean_rows: list[dict[str, float | None]], min_classes: int, *, version: str,
                        description: str, max_fpr: float = 0.05, suspicious_fpr: float = 0.2,

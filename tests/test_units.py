@@ -578,3 +578,44 @@ def test_shipped_classifier_calibration_per_budget():
     assert load_calibration(budget="fast").describe()["budget"] == "fast"
     t2i = {b: load_calibration(family="text-to-image", budget=b) for b in ("fast", "standard", "thorough")}
     assert t2i["fast"].budget == "fast" and t2i["standard"].budget == t2i["thorough"].budget == "standard"
+
+
+def test_architecture_combiner_judges_that_architecture_only(tmp_path):
+    """`bench --calibrate --architecture NAME` (no --cuts-only): an entry with a combiner fitted on
+    that architecture's records, cuts from its clean ones; other architectures keep the file's judge."""
+    import json
+
+    import pytest
+
+    from modelscan_bd.bench import architecture_combiner_records, metrics
+    from modelscan_bd.errors import UsageError
+    from modelscan_bd.verdict import Calibration, load_calibration, probability
+
+    shipped = load_calibration(budget="fast")
+    vit, resnet = "ViTForImageClassification", "ResNetForImageClassification"
+    base = {f: shipped.fill.get(f, 0.0) for f in shipped.features}
+
+    def row(i, backdoored, arch):  # ViT backdoors differ from clean ViTs only in MM-BD's significance
+        mmbd = 2.5 + i / 10 if backdoored else 0.3 + i / 20
+        return {"name": f"{arch}-{i}-{backdoored}", "backdoored": backdoored, "arch": arch,
+                "attack": "sig" if backdoored else "clean", "type": "all-to-one" if backdoored else None,
+                "target": 1 if backdoored else None, "hard": False, "num_classes": 10, "suspected": [],
+                "seconds": 1.0, "peak_mb": 1.0, "features": {**base, "mmbd_neglog10_p": mmbd}}
+
+    fit = [row(i, b, "vit") for i in range(8) for b in (False, True)] + [row(i, False, "resnet") for i in range(4)]
+    cal = architecture_combiner_records(fit, tmp_path, 10, "fast", vit)
+    backdoored, suspicious, entry = cal.cuts_for(10, vit)
+    assert entry["architectures"] == [vit] and entry["max_classes"] == 19 and entry["clean_models"] == 8
+    assert "combiner" in entry and 0.5 <= backdoored <= 0.9 and suspicious <= backdoored
+    assert cal.version.startswith(shipped.version) and f"+combiner-{vit}-" in cal.version
+    assert cal.cuts_for(10, resnet) == shipped.cuts_for(10, resnet)  # ResNets: the file's own judge
+    assert cal.cuts_for(43, vit) == shipped.cuts_for(43, vit)  # outside the class range it was fitted for
+    vits = [r for r in fit if r["arch"] == "vit"]
+    assert metrics(vits, cal)["auroc"] == 1.0 and metrics(vits, cal)["fpr"] == 0.0
+    assert metrics(vits, cal)["tpr"] == 1.0
+    r = fit[-1]["features"]
+    assert probability(r, cal, 10, resnet) == probability(r, shipped, 10, resnet)
+    again = Calibration(**json.loads(cal.to_json()))
+    assert again.cuts_for(10, vit) == cal.cuts_for(10, vit)
+    with pytest.raises(UsageError, match="one kind"):
+        architecture_combiner_records([x for x in fit if not x["backdoored"]], tmp_path, 10, "fast", vit)
