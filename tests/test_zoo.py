@@ -470,3 +470,21 @@ def test_backdoored_plan_never_repeats_an_attack_twin_and_target_while_labels_re
         drawn.append(int(rng.integers(10)))
         rng.integers(2**31)  # the attack seed
     assert [a.target for _, a, _ in plan] == drawn and [s for *_, s in plan] == [100, 101, 102, 103]
+
+
+def test_input_aware_full_resolution_generators_rebuild_from_their_params(images):
+    """``input_aware:generator_stride=1:generator_width=N`` (paper-like generators): recorded in the
+    ground truth's params only when not the default, rebuilt from them with the saved weights."""
+    from modelscan_bd.zoo.attacks import parse_attack_spec
+
+    name, kw = parse_attack_spec("input_aware:generator_stride=1:generator_width=8")
+    attack = attack_from_name(name, TARGET, 10, SHAPE, seed=3, **kw)
+    assert attack.params()["generator_stride"] == 1 and attack.params()["generator_width"] == 8
+    assert attack.pattern_net[0].stride == (1, 1) and attack.pattern_net[0].out_channels == 8
+    assert "generator_stride" not in attack_from_name("input_aware", TARGET, 10, SHAPE, seed=3).params()
+    twin = attack_from_name("input_aware", TARGET, 10, SHAPE, seed=4, **attack.params())
+    twin.load_state_tensors(attack.state_tensors())
+    with torch.no_grad():
+        assert torch.allclose(twin.apply_trigger(images), attack.apply_trigger(images))
+    with pytest.raises(ValueError, match="generator_stride"):
+        attack_from_name("input_aware:generator_stride=3", TARGET, 10, SHAPE)
