@@ -147,7 +147,7 @@ def test_attack_specs_set_parameters_and_reject_unknown_ones(images, tmp_path, c
     assert (strong.apply_trigger(images) - images).abs().mean() > 2 * (weak.apply_trigger(images) - images).abs().mean()
     assert attack_from_name("all-to-all:size=4", None, 10, SHAPE).params()["size"] == 4  # via the parent's **kw
     for spec, message in [("wanet:q=1", "unknown parameter 'q'"), ("wanet:s=big", "not a number"),
-                          ("warp", "unknown attack")]:
+                          ("warp", "unknown attack"), ("input_aware:generator_stride=3", "generator_stride must be")]:
         with pytest.raises(ValueError, match=message):
             attack_from_name(spec, TARGET, 10, SHAPE)
         code, _, err = run_cli(["zoo", "build", "classifiers", "--data", "synthetic", "--attacks", spec,
