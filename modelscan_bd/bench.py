@@ -29,8 +29,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError, UsageError
 from .verdict import (FEATURES, REFERENCES, Calibration, fit_architecture_combiner, fit_architecture_cuts,
-                      fit_calibration, fit_class_cuts,
-                      load_calibration, probability, shipped_calibration)
+                      fit_calibration, fit_class_cuts, load_calibration, probability, shipped_calibration)
 
 RESULTS_FILE = "results.json"
 
@@ -729,8 +728,9 @@ def architecture_combiner_records(fit: list[dict], zoo: Path, num_classes: int, 
     base = load_calibration(budget=budget)
     rows = [r for r in fit if record_architecture(r) == architecture]
     require_both_kinds(rows, f"no {architecture} models of one kind; hold out fewer seeds or attacks")
-    clean = [r["features"] for r in rows if not r["backdoored"]]
-    clean += [r["features"] for rs in (others or {}).values() for r in rs if record_architecture(r) == architecture]
+    other_clean = [r["features"] for rs in (others or {}).values() for r in rs
+                   if record_architecture(r) == architecture]
+    clean = [r["features"] for r in rows if not r["backdoored"]] + other_clean
     combiner, version = cuts_version(base, f"+combiner-{architecture}", [r["features"] for r in rows])
     n_bd = sum(bool(r["backdoored"]) for r in rows)
     return fit_architecture_combiner(
@@ -738,8 +738,7 @@ def architecture_combiner_records(fit: list[dict], zoo: Path, num_classes: int, 
         num_classes, version=version,
         description=f"fitted on {len(rows)} {architecture} models ({n_bd} backdoored) of zoo {zoo.name}"
                     + (" and of other zoos" if joined else "")
-                    + (f"; cuts also from {len(clean) - (len(rows) - n_bd)} clean models of other recipes"
-                       if others else "")
+                    + (f"; cuts also from {len(other_clean)} clean models of other recipes" if others else "")
                     + f" ({num_classes} classes, budget {budget}); the file's other combiners unchanged")
 
 

@@ -397,13 +397,22 @@ def fit_architecture_cuts(cal: Calibration, clean_rows: list[dict[str, float | N
     past ``ceiling``): clean models of another architecture can score higher under weights fitted
     on ResNets, and nothing here measures how many backdoored ones a lower cut would find."""
     backdoored_cut, suspicious_cut, judge = cal.cuts_for(num_classes)
-    above = [c["min_classes"] for c in cal.class_cuts if not c.get("architectures") and c["min_classes"] > num_classes]
     combiner = {"combiner": judge["combiner"]} if judge and "combiner" in judge else {}
-    return _with_class_entry(cal, clean_rows, judge["min_classes"] if judge else 1, combiner, version=version,
+    min_classes, max_classes = _judge_range(cal, num_classes)
+    return _with_class_entry(cal, clean_rows, min_classes, combiner, version=version,
                              description=description, max_fpr=max_fpr, suspicious_fpr=suspicious_fpr,
                              backdoored_floor=backdoored_cut, floor=suspicious_cut, ceiling=ceiling,
                              suspicious_ceiling=1.0, architecture=architecture,
-                             max_classes=min(above) - 1 if above else None, scored_as=num_classes)
+                             max_classes=max_classes, scored_as=num_classes)
+
+
+def _judge_range(cal: Calibration, num_classes: int) -> tuple[int, int | None]:
+    """The class range (min, max; None: no upper end) over which the file's judge of ``num_classes``
+    (its own combiner or a class-count entry's) applies: where an architecture entry fitted at that
+    class count may apply too."""
+    judge = cal.cuts_for(num_classes)[2]
+    above = [c["min_classes"] for c in cal.class_cuts if not c.get("architectures") and c["min_classes"] > num_classes]
+    return (judge["min_classes"] if judge else 1), (min(above) - 1 if above else None)
 
 
 def fit_architecture_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],
@@ -417,15 +426,13 @@ def fit_architecture_combiner(cal: Calibration, rows: list[dict[str, float | Non
     0.5 nor above ``max_threshold``; SUSPICIOUS at ``suspicious_fpr``). Where the file's weights rank
     another architecture well but squeeze its scores near a cut (ViTs at ``fast``: SIG models just
     under it, docs/bench/cifar10-vit plan 4), weights fitted on that architecture can place it."""
-    judge = cal.cuts_for(num_classes)[2]
-    above = [c["min_classes"] for c in cal.class_cuts if not c.get("architectures") and c["min_classes"] > num_classes]
     mean, scale, weights, bias, fill = fit_logistic(rows, labels, cal.features)
     combiner = {"combiner": {"mean": mean, "scale": scale, "weights": weights, "bias": bias, "fill": fill}}
-    return _with_class_entry(cal, clean_rows, judge["min_classes"] if judge else 1, combiner, version=version,
+    min_classes, max_classes = _judge_range(cal, num_classes)
+    return _with_class_entry(cal, clean_rows, min_classes, combiner, version=version,
                              description=description, max_fpr=max_fpr, suspicious_fpr=suspicious_fpr,
                              backdoored_floor=0.5, floor=0.25, ceiling=max_threshold, suspicious_ceiling=1.0,
-                             architecture=architecture, max_classes=min(above) - 1 if above else None,
-                             scored_as=num_classes)
+                             architecture=architecture, max_classes=max_classes, scored_as=num_classes)
 
 
 def fit_class_combiner(cal: Calibration, rows: list[dict[str, float | None]], labels: list[int],

@@ -225,10 +225,14 @@ def gamma_order_test(margins: np.ndarray) -> GammaTest:
 # ------------------------------------------------------------------------- detector
 
 
-def _p_threshold(context: ScanContext) -> float:
-    calib = context.results.get("calibration", {}) or {}
-    value = (calib.get("mmbd", {}) or {}).get("p_threshold")
+def p_threshold(cal: dict | None) -> float:
+    """The p threshold of a calibration's ``mmbd`` entry (``cal``), else the default."""
+    value = (cal or {}).get("p_threshold")
     return float(value) if value is not None else DEFAULT_P_THRESHOLD
+
+
+def _p_threshold(context: ScanContext) -> float:
+    return p_threshold((context.results.get("calibration", {}) or {}).get("mmbd"))
 
 
 def _neglog10(p: float) -> float:
@@ -238,8 +242,7 @@ def _neglog10(p: float) -> float:
 def mmbd_found(neglog10_p: float | None, cal: dict) -> bool:
     """Whether an MM-BD result (its -log10 p) is significant at the calibration's p threshold (the
     detector's failed finding); then its label may name the target (``scan._suspected_targets``)."""
-    p_thr = float((cal or {}).get("p_threshold", DEFAULT_P_THRESHOLD))
-    return neglog10_p is not None and neglog10_p > _neglog10(p_thr)
+    return neglog10_p is not None and neglog10_p > _neglog10(p_threshold(cal))
 
 
 class MaxMarginDetector(Detector):
