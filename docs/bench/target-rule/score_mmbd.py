@@ -34,7 +34,9 @@ def records(files):
             if (isinstance(r, dict) and "mmbd_label" in r and r.get("backdoored")
                     and r.get("type") in bench.TARGETED_TYPES):
                 budget = r.get("budget") or prov.get("budget") or "standard"
-                seen.setdefault((zoo, r["name"], budget), r)  # a zoo's records repeat in pooled files
+                # a zoo's records repeat in pooled files (bench-pool), which name each "zoo/model"
+                own_zoo, _, name = r["name"].rpartition("/")
+                seen.setdefault((own_zoo or zoo, name, budget), r)
     return seen
 
 
