@@ -144,6 +144,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "architecture": outcome.adapter.architecture if outcome.adapter else None,
             "signal_label": (results.get("signal-trigger") or {}).get("label"),
             "warp_label": (results.get("warp-trigger") or {}).get("label"),
+            "feature_label": (results.get("feature-trigger") or {}).get("label"),
             # never used by the target rule while trigger recovery names a label; kept to replay refinements
             "collapse_label": (results.get("exposure-collapse") or {}).get("label"),
             "mmbd_label": (results.get("mmbd") or {}).get("target"),
@@ -325,6 +326,7 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
     """The target a scan reports, rebuilt from its record by ``scan._suspected_targets`` under
     ``cal``'s detector thresholds, so that the figure does not depend on the calibration the
     model was scanned with."""
+    from .detectors.feature import feature_found
     from .detectors.mmbd import mmbd_found
     from .detectors.signal import signal_found, signal_works
     from .detectors.trigger import trigger_found
@@ -340,6 +342,8 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
             "works": signal_works(f.get("signal_success"), signal_cal)},
         "warp-trigger": {"label": warp_label, "flagged": warp_label is not None and warp_found(
             f.get("warp_fragility"), f.get("warp_success"), cal.detectors.get("warp", {}))},
+        "feature-trigger": {"label": record.get("feature_label"), "flagged": record.get("feature_label") is not None
+                            and feature_found(f.get("feature_gap"), cal.detectors.get("feature", {}))},
         "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(
             f.get("trigger_log_ratio"), f.get("trigger_holdout_success"), cal.detectors.get("trigger", {}))},
     }

@@ -14,6 +14,7 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.collapse import ExposureCollapseDetector
     from .detectors.decree import EncoderTriggerDetector
     from .detectors.diffusion_inversion import DiffusionInversionDetector
+    from .detectors.feature import FeatureTriggerDetector
     from .detectors.label_map import LabelMapDetector
     from .detectors.mmbd import MaxMarginDetector
     from .detectors.signal import SignalTriggerDetector
@@ -22,7 +23,7 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.warp import WarpTriggerDetector
 
     return [ExposureCollapseDetector, TriggerRecoveryDetector, LabelMapDetector, MaxMarginDetector,
-            SignalTriggerDetector, WarpTriggerDetector, EncoderTriggerDetector, ZeroShotCollapseDetector,
+            SignalTriggerDetector, WarpTriggerDetector, FeatureTriggerDetector, EncoderTriggerDetector, ZeroShotCollapseDetector,
             ZeroShotTriggerDetector, DiffusionInversionDetector, T2IAssimilationDetector]
 
 

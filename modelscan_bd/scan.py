@@ -252,7 +252,8 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
 
 def _suspected_targets(results: dict) -> list[int]:
     """The label of the most specific evidence: a recovered patch/blend trigger, else a recovered
-    signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express.
+    signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express, else a
+    feature-space trigger (input-aware: no input-space trigger is shared by every image).
     With none recovered, a signal that works on held-out images but misses the gap cut still
     names the target before the unflagged patch/blend trigger: on the CIFAR-10 zoos such a
     trigger's label was a natural one (automobile, truck) on most SIG models (docs/bench/target-rule).
@@ -260,7 +261,7 @@ def _suspected_targets(results: dict) -> list[int]:
     and the collapse's: at ``fast`` no signal step runs, and on SIG ViTs the unflagged trigger named
     the ViTs' natural sink while MM-BD named the target (docs/bench/target-rule/PLAN-mmbd.md)."""
     if not (results.get("trigger-recovery") or {}).get("flagged"):
-        for key in ("signal-trigger", "warp-trigger"):
+        for key in ("signal-trigger", "warp-trigger", "feature-trigger"):
             r = results.get(key) or {}
             if r.get("flagged"):
                 return [int(r["label"])]

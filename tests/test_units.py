@@ -270,11 +270,12 @@ def test_registry_lists_builtins_in_order():
     from modelscan_bd.registry import all_detectors, select
 
     ids = [c.id for c in all_detectors()]
-    assert ids[:5] == ["mmbd", "exposure-collapse", "signal-trigger", "warp-trigger", "trigger-recovery"]
+    assert ids[:6] == ["mmbd", "exposure-collapse", "signal-trigger", "warp-trigger", "feature-trigger",
+                       "trigger-recovery"]
     assert [c.id for c in select("classifier", "fast", ["mmbd"])] == ["mmbd"]
-    # the fast calibration (also the merge gate's) is fitted on scans without signal- and warp-trigger:
-    # they run from standard up
-    for late in ("signal-trigger", "warp-trigger"):
+    # the fast calibration (also the merge gate's) is fitted on scans without signal-, warp- and
+    # feature-trigger: they run from standard up
+    for late in ("signal-trigger", "warp-trigger", "feature-trigger"):
         assert late not in [c.id for c in select("classifier", "fast")]
         assert late in [c.id for c in select("classifier", "standard")]
 
