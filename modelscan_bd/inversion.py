@@ -187,13 +187,8 @@ class Inversion:
         self.best_mask[act[improved]] = mask[improved]
         self.best_pattern[act[improved]] = pattern[improved]
         self.last_success[act] = success
-        above = torch.where(success >= s.success, self.above[act] + 1, torch.zeros_like(success))
-        below = torch.where(success < s.success, self.below[act] + 1, torch.zeros_like(success))
-        up, down = above >= s.patience, below >= s.patience
-        cost = self.cost[act]
-        self.cost[act] = torch.where(up, cost * s.cost_up, torch.where(down, cost / s.cost_down, cost))
-        above[up], below[down] = 0, 0
-        self.above[act], self.below[act] = above, below
+        self.cost[act], self.above[act], self.below[act] = adapt_cost(
+            self.cost[act], self.above[act], self.below[act], success >= s.success, s)
         for j, i in enumerate(self.active):
             self.paths[i].append(round(float(task[j]), 4))
             self.steps_run[i] += 1
@@ -216,6 +211,20 @@ class Inversion:
                         size=float(self.best_size[i]) if reached else float(final_mask[i].mean()),
                         reached=reached, batch_success=float(self.last_success[i]),
                         loss_path=self.paths[i][:: max(1, self.steps_run[i] // 50)])
+
+
+def adapt_cost(cost: torch.Tensor, above: torch.Tensor, below: torch.Tensor, reached: torch.Tensor,
+               settings: InversionSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Neural Cleanse's adaptive mask weight, one step for a batch of triggers: after ``patience``
+    steps in a row that reached the success bar the weight rises (tighten the mask), after as many
+    that did not it falls (relax it). Returns the new weights and above/below-the-bar run lengths."""
+    s = settings
+    above = torch.where(reached, above + 1, torch.zeros_like(above))
+    below = torch.where(reached, torch.zeros_like(below), below + 1)
+    up, down = above >= s.patience, below >= s.patience
+    cost = torch.where(up, cost * s.cost_up, torch.where(down, cost / s.cost_down, cost))
+    above[up], below[down] = 0, 0
+    return cost, above, below
 
 
 def _shaped_mask(mask_logit: torch.Tensor, slots: list[Slot]) -> torch.Tensor:

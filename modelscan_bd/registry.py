@@ -23,8 +23,8 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.warp import WarpTriggerDetector
 
     return [ExposureCollapseDetector, TriggerRecoveryDetector, LabelMapDetector, MaxMarginDetector,
-            SignalTriggerDetector, WarpTriggerDetector, FeatureTriggerDetector, EncoderTriggerDetector, ZeroShotCollapseDetector,
-            ZeroShotTriggerDetector, DiffusionInversionDetector, T2IAssimilationDetector]
+            SignalTriggerDetector, WarpTriggerDetector, FeatureTriggerDetector, EncoderTriggerDetector,
+            ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector, T2IAssimilationDetector]
 
 
 def all_detectors() -> list[type[Detector]]:

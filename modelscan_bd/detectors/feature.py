@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..findings import Finding
+from ..inversion import InversionSettings, adapt_cost
 from .base import ScanContext
 from .per_label import PerLabelDetector, draw_per_label, frozen, other_label_pools
 
@@ -36,20 +36,11 @@ LAYERS = {"ResNetForImageClassification": "resnet.encoder.stages.0"}
 DEFAULT_CLASSES = 10
 
 
-@dataclass(frozen=True)
-class FeatureSettings:
-    steps: int
-    per_label: int  # images per label and step
-    lr: float = 0.05
-    success: float = 0.9  # batch success that counts as "reached"
-    patience: int = 5  # steps above/below the bar before the mask weight moves
-    cost_up: float = 1.5
-    cost_down: float = 1.5 ** 1.5
-
-
+# Neural Cleanse's schedule as trigger inversion runs it (``images_per_slot``: images per label and
+# step), with a lower success bar and a quicker weight: the feature mask moves faster than a pixel mask.
 SETTINGS = {
-    "standard": FeatureSettings(steps=200, per_label=16),
-    "thorough": FeatureSettings(steps=400, per_label=24),
+    "standard": InversionSettings(steps=200, images_per_slot=16, lr=0.05, success=0.9, patience=5),
+    "thorough": InversionSettings(steps=400, images_per_slot=24, lr=0.05, success=0.9, patience=5),
 }
 
 
@@ -109,16 +100,16 @@ def output_shape(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor
 
 
 def invert_features(model: torch.nn.Module, layer: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                    num_classes: int, settings: FeatureSettings, generator: torch.Generator
+                    num_classes: int, settings: InversionSettings, generator: torch.Generator
                     ) -> tuple[list[float], torch.Tensor, torch.Tensor]:
     """Per label: the smallest mean mask that reached the success bar (1.0 if none did), and the masks
     and patterns of those triggers, each (K, C, H, W)."""
-    k, per, s = num_classes, settings.per_label, settings
+    k, per, s = num_classes, settings.images_per_slot, settings
     c, h, w = output_shape(model, layer, images[:1])
     mask_logit = torch.full((k, c, h, w), -2.0, requires_grad=True)  # ~0.12 of the map at the start
     pattern = (torch.randn((k, c, h, w), generator=generator) * 0.5).requires_grad_(True)
     opt = torch.optim.Adam([mask_logit, pattern], lr=s.lr)
-    cost = torch.ones(k)
+    cost = torch.full((k,), s.init_cost)
     best = torch.full((k,), float("inf"))
     best_mask, best_pattern = torch.zeros(k, c, h, w), torch.zeros(k, c, h, w)
     above, below = torch.zeros(k), torch.zeros(k)
@@ -141,11 +132,7 @@ def invert_features(model: torch.nn.Module, layer: torch.nn.Module, images: torc
                 better = reached & (size < best)
                 best = torch.where(better, size, best)
                 best_mask[better], best_pattern[better] = mask[better], pattern[better]
-                above = torch.where(reached, above + 1, torch.zeros(k))
-                below = torch.where(reached, torch.zeros(k), below + 1)
-                up, down = above >= s.patience, below >= s.patience
-                cost = torch.where(up, cost * s.cost_up, torch.where(down, cost / s.cost_down, cost))
-                above[up], below[down] = 0, 0
+                cost, above, below = adapt_cost(cost, above, below, reached, s)
     sizes = [float(b) if math.isfinite(b) else 1.0 for b in best]
     return sizes, best_mask, best_pattern
 
