@@ -1,6 +1,6 @@
 """Judge bench records by the shipped standard file and by the candidate (feature_gap reference).
 
-    python judge.py RESULTS.json [RESULTS.json ...]
+    python judge.py [--shipped FILE] [--candidate FILE] RESULTS.json [RESULTS.json ...]
 
 Per model: gap, its label, p and verdict both ways, reported target both ways; then the plan's
 ship-rule counts over all the files' records.
@@ -17,6 +17,19 @@ HERE = Path(__file__).parent
 # classifier.json is the candidate's.
 SHIPPED = load_calibration(HERE / "classifier-shipped.json")
 CANDIDATE = load_calibration(HERE / "classifier-candidate.json")
+
+
+def options(argv: list[str]) -> list[str]:
+    """--shipped/--candidate FILE replace the two files above (a later comparison's pair)."""
+    global SHIPPED, CANDIDATE
+    while argv and argv[0] in ("--shipped", "--candidate"):
+        cal = load_calibration(Path(argv[1]))
+        if argv[0] == "--shipped":
+            SHIPPED = cal
+        else:
+            CANDIDATE = cal
+        argv = argv[2:]
+    return argv
 
 
 def flagged(record, cal) -> bool:
@@ -57,4 +70,4 @@ def main(files: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(options(sys.argv[1:]))
