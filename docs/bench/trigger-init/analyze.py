@@ -1,6 +1,9 @@
 """The read-out PLAN.md fixed, from study.py's rows.
 
     python docs/bench/trigger-init/analyze.py rows.jsonl
+
+Rows of another start kind than saliency (``study.py``'s STARTS, e.g. sparse) are read the same way, with that
+kind in saliency's place; the candidate second start is then min(uniform 20, KIND 21) (../trigger-sparse, s60).
 """
 from __future__ import annotations
 
@@ -37,14 +40,16 @@ def main(path: str) -> None:
     bd = {k: v for k, v in models.items() if next(iter(v.values()))["backdoored"]}
     cl = {k: v for k, v in models.items() if not next(iter(v.values()))["backdoored"]}
     print(f"{len(bd)} backdoored (patch triggers), {len(cl)} clean models; cut log ratio {CUT:.2f}, success {SUCCESS}")
+    kind = next(r["init"] for r in rows if r["init"] != "uniform")
+    salt = 20 if kind == "saliency" else 21  # the s55 plan's candidate; later plans use the second start's own
     variants = {
         "uniform 20 (the first start)": lambda v: v[("uniform", 20)],
         "uniform 21": lambda v: v[("uniform", 21)],
-        "saliency 20": lambda v: v[("saliency", 20)],
-        "saliency 21": lambda v: v[("saliency", 21)],
+        f"{kind} 20": lambda v: v[(kind, 20)],
+        f"{kind} 21": lambda v: v[(kind, 21)],
         "min(uniform 20, uniform 21) (now)": lambda v: best_of(v[("uniform", 20)], v[("uniform", 21)]),
-        "min(uniform 20, saliency 20) (candidate)": lambda v: best_of(v[("uniform", 20)], v[("saliency", 20)]),
-        "min(saliency 20, saliency 21)": lambda v: best_of(v[("saliency", 20)], v[("saliency", 21)]),
+        f"min(uniform 20, {kind} {salt}) (candidate)": lambda v: best_of(v[("uniform", 20)], v[(kind, salt)]),
+        f"min({kind} 20, {kind} 21)": lambda v: best_of(v[(kind, 20)], v[(kind, 21)]),
     }
     print("| starts | backdoored found | median target log ratio | median IoU | mean IoU | clean max ratio >= cut |"
           " median clean max ratio |")
@@ -57,11 +62,11 @@ def main(path: str) -> None:
               f"{median(ious):.2f} | {sum(ious) / len(ious):.2f} | "
               f"{sum(x['max_log_ratio'] >= CUT for x in c)}/{len(c)} | "
               f"{median(x['max_log_ratio'] for x in c):.2f} |")
-    print("\nper backdoored model: target log ratio (IoU) for uniform 20 | uniform 21 | saliency 20 | saliency 21;"
+    print(f"\nper backdoored model: target log ratio (IoU) for uniform 20 | uniform 21 | {kind} 20 | {kind} 21;"
           " saliency map's own top-k IoU")
     for (zoo, model), v in sorted(bd.items()):
         cells = " | ".join(f"{v[k]['log_ratio']:5.2f} ({v[k]['iou']:.2f})" for k in
-                           [("uniform", 20), ("uniform", 21), ("saliency", 20), ("saliency", 21)])
+                           [("uniform", 20), ("uniform", 21), (kind, 20), (kind, 21)])
         print(f"{zoo[-5:]} {model:32s} {cells} | {v[('uniform', 20)]['saliency_iou']:.2f}")
     print("\nclean models whose largest log ratio reaches the cut in any start:")
     for (zoo, model), v in sorted(cl.items()):

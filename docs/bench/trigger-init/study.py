@@ -1,6 +1,7 @@
 """Saliency-seeded against uniform mask starts for patch trigger inversion (PLAN.md).
 
     python docs/bench/trigger-init/study.py ZOO [ZOO ...] > OUT.jsonl
+    STARTS=uniform:20,uniform:21,sparse:20,sparse:21 python ...   # other starts (../trigger-sparse, s60)
 
 One JSON line per (model, start). Uses the scanner's own loader, clean-data split and inversion; only the
 mask's starting logits differ. The saliency start follows the trigger-localisation idea of SentiNet (Chou et
@@ -10,6 +11,7 @@ gradient seeds Neural Cleanse's optimisation instead of cutting the image.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +29,9 @@ from modelscan_bd.inversion import PATCH, Inversion, InversionSettings, Slot, su
 from modelscan_bd.scan import FAMILY_SCANNERS
 from modelscan_bd.sources import resolve
 
-STARTS = [("uniform", 20), ("uniform", 21), ("saliency", 20), ("saliency", 21)]
+STARTS = [(kind, int(salt)) for kind, salt in (item.split(":") for item in os.environ.get(
+    "STARTS", "uniform:20,uniform:21,saliency:20,saliency:21").split(","))]
+SPARSE_LOGIT = -4.0  # a "sparse" start: every mask pixel at sigmoid(-4) = 0.018 instead of the scanner's 0.12
 
 
 def saliency(model, images, labels, label: int, n: int = 64) -> torch.Tensor:
@@ -74,6 +78,9 @@ def study_model(zoo: Path, entry: dict) -> list[dict]:
             with torch.no_grad():
                 for i, t in enumerate(labels):
                     run.mask_logit[i] = -4.0 + 5.0 * sal[t][None]
+        elif init == "sparse":
+            with torch.no_grad():
+                run.mask_logit.fill_(SPARSE_LOGIT)
         run.run(settings.steps)
         out = run.results()
         sizes = [t.effective_size() for t in out]
