@@ -11,14 +11,13 @@ clean data, so differences in quality and time are measured, not quoted.
 from __future__ import annotations
 
 import time
-from statistics import median
 
 import torch
 
 from .adapters.classifier import ClassifierAdapter
 from .detectors.base import CleanData
 from .exposure import UNLEARN, BUDGET_SETTINGS, clean_unlearn, histogram
-from .inversion import PATCH, Slot, invert
+from .inversion import PATCH, Slot, anomaly_index, invert
 from .detectors.trigger import SETTINGS as TRIGGER_SETTINGS
 
 NC_THRESHOLD = 2.0
@@ -32,10 +31,7 @@ def neural_cleanse(adapter: ClassifierAdapter, clean: CleanData, seed: int, budg
     g = torch.Generator().manual_seed(seed)
     inverted = invert(adapter.model, clean.exposure_images, clean.exposure_labels, slots, settings, g)
     sizes = [t.effective_size() for t in inverted]
-    med = median(sizes)
-    mad = 1.4826 * median(abs(s - med) for s in sizes) or 1e-9
-    smallest = min(range(len(sizes)), key=lambda k: sizes[k])
-    index = max(0.0, (med - sizes[smallest]) / mad)  # only labels below the median count
+    index, smallest = anomaly_index(sizes)
     return {"score": index, "flagged": index > NC_THRESHOLD, "target": smallest, "sizes": sizes,
             "seconds": time.perf_counter() - start}
 

@@ -23,6 +23,7 @@ Sizes are relative to the image area (a 3x3 patch on 32x32 is 0.0088).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
 import torch
@@ -238,6 +239,15 @@ def _shaped_mask(mask_logit: torch.Tensor, slots: list[Slot]) -> torch.Tensor:
 
 
 @torch.no_grad()
+def anomaly_index(sizes: list[float]) -> tuple[float, int]:
+    """Neural Cleanse's outlier test over per-label trigger sizes (Wang et al., IEEE S&P 2019):
+    (median - smallest) / (1.4826 * MAD), only the small side counting; with the smallest label."""
+    med = median(sizes)
+    mad = 1.4826 * median(abs(s - med) for s in sizes) or 1e-9
+    smallest = min(range(len(sizes)), key=lambda k: sizes[k])
+    return max(0.0, (med - sizes[smallest]) / mad), smallest
+
+
 def success_rate(model: nn.Module, trig: Inverted, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Attack success of a recovered trigger on images it was not optimised on."""
     model.eval()

@@ -1,6 +1,7 @@
 """Trigger recovery's second start (docs/bench/trigger-starts/PROTOCOL.md): it runs at
 standard when the first start finds nothing, never at fast, and keeps per (label, shape) the
-smaller trigger of the two starts."""
+smaller trigger of the two starts; and its sweep of the labels it did not invert
+(docs/bench/trigger-sweep/PLAN.md)."""
 import torch
 
 from modelscan_bd.cleandata import from_arrays
@@ -10,9 +11,9 @@ from modelscan_bd.detectors.trigger import TriggerRecoveryDetector
 from tiny_gratings import make_data, train_poisoned
 
 
-def _scan(adapter, budget: str, seed: int = 0):
+def _scan(adapter, budget: str, seed: int = 0, results: dict | None = None):
     x, y = make_data(160, torch.Generator().manual_seed(100))
-    results = {"exposure-collapse": {"label": 3, "runner_up": 6}, "mmbd": {"target": 3}}
+    results = results or {"exposure-collapse": {"label": 3, "runner_up": 6}, "mmbd": {"target": 3}}
     context = ScanContext(seed=seed, budget=budget, clean=from_arrays(x, y, adapter, seed=seed), results=results)
     (finding,) = TriggerRecoveryDetector().run(adapter, context)
     return finding, context.results[TriggerRecoveryDetector.id]
@@ -42,3 +43,22 @@ def test_second_start_only_when_the_first_finds_nothing():
     backdoored = train_poisoned(0, _patch, target=3, epochs=3)
     found, result = _scan(backdoored, "standard")
     assert found.status == "failed" and result["label"] == 3 and found.evidence["starts"] == 1
+
+
+def test_sweep_promotes_a_target_the_candidates_missed():
+    """Exposure and MM-BD name the wrong labels (as on missed label-consistent models): the
+    sweep inverts the other labels, NC's index singles out the patch target, and it is scored."""
+    backdoored = train_poisoned(0, _patch, target=3, epochs=3)
+    wrong = {"exposure-collapse": {"label": 1, "runner_up": 6}, "mmbd": {"target": 1}}
+    found, result = _scan(backdoored, "standard", results=dict(wrong))
+    sweep = found.evidence["sweep"]
+    inverted = set(found.evidence["candidates"] + found.evidence["references"])
+    assert 3 not in inverted  # the seed's references miss the target too, so only the sweep can find it
+    assert sorted(sweep["labels"]) == sorted(set(range(10)) - inverted)
+    assert len(sweep["sizes"]) == 10 and sweep["smallest"] == 3 and sweep["anomaly_index"] > 2
+    assert sweep["promoted"] == 3 and result["promoted"] == 3
+    assert found.status == "failed" and result["label"] == 3 and found.target_labels == [3]
+    assert found.evidence["best"]["shape"] == "patch"
+
+    fast, result = _scan(backdoored, "fast", results=dict(wrong))
+    assert "sweep" not in fast.evidence and result["promoted"] is None and result["label"] != 3

@@ -620,3 +620,11 @@ def test_architecture_combiner_judges_that_architecture_only(tmp_path):
     assert again.cuts_for(10, vit) == cal.cuts_for(10, vit)
     with pytest.raises(UsageError, match="one kind"):
         architecture_combiner_records([x for x in fit if not x["backdoored"]], tmp_path, 10, "fast", vit)
+
+
+def test_anomaly_index_counts_the_small_side_only():
+    from modelscan_bd.inversion import anomaly_index
+    index, smallest = anomaly_index([0.10, 0.11, 0.09, 0.10, 0.02])
+    assert smallest == 4 and abs(index - (0.10 - 0.02) / (1.4826 * 0.01)) < 1e-9
+    index, smallest = anomaly_index([0.10, 0.11, 0.09, 0.10, 0.50])  # a large trigger is no outlier
+    assert smallest == 2 and abs(index - 0.01 / (1.4826 * 0.01)) < 1e-9

@@ -17,6 +17,13 @@ already reads as some class) instead of the planted trigger; at ``standard`` and
 runs and each (label, shape) keeps the smaller of its two triggers (the minimum over
 restarts, the usual remedy for a non-convex search).
 
+Candidates can miss the target (label-consistent backdoors often leave exposure and MM-BD on
+other labels), so at ``standard`` and ``thorough``, up to 10 classes, every label not inverted
+yet gets a patch trigger too (a sweep, NC's own search over the rest): if the smallest patch of
+all is a swept label's and Neural Cleanse's anomaly index over all labels exceeds 2, that label
+joins the scored ones (patch shape only). Nothing else changes when none is promoted
+(docs/bench/trigger-sweep/PLAN.md).
+
 Inversion runs on the original model, not the exposed copy: a collapsed model already
 sends every input to the target, so Neural Cleanse's objective degenerates there.
 """
@@ -28,7 +35,8 @@ from statistics import median
 import torch
 
 from ..findings import Artifact, Finding
-from ..inversion import BLEND, PATCH, UNTARGETED, Inverted, InversionSettings, Slot, invert, success_rate
+from ..inversion import (BLEND, PATCH, UNTARGETED, Inverted, InversionSettings, Slot, anomaly_index, invert,
+                         success_rate)
 from .base import Detector, ScanContext
 
 SETTINGS = {
@@ -39,6 +47,11 @@ SETTINGS = {
 # Budgets that run a second inversion start when the first finds no trigger
 # (docs/bench/trigger-starts/PROTOCOL.md); fast stays one start, as its calibration was fit.
 SECOND_START = {"standard", "thorough"}
+# Budgets and class counts at which the labels left out are swept (above 10 classes the sweep
+# would cost more than the rest of the scan; no many-class zoo holds label-consistent models).
+SWEEP = {"standard", "thorough"}
+SWEEP_MAX_CLASSES = 10
+SWEEP_INDEX = 2.0  # Neural Cleanse's anomaly-index cut
 
 
 # Beyond this many classes, exposure's mass spreads over several labels and the vote winner and
@@ -66,7 +79,7 @@ def _log_ratio(reference: list[float], candidate: float) -> float:
 
 class TriggerRecoveryDetector(Detector):
     id = "trigger-recovery"
-    version = "3"
+    version = "4"
     rule_id = "MSBD-C002"
     title = "Trigger recovery for the candidate target (Neural Cleanse, candidate-restricted)"
     families = ("classifier",)
@@ -90,6 +103,14 @@ class TriggerRecoveryDetector(Detector):
         context.progress(f"trigger inversion: {len(slots)} triggers for labels {labels}")
         cal = context.results.get("calibration", {}).get("trigger", {})
         inverted = self._invert_start(target, clean, slots, settings, g)
+        sweep = None
+        if context.budget in SWEEP and target.num_classes <= SWEEP_MAX_CLASSES:
+            sweep = self._sweep(target, clean, inverted, labels, settings, context.generator(salt=22))
+            if sweep["promoted"] is not None:
+                context.progress(f"trigger inversion: swept label {sweep['promoted']} stands out, scored too")
+                labels = labels + [sweep["promoted"]]
+                slots = slots + [Slot(sweep["promoted"], PATCH)]
+                inverted = inverted + [sweep.pop("trigger")]
         by, ratios, best_key = self._score(inverted, labels)
         first_sizes = None
         if context.budget in SECOND_START and not trigger_found(ratios[best_key], by[best_key].holdout_success, cal):
@@ -111,7 +132,7 @@ class TriggerRecoveryDetector(Detector):
             "untargeted_log_ratio": untargeted_ratio, "untargeted_holdout_success": untargeted.holdout_success,
             "mask": best.mask, "pattern": best.pattern,
             "patch_mask": by[(best_key[0], PATCH)].mask,  # for localisation metrics, whatever shape won
-            "flagged": flagged, "starts": starts,
+            "flagged": flagged, "starts": starts, "promoted": sweep["promoted"] if sweep else None,
         }
         evidence = {"candidates": candidates, "references": refs,
                     "best": {"label": best_key[0], "shape": best_key[1], "log_ratio": round(score, 4)},
@@ -122,6 +143,9 @@ class TriggerRecoveryDetector(Detector):
                     "starts": starts}
         if first_sizes is not None:
             evidence["first_start_sizes"] = first_sizes
+        if sweep is not None:
+            sweep.pop("trigger", None)
+            evidence["sweep"] = sweep
         artifacts = self._artifacts(target, best, clean)
         name = target.labels[best_key[0]]
         desc = (f"a {best_key[1]} trigger covering {best.effective_size():.1%} of the image sends "
@@ -142,6 +166,28 @@ class TriggerRecoveryDetector(Detector):
         return inverted
 
     @staticmethod
+    def _sweep(target, clean, inverted: list[Inverted], labels: list[int], settings, g) -> dict:
+        """A patch trigger for every label not inverted yet, and Neural Cleanse's anomaly index over
+        all labels' patch sizes; the smallest label is promoted if it is a swept one and stands out."""
+        swept = [k for k in range(target.num_classes) if k not in labels]
+        out = {"labels": swept, "promoted": None}
+        if not swept:
+            return out
+        triggers = invert(target.model, clean.exposure_images, clean.exposure_labels,
+                          [Slot(k, PATCH) for k in swept], settings, g)
+        sizes = {t.slot.target: t.effective_size() for t in inverted if t.slot.shape == PATCH and t.slot.target >= 0}
+        sizes.update({k: t.effective_size() for k, t in zip(swept, triggers)})
+        order = sorted(sizes)
+        index, smallest = anomaly_index([sizes[k] for k in order])
+        out.update({"sizes": {k: round(sizes[k], 5) for k in order}, "anomaly_index": round(index, 4),
+                    "smallest": order[smallest]})
+        if order[smallest] in swept and index > SWEEP_INDEX:
+            trig = triggers[swept.index(order[smallest])]
+            trig.holdout_success = success_rate(target.model, trig, clean.holdout_images, clean.holdout_labels)
+            out.update({"promoted": order[smallest], "trigger": trig})
+        return out
+
+    @staticmethod
     def _score(inverted: list[Inverted], labels: list[int]) -> tuple[dict, dict, tuple[int, str]]:
         """The triggers by (label, shape); per (label, shape) the log of the other inverted
         labels' median size over its own; and the (label, shape) whose trigger stands out most
@@ -151,7 +197,9 @@ class TriggerRecoveryDetector(Detector):
         ratios = {}
         for label in labels:
             for shape in (PATCH, BLEND):
-                others = [by[(o, shape)].effective_size() for o in labels if o != label]
+                if (label, shape) not in by:  # a swept label has a patch trigger only
+                    continue
+                others = [by[(o, shape)].effective_size() for o in labels if o != label and (o, shape) in by]
                 ratios[(label, shape)] = _log_ratio(others, by[(label, shape)].effective_size())
         best = max(ratios, key=lambda k: (ratios[k] * (by[k].holdout_success or 0.0), ratios[k]))
         return by, ratios, best
