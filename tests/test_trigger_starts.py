@@ -59,6 +59,13 @@ def test_sweep_promotes_a_target_the_candidates_missed():
     assert sweep["promoted"] == 3 and result["promoted"] == 3
     assert found.status == "failed" and result["label"] == 3 and found.target_labels == [3]
     assert found.evidence["best"]["shape"] == "patch"
+    assert sweep["log_ratio"] >= 0.92 and sweep["holdout_success"] >= 0.8  # its trigger counts by itself
+
+    # A swept trigger short of the detector's bar changes nothing (the scan computes what it did without the sweep).
+    strict = {**wrong, "calibration": {"trigger": {"log_ratio_threshold": 10.0}}}
+    unmoved, result = _scan(backdoored, "standard", results=strict)
+    assert unmoved.evidence["sweep"]["smallest"] == 3 and unmoved.evidence["sweep"]["promoted"] is None
+    assert result["promoted"] is None and result["label"] != 3 and unmoved.status == "passed"
 
     fast, result = _scan(backdoored, "fast", results=dict(wrong))
     assert "sweep" not in fast.evidence and result["promoted"] is None and result["label"] != 3

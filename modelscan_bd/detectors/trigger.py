@@ -20,9 +20,11 @@ restarts, the usual remedy for a non-convex search).
 Candidates can miss the target (label-consistent backdoors often leave exposure and MM-BD on
 other labels), so at ``standard`` and ``thorough``, up to 10 classes, every label not inverted
 yet gets a patch trigger too (a sweep, NC's own search over the rest): if the smallest patch of
-all is a swept label's and Neural Cleanse's anomaly index over all labels exceeds 2, that label
-joins the scored ones (patch shape only). Nothing else changes when none is promoted
-(docs/bench/trigger-sweep/PLAN.md).
+all is a swept label's, Neural Cleanse's anomaly index over all labels exceeds 2 and that trigger
+passes the detector's own bar against the labels already scored, the label joins them (patch
+shape only). A swept label short of the bar changes nothing: letting in the smallest of ten
+labels whatever its size raised clean models' statistic beyond what the verdict was fitted on
+(docs/bench/trigger-sweep/PLAN-v5.md).
 
 Inversion runs on the original model, not the exposed copy: a collapsed model already
 sends every input to the target, so Neural Cleanse's objective degenerates there.
@@ -79,7 +81,7 @@ def _log_ratio(reference: list[float], candidate: float) -> float:
 
 class TriggerRecoveryDetector(Detector):
     id = "trigger-recovery"
-    version = "4"
+    version = "5"
     rule_id = "MSBD-C002"
     title = "Trigger recovery for the candidate target (Neural Cleanse, candidate-restricted)"
     families = ("classifier",)
@@ -105,7 +107,7 @@ class TriggerRecoveryDetector(Detector):
         inverted = self._invert_start(target, clean, slots, settings, g)
         sweep = None
         if context.budget in SWEEP and target.num_classes <= SWEEP_MAX_CLASSES:
-            sweep = self._sweep(target, clean, inverted, labels, settings, context.generator(salt=22))
+            sweep = self._sweep(target, clean, inverted, labels, settings, context.generator(salt=22), cal)
             if sweep["promoted"] is not None:
                 context.progress(f"trigger inversion: swept label {sweep['promoted']} stands out, scored too")
                 labels = labels + [sweep["promoted"]]
@@ -166,9 +168,10 @@ class TriggerRecoveryDetector(Detector):
         return inverted
 
     @staticmethod
-    def _sweep(target, clean, inverted: list[Inverted], labels: list[int], settings, g) -> dict:
+    def _sweep(target, clean, inverted: list[Inverted], labels: list[int], settings, g, cal: dict) -> dict:
         """A patch trigger for every label not inverted yet, and Neural Cleanse's anomaly index over
-        all labels' patch sizes; the smallest label is promoted if it is a swept one and stands out."""
+        all labels' patch sizes; the smallest label is promoted if it is a swept one, stands out, and
+        its trigger would count by itself (log ratio against the scored labels' patches, held-out success)."""
         swept = [k for k in range(target.num_classes) if k not in labels]
         out = {"labels": swept, "promoted": None}
         if not swept:
@@ -184,7 +187,10 @@ class TriggerRecoveryDetector(Detector):
         if order[smallest] in swept and index > SWEEP_INDEX:
             trig = triggers[swept.index(order[smallest])]
             trig.holdout_success = success_rate(target.model, trig, clean.holdout_images, clean.holdout_labels)
-            out.update({"promoted": order[smallest], "trigger": trig})
+            ratio = _log_ratio([sizes[k] for k in labels], trig.effective_size())
+            out.update({"log_ratio": round(ratio, 4), "holdout_success": round(trig.holdout_success, 4)})
+            if trigger_found(ratio, trig.holdout_success, cal):
+                out.update({"promoted": order[smallest], "trigger": trig})
         return out
 
     @staticmethod
