@@ -238,7 +238,6 @@ def _shaped_mask(mask_logit: torch.Tensor, slots: list[Slot]) -> torch.Tensor:
     return m
 
 
-@torch.no_grad()
 def anomaly_index(sizes: list[float]) -> tuple[float, int]:
     """Neural Cleanse's outlier test over per-label trigger sizes (Wang et al., IEEE S&P 2019):
     (median - smallest) / (1.4826 * MAD), only the small side counting; with the smallest label."""
@@ -248,6 +247,7 @@ def anomaly_index(sizes: list[float]) -> tuple[float, int]:
     return max(0.0, (med - sizes[smallest]) / mad), smallest
 
 
+@torch.no_grad()
 def success_rate(model: nn.Module, trig: Inverted, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Attack success of a recovered trigger on images it was not optimised on."""
     model.eval()
