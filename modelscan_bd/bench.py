@@ -149,7 +149,7 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "collapse_label": (results.get("exposure-collapse") or {}).get("label"),
             "mmbd_label": (results.get("mmbd") or {}).get("target"),
             "trigger_starts": trig.get("starts"),  # 2: the first inversion start found nothing
-            "trigger_promoted": trig.get("promoted"),  # a swept label NC's index put among the scored ones
+            "trigger_promoted": trig.get("promoted"),  # a swept label scored too (NC's index and the trigger bar)
             "budget": report["config"]["budget"],  # the one that ran (a budget fallback may change it)
             "seconds": round(seconds, 2), "peak_mb": report["timing"]["peak_memory_mb"],
             "steps": report["timing"]["steps"],

@@ -107,12 +107,13 @@ class TriggerRecoveryDetector(Detector):
         inverted = self._invert_start(target, clean, slots, settings, g)
         sweep = None
         if context.budget in SWEEP and target.num_classes <= SWEEP_MAX_CLASSES:
-            sweep = self._sweep(target, clean, inverted, labels, settings, context.generator(salt=22), cal)
-            if sweep["promoted"] is not None:
+            sweep, swept_trigger = self._sweep(target, clean, inverted, labels, settings,
+                                               context.generator(salt=22), cal)
+            if swept_trigger is not None:
                 context.progress(f"trigger inversion: swept label {sweep['promoted']} stands out, scored too")
                 labels = labels + [sweep["promoted"]]
-                slots = slots + [Slot(sweep["promoted"], PATCH)]
-                inverted = inverted + [sweep.pop("trigger")]
+                slots = slots + [swept_trigger.slot]
+                inverted = inverted + [swept_trigger]
         by, ratios, best_key = self._score(inverted, labels)
         first_sizes = None
         if context.budget in SECOND_START and not trigger_found(ratios[best_key], by[best_key].holdout_success, cal):
@@ -146,7 +147,6 @@ class TriggerRecoveryDetector(Detector):
         if first_sizes is not None:
             evidence["first_start_sizes"] = first_sizes
         if sweep is not None:
-            sweep.pop("trigger", None)
             evidence["sweep"] = sweep
         artifacts = self._artifacts(target, best, clean)
         name = target.labels[best_key[0]]
@@ -168,14 +168,16 @@ class TriggerRecoveryDetector(Detector):
         return inverted
 
     @staticmethod
-    def _sweep(target, clean, inverted: list[Inverted], labels: list[int], settings, g, cal: dict) -> dict:
+    def _sweep(target, clean, inverted: list[Inverted], labels: list[int], settings, g,
+               cal: dict) -> tuple[dict, Inverted | None]:
         """A patch trigger for every label not inverted yet, and Neural Cleanse's anomaly index over
         all labels' patch sizes; the smallest label is promoted if it is a swept one, stands out, and
-        its trigger would count by itself (log ratio against the scored labels' patches, held-out success)."""
+        its trigger would count by itself (log ratio against the scored labels' patches, held-out success).
+        Returns the sweep's evidence and the promoted label's trigger (or None)."""
         swept = [k for k in range(target.num_classes) if k not in labels]
         out = {"labels": swept, "promoted": None}
         if not swept:
-            return out
+            return out, None
         triggers = invert(target.model, clean.exposure_images, clean.exposure_labels,
                           [Slot(k, PATCH) for k in swept], settings, g)
         sizes = {t.slot.target: t.effective_size() for t in inverted if t.slot.shape == PATCH and t.slot.target >= 0}
@@ -190,8 +192,9 @@ class TriggerRecoveryDetector(Detector):
             ratio = _log_ratio([sizes[k] for k in labels], trig.effective_size())
             out.update({"log_ratio": round(ratio, 4), "holdout_success": round(trig.holdout_success, 4)})
             if trigger_found(ratio, trig.holdout_success, cal):
-                out.update({"promoted": order[smallest], "trigger": trig})
-        return out
+                out["promoted"] = order[smallest]
+                return out, trig
+        return out, None
 
     @staticmethod
     def _score(inverted: list[Inverted], labels: list[int]) -> tuple[dict, dict, tuple[int, str]]:
