@@ -23,6 +23,7 @@ for z in (2750, 2760):
     for r in run["records"]:
         d = strong[f"cifar10-heldout-s{z}/{r['name']}"]
         assert (d["label"], d["success"]) == (r["signal_label"], round(r["features"]["signal_success"], 4)), r["name"]
+        # v2b's `verdict._log_failure` (in v2b.patch, not on main), written out so this runs without the patch
         f = {**r["features"], "signal_strong_log_failure": -math.log10(1 - d["strong"] + 0.005)}
         records.append({**r, "features": f})
     run["records"] = records

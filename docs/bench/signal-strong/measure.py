@@ -1,4 +1,9 @@
-"""signal-trigger v2's statistics on zoo models: python measure.py ZOO/models/NAME ..."""
+"""signal-trigger v2's statistics on zoo models (v2 is not shipped: apply v2b.patch first, the evidence's
+`strong_success` exists only there):
+
+    git apply docs/bench/signal-strong/v2b.patch
+    PYTHONPATH=. python docs/bench/signal-strong/measure.py ZOO/models/NAME ...
+"""
 import json, sys, time
 from pathlib import Path
 from modelscan_bd.scan import ScanConfig, scan

@@ -3,7 +3,8 @@
 fitted by the shipped rule (`verdict.fit_references`: mean + 3 widened deviations) on the clean and hard clean
 models of the development zoos as v2's signal step measured them (`dev.jsonl`). Nothing else in the file changes.
 
-    python docs/bench/signal-strong/refit.py modelscan_bd/calibration/classifier.json OUT.json
+    git apply docs/bench/signal-strong/v2b.patch   # `verdict._log_failure` exists only there (not shipped)
+    python docs/bench/signal-strong/refit.py docs/bench/signal-strong/classifier-shipped.json OUT.json
 """
 import json
 import sys
