@@ -145,6 +145,8 @@ def scan_zoo(zoo: Path, budget: str, seed: int, baselines: bool,
             "signal_label": (results.get("signal-trigger") or {}).get("label"),
             "warp_label": (results.get("warp-trigger") or {}).get("label"),
             "feature_label": (results.get("feature-trigger") or {}).get("label"),
+            "pair_label": (results.get("pair-trigger") or {}).get("label"),
+            "pair_source": (results.get("pair-trigger") or {}).get("source"),
             # never used by the target rule while trigger recovery names a label; kept to replay refinements
             "collapse_label": (results.get("exposure-collapse") or {}).get("label"),
             "mmbd_label": (results.get("mmbd") or {}).get("target"),
@@ -329,6 +331,7 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
     model was scanned with."""
     from .detectors.feature import feature_found
     from .detectors.mmbd import mmbd_found
+    from .detectors.pair import pair_found
     from .detectors.signal import signal_found, signal_works
     from .detectors.trigger import trigger_found
     from .detectors.warp import warp_found
@@ -345,6 +348,8 @@ def reported_target(record: dict[str, Any], cal: Calibration) -> int | None:
             f.get("warp_fragility"), f.get("warp_success"), cal.detectors.get("warp", {}))},
         "feature-trigger": {"label": record.get("feature_label"), "flagged": record.get("feature_label") is not None
                             and feature_found(f.get("feature_gap"), cal.detectors.get("feature", {}))},
+        "pair-trigger": {"label": record.get("pair_label"), "flagged": record.get("pair_label") is not None
+                         and pair_found(f.get("pair_score"), cal.detectors.get("pair", {}))},
         "trigger-recovery": {"label": record.get("candidate"), "flagged": trigger_found(
             f.get("trigger_log_ratio"), f.get("trigger_holdout_success"), cal.detectors.get("trigger", {}))},
     }

@@ -38,6 +38,7 @@ PATCH, BLEND = "patch", "blend"
 class Slot:
     target: int  # label id, or UNTARGETED
     shape: str  # PATCH | BLEND
+    source: int | None = None  # draw only images of this label (a source-specific trigger), else any other
 
 
 @dataclass
@@ -86,8 +87,10 @@ def _slot_loss(logits: torch.Tensor, y: torch.Tensor, target: int) -> tuple[torc
     return F.cross_entropy(logits, t, reduction="none"), logits.argmax(1) == t
 
 
-def _eligible(y: torch.Tensor, target: int) -> torch.Tensor:
-    return torch.ones_like(y, dtype=torch.bool) if target == UNTARGETED else y != target
+def _eligible(y: torch.Tensor, slot: Slot) -> torch.Tensor:
+    """The images a slot's trigger is optimised and measured on."""
+    keep = torch.ones_like(y, dtype=torch.bool) if slot.target == UNTARGETED else y != slot.target
+    return keep if slot.source is None else keep & (y == slot.source)
 
 
 def invert(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, slots: list[Slot],
@@ -128,7 +131,7 @@ class Inversion:
         self.below = torch.zeros(k)
         self.paths: list[list[float]] = [[] for _ in range(k)]
         self.steps_run = [0] * k
-        self.pools = [torch.nonzero(_eligible(labels, s.target)).flatten() for s in slots]
+        self.pools = [torch.nonzero(_eligible(labels, s)).flatten() for s in slots]
         self.active = list(range(k))
         self.dropped: dict[int, Inverted] = {}
 
@@ -251,7 +254,7 @@ def anomaly_index(sizes: list[float]) -> tuple[float, int]:
 def success_rate(model: nn.Module, trig: Inverted, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Attack success of a recovered trigger on images it was not optimised on."""
     model.eval()
-    keep = _eligible(labels, trig.slot.target)
+    keep = _eligible(labels, trig.slot)
     if trig.slot.target == UNTARGETED:
         keep &= model(images).argmax(1) == labels  # flips only count on correctly classified images
     if not keep.any():

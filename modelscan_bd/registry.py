@@ -17,13 +17,15 @@ def _builtins() -> list[type[Detector]]:
     from .detectors.feature import FeatureTriggerDetector
     from .detectors.label_map import LabelMapDetector
     from .detectors.mmbd import MaxMarginDetector
+    from .detectors.pair import PairTriggerDetector
     from .detectors.signal import SignalTriggerDetector
     from .detectors.t2i_assimilation import T2IAssimilationDetector
     from .detectors.trigger import TriggerRecoveryDetector
     from .detectors.warp import WarpTriggerDetector
 
     return [ExposureCollapseDetector, TriggerRecoveryDetector, LabelMapDetector, MaxMarginDetector,
-            SignalTriggerDetector, WarpTriggerDetector, FeatureTriggerDetector, EncoderTriggerDetector,
+            SignalTriggerDetector, WarpTriggerDetector, FeatureTriggerDetector, PairTriggerDetector,
+            EncoderTriggerDetector,
             ZeroShotCollapseDetector, ZeroShotTriggerDetector, DiffusionInversionDetector, T2IAssimilationDetector]
 
 

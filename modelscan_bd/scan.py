@@ -227,6 +227,10 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
         cal.detectors.get("trigger", {}).get("log_ratio_threshold", 1.0)
     # An all-to-all map with no recovered all-to-one trigger: every label is a target, none is "the" one.
     all_to_all = bool((context.results.get("label-map") or {}).get("flagged")) and not trig.get("flagged")
+    pair = context.results.get("pair-trigger") or {}
+    # A flagged pair trigger with no universal trigger recovered: one source class goes to the target.
+    source_specific = bool(pair.get("flagged")) and not any(
+        (context.results.get(k) or {}).get("flagged") for k in UNIVERSAL_TRIGGERS)
     picked = [] if all_to_all else [(t, adapter.labels[t]) for t in _suspected_targets(context.results)]
     names = ", ".join(f"{t} ({n})" for t, n in picked)
 
@@ -235,11 +239,17 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
             return "none"
         if all_to_all:
             return "all-to-all"
+        if source_specific:
+            return "source-specific"
         return "all-to-one" if dominant else "no-dominant-label"
 
     def note(status: str) -> str:
         if pattern(status) == "all-to-all":
             return " An untargeted trigger sends each class to its own label (all-to-all label map)."
+        if pattern(status) == "source-specific":
+            s = pair["source"]
+            return (f" A small patch sends one source class, {s} ({adapter.labels[s]}), to the target; no trigger"
+                    " works on every class (source-specific).")
         if pattern(status) != "no-dominant-label":
             return ""
         return " No single label dominates: the backdoor may be all-to-all or multi-target."
@@ -250,10 +260,15 @@ def _verdict(adapter, context: ScanContext, cal: Calibration, incomplete: list[s
                               architecture=adapter.architecture)
 
 
+# The detectors whose flagged trigger works on every class, the most specific evidence first.
+UNIVERSAL_TRIGGERS = ("trigger-recovery", "signal-trigger", "warp-trigger", "feature-trigger")
+
+
 def _suspected_targets(results: dict) -> list[int]:
     """The label of the most specific evidence: a recovered patch/blend trigger, else a recovered
     signal (SIG-style) or warp (WaNet-style) trigger, which that inversion cannot express, else a
-    feature-space trigger (input-aware: no input-space trigger is shared by every image).
+    feature-space trigger (input-aware: no input-space trigger is shared by every image), else a
+    pair trigger (source-specific: a trigger that works on one class only).
     With none recovered, a signal that works on held-out images but misses the gap cut still
     names the target before the unflagged patch/blend trigger: on the CIFAR-10 zoos such a
     trigger's label was a natural one (automobile, truck) on most SIG models (docs/bench/target-rule).
@@ -261,7 +276,7 @@ def _suspected_targets(results: dict) -> list[int]:
     and the collapse's: at ``fast`` no signal step runs, and on SIG ViTs the unflagged trigger named
     the ViTs' natural sink while MM-BD named the target (docs/bench/target-rule/PLAN-mmbd.md)."""
     if not (results.get("trigger-recovery") or {}).get("flagged"):
-        for key in ("signal-trigger", "warp-trigger", "feature-trigger"):
+        for key in UNIVERSAL_TRIGGERS[1:] + ("pair-trigger",):
             r = results.get(key) or {}
             if r.get("flagged"):
                 return [int(r["label"])]

@@ -19,8 +19,9 @@ FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio",
             "untargeted_log_ratio", "mmbd_neglog10_p", "signal_gap", "signal_success")
 # Judged against clean references only (``Calibration.references``), never weighted by the combiner:
 # no warp-trigger family has been in a classifier fitting split (WaNet does not train at the zoo's recipe),
-# nor an input-aware one (docs/bench/feature-trigger).
-REFERENCES = {"warp_fragility": 1, "feature_gap": 1}
+# nor an input-aware one (docs/bench/feature-trigger), nor a source-specific one
+# (docs/bench/cifar10-source-specific).
+REFERENCES = {"warp_fragility": 1, "feature_gap": 1, "pair_score": 1}
 # Judged against clean references of a class count (a ``class_cuts`` entry's "references"): the label
 # map's spread grows with the number of labels, and all-to-all models have been in no fitting split.
 CLASS_REFERENCES = {"label_map_spread": 1}
@@ -167,6 +168,7 @@ def extract_features(results: dict[str, Any]) -> dict[str, float | None]:
         "warp_success": warp.get("holdout_success"),
         "label_map_spread": (results.get("label-map") or {}).get("spread"),
         "feature_gap": (results.get("feature-trigger") or {}).get("gap"),
+        "pair_score": (results.get("pair-trigger") or {}).get("score"),
     }
 
 
