@@ -98,12 +98,18 @@ def recovered_trigger(results: dict[str, Any], truth: dict[str, Any],
     """The detector whose trigger the bench scores, its held-out success and its mask's IoU with the
     true mask. An all-to-all model's trigger is label-map's, where it ran: success is the share of
     held-out images (classified right) that it sends to their own true destination (``target_map``),
-    which a targeted trigger cannot reach. Otherwise trigger-recovery's, on its candidate label."""
+    which a targeted trigger cannot reach. A source-specific model's is pair-trigger's smallest pair, where it
+    ran (its success: on held-out images of that pair's source). Otherwise trigger-recovery's, on its
+    candidate label."""
     lm = results.get("label-map") or {}
     if truth.get("type") == "all-to-all" and lm.get("pairs") is not None and truth.get("target_map"):
         dest = truth["target_map"]
         hits = sum(c for s, d, c in lm["pairs"] if 0 <= s < len(dest) and d == dest[s])
         return "label-map", hits / max(1, lm["images"]), mask_iou(lm.get("patch_mask"), true_mask)
+    pair = results.get("pair-trigger") or {}
+    if truth.get("type") == "source-specific" and pair.get("patch_mask") is not None:
+        # success on held-out images of the pair's source: the only class the trigger is meant to move
+        return "pair-trigger", pair.get("holdout_success"), mask_iou(pair["patch_mask"], true_mask)
     trig = results.get("trigger-recovery") or {}
     if not trig:
         return None, None, None

@@ -107,7 +107,14 @@ def test_the_planted_pair_is_found_among_the_90(models):
     # without a cut in the calibration nothing is flagged, but the evidence is reported
     assert bad.status == "passed" and bad.evidence["pairs"] == 90 and len(bad.evidence["refined"]) == TOP
     assert {a.name for a in bad.artifacts} >= {"mask", "triggered"}
-    # a cut below the gap flags it
+    # the benchmark scores a source-specific model's trigger by this pair: its mask overlaps the patch
+    from modelscan_bd.bench import recovered_trigger
+
+    truth = {**attack.ground_truth(), "trigger_mask": "mask.png"}
+    assert truth["type"] == "source-specific"
+    source, success, iou = recovered_trigger(bad_ctx.results, truth, attack.mask.numpy())
+    assert source == "pair-trigger" and success == found["holdout_success"] and iou > 0, (success, iou)
+    # a cut below the score flags it
     (flagged,), _ = _run_detector(paths["source-specific"], clean_data, {"score_threshold": found["score"] - 0.1})
     assert flagged.status == "failed" and flagged.target_labels == [attack.target]
 

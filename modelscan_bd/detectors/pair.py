@@ -136,7 +136,8 @@ class PairTriggerDetector(PerLabelDetector):
         flagged = pair_found(score, cal)
         context.results[self.id] = {"source": s, "label": t, "score": score, "crowd_gap": gap,
                                     "size": best.effective_size(),
-                                    "holdout_success": hold, "off_source_success": off, "flagged": flagged}
+                                    "holdout_success": hold, "off_source_success": off, "flagged": flagged,
+                                    "patch_mask": best.mask}  # the benchmark scores it against a source-specific truth
         evidence = {"applied": True, "source": s, "label": t, "score": round(score, 4), "score_threshold": cut,
                     "crowd_gap": round(gap, 4),
                     "size": round(best.effective_size(), 5), "holdout_success": None if hold is None else round(hold, 4),

@@ -1,5 +1,6 @@
 """The committed bench records of the fresh zoos (`../heldout-v5/results-s2750.json`, `-s2760.json`) with
-`pair-trigger`'s feature, label and source added from `measure.py` rows of the same models (the detector
+`pair-trigger`'s feature, label and source added from `measure.py` rows of the same models (rows without a score get it
+from their gap and successes) (the detector
 alone on the scan path, same seed and clean data: its own generator stream, so the other detectors'
 features are those the full scan measured). Writes one results file per zoo for `bench-pool`.
 
@@ -8,6 +9,8 @@ features are those the full scan measured). Writes one results file per zoo for 
 import argparse
 import json
 from pathlib import Path
+
+from modelscan_bd.detectors.pair import pair_score
 
 HERE = Path(__file__).parent
 ap = argparse.ArgumentParser()
@@ -20,7 +23,8 @@ for zoo in ("s2750", "s2760"):
     d = json.loads((HERE.parent / "heldout-v5" / f"results-{zoo}.json").read_text())
     for rec in d["records"]:
         r = rows[(f"cifar10-heldout-{zoo}", rec["name"])]
-        rec["features"]["pair_score"] = r["score"]
+        rec["features"]["pair_score"] = r.get("score", pair_score(r["crowd_gap"], r["holdout_success"],
+                                                                    r["off_source_success"]))
         rec["pair_label"], rec["pair_source"] = r["label"], r["found_source"]
     (args.out / f"results-{zoo}.json").write_text(json.dumps(d, indent=1) + "\n")
     print(zoo, len(d["records"]), "records")
