@@ -89,6 +89,20 @@ def cli_exit_code(args: list[str]) -> int:
     return int(exc.value.code or 0)
 
 
+def detector_context(path: Path, clean_data: Path, budget: str):
+    """A saved classifier repo loaded by the real loader, and a detector context holding the clean
+    data from ``clean_data`` (seed 0, ``budget``): (adapter, context)."""
+    from modelscan_bd.adapters.load_classifier import load_classifier
+    from modelscan_bd.cleandata import load_clean_data
+    from modelscan_bd.detectors.base import ScanContext
+    from modelscan_bd.families import identify
+    from modelscan_bd.sources import resolve
+
+    snap = resolve(str(path))
+    adapter = load_classifier(snap, identify(snap))
+    return adapter, ScanContext(seed=0, budget=budget, clean=load_clean_data(clean_data, adapter))
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """Run the real CLI entry point in-process; returns (exit code, stdout, stderr)."""
     code = cli_exit_code(args)

@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from conftest import cli_exit_code
+from conftest import cli_exit_code, detector_context
 from modelscan_bd.cleandata import from_arrays
 from modelscan_bd.detectors.base import ScanContext
 from modelscan_bd.detectors.label_map import DEFAULT_SPREAD, STARTS, LabelMapDetector, map_statistics
@@ -89,14 +89,7 @@ def models(tmp_path_factory):
 
 
 def _run_detector(path, clean_data):
-    from modelscan_bd.adapters.load_classifier import load_classifier
-    from modelscan_bd.cleandata import load_clean_data
-    from modelscan_bd.families import identify
-    from modelscan_bd.sources import resolve
-
-    snap = resolve(str(path))
-    adapter = load_classifier(snap, identify(snap))
-    context = ScanContext(seed=0, budget="thorough", clean=load_clean_data(clean_data, adapter))
+    adapter, context = detector_context(path, clean_data, "thorough")
     return LabelMapDetector().run(adapter, context), context
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cli_exit_code
+from conftest import cli_exit_code, detector_context
 from modelscan_bd.detectors.base import ScanContext
 from modelscan_bd.detectors.pair import CROWD, TOP, PairTriggerDetector, crowd_gap, pair_found, pair_score, pair_slots
 from modelscan_bd.inversion import PATCH, Inversion, InversionSettings, Slot
@@ -79,14 +79,7 @@ def models(tmp_path_factory):
 
 
 def _run_detector(path, clean_data, cal=None):
-    from modelscan_bd.adapters.load_classifier import load_classifier
-    from modelscan_bd.cleandata import load_clean_data
-    from modelscan_bd.families import identify
-    from modelscan_bd.sources import resolve
-
-    snap = resolve(str(path))
-    adapter = load_classifier(snap, identify(snap))
-    context = ScanContext(seed=0, budget="standard", clean=load_clean_data(clean_data, adapter))
+    adapter, context = detector_context(path, clean_data, "standard")
     context.results["calibration"] = {"pair": cal or {}}
     return PairTriggerDetector().run(adapter, context), context
 

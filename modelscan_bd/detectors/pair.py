@@ -126,8 +126,7 @@ class PairTriggerDetector(PerLabelDetector):
         again = Inversion(model, ex_x, ex_y, [slots[i] for i in top], refine, g)
         again.run(refine.steps)
         refined = again.results()
-        best_j = min(range(len(refined)), key=lambda j: refined[j].effective_size())
-        best = refined[best_j]
+        best = min(refined, key=lambda r: r.effective_size())
         s, t = best.slot.source, best.slot.target
         gap = crowd_gap(screened, best.effective_size())
         hold = hit_rate(model, best, ho_x[ho_y == s], t)
