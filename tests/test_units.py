@@ -628,3 +628,18 @@ def test_anomaly_index_counts_the_small_side_only():
     assert smallest == 4 and abs(index - (0.10 - 0.02) / (1.4826 * 0.01)) < 1e-9
     index, smallest = anomaly_index([0.10, 0.11, 0.09, 0.10, 0.50])  # a large trigger is no outlier
     assert smallest == 2 and abs(index - 0.01 / (1.4826 * 0.01)) < 1e-9
+
+
+def test_batched_slot_loss_equals_the_per_slot_loss():
+    """Inversion scores every slot in one call; it must give each slot exactly its own loss and hits."""
+    from modelscan_bd.inversion import UNTARGETED, _batch_loss, _slot_loss
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 6, 4, generator=g) * 3
+    y = torch.randint(4, (5, 6), generator=g)
+    targets = torch.tensor([0, UNTARGETED, 3, 3, UNTARGETED])
+    loss, hits = _batch_loss(logits, y, targets)
+    for j, t in enumerate(targets.tolist()):
+        want_loss, want_hits = _slot_loss(logits[j], y[j], t)
+        assert torch.equal(loss[j], want_loss) and torch.equal(hits[j], want_hits)
+    only_targeted, _ = _batch_loss(logits[[0, 2]], y[[0, 2]], targets[[0, 2]])
+    assert torch.equal(only_targeted, loss[[0, 2]])
