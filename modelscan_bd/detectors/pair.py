@@ -8,8 +8,7 @@ of the search. Here, after it but without its bandit schedule (ten classes give 
 one batch):
 
 1. *screen*: every pair's patch trigger is inverted for a few steps on the exposure images of its
-   source that the model classifies right; part-way, only the smallest pairs go on (one round of
-   successive halving, where K-Arm's bandit keeps choosing among all arms);
+   source that the model classifies right;
 2. *refine*: the ``TOP`` smallest are inverted again from scratch, longer and on more images per step.
 
 A clean model has a crowd of natural easy pairs (deer -> bird, cat -> dog) of similar size, and its
@@ -42,11 +41,6 @@ SCREEN = {"standard": InversionSettings(steps=200, images_per_slot=4, success=0.
           "thorough": InversionSettings(steps=300, images_per_slot=8, success=0.9)}
 REFINE = {"standard": InversionSettings(steps=600, images_per_slot=16, success=0.9),
           "thorough": InversionSettings(steps=900, images_per_slot=16, success=0.9)}
-# Halfway through the screen only the smaller half of the pairs goes on: on the 18 models of zoo s2800 every
-# pair that ended among the 10 smallest had been among the 38 smallest at half-time (21 but for one model), so
-# the crowd and the refined pairs come out as a full screen's in 3/4 of its steps (docs/bench/pair-speed/).
-DROP_AT = 1 / 2
-KEEP = 45
 TOP = 3  # pairs refined; the planted pair was among the 3 smallest screened on every development model
 CROWD = 10  # the screened pair whose size stands for the crowd of natural pairs
 DEFAULT_CLASSES = 10
@@ -87,22 +81,6 @@ def crowd_gap(screened: list[float], refined: float, crowd: int = CROWD) -> floa
     return math.log(ranked[min(crowd, len(ranked)) - 1] / max(refined, 1e-6))
 
 
-def screen_pairs(model, images: torch.Tensor, labels: torch.Tensor, slots: list[Slot], settings: InversionSettings,
-                 generator: torch.Generator, drop_at: float = DROP_AT, keep: int = KEEP) -> list[float]:
-    """Every pair's screened trigger size. After ``drop_at`` of the steps only the ``keep`` smallest go
-    on; the others keep the size they had then, which is larger than any kept pair's at the end (sizes
-    only shrink), so the smallest pairs and the crowd are a full screen's unless a dropped pair would
-    have overtaken ``keep`` others in the remaining steps."""
-    run = Inversion(model, images, labels, slots, settings, generator)
-    first = round(settings.steps * drop_at) if keep < len(slots) else settings.steps
-    run.run(first)
-    if first < settings.steps:
-        sizes = [t.effective_size() for t in run.results()]
-        run.keep(sorted(range(len(slots)), key=sizes.__getitem__)[:keep])
-        run.run(settings.steps - first)
-    return [t.effective_size() for t in run.results()]
-
-
 @torch.no_grad()
 def hit_rate(model, trig, images: torch.Tensor, label: int) -> float | None:
     if len(images) == 0:
@@ -112,7 +90,7 @@ def hit_rate(model, trig, images: torch.Tensor, label: int) -> float | None:
 
 class PairTriggerDetector(PerLabelDetector):
     id = "pair-trigger"
-    version = "2"
+    version = "1"
     rule_id = "MSBD-C008"
     title = "Patch trigger for every (source, target) label pair (source-specific backdoors)"
     cost = "medium"
@@ -141,7 +119,9 @@ class PairTriggerDetector(PerLabelDetector):
         screen, refine = SCREEN[context.budget], REFINE[context.budget]
         g = context.generator(salt=SALT)
         context.progress(f"pair triggers: {len(slots)} (source, target) pairs, the {TOP} smallest refined")
-        screened = screen_pairs(model, ex_x, ex_y, slots, screen, g)
+        run = Inversion(model, ex_x, ex_y, slots, screen, g)
+        run.run(screen.steps)
+        screened = [t.effective_size() for t in run.results()]
         top = sorted(range(len(slots)), key=screened.__getitem__)[:TOP]
         again = Inversion(model, ex_x, ex_y, [slots[i] for i in top], refine, g)
         again.run(refine.steps)
