@@ -472,6 +472,22 @@ def test_backdoored_plan_never_repeats_an_attack_twin_and_target_while_labels_re
     assert [a.target for _, a, _ in plan] == drawn and [s for *_, s in plan] == [100, 101, 102, 103]
 
 
+def test_all_to_all_runs_sharing_a_twin_put_their_patch_in_another_corner():
+    """All-to-all has no target to move and its patch ignores the attack seed, so two runs on one twin
+    were the same model; a repeat takes the next free corner, and a fifth run on one twin is refused."""
+    from modelscan_bd.zoo.save import plan_backdoored
+
+    plan = plan_backdoored(np.random.default_rng(0), "resnet", ["all_to_all"], 8, 2, 7, 10, (3, 32, 32))
+    places = [(s, tuple(a.params()["location"])) for _, a, s in plan]
+    assert len(set(places)) == 8 and {s for s, _ in places} == {7, 8}
+    assert places[:2] == [(7, (29, 29)), (8, (29, 29))]  # the first run on each twin: the attack as drawn
+    assert all(a.target is None and a.mask.sum() == 9 for _, a, _ in plan)
+    from modelscan_bd.errors import UsageError
+
+    with pytest.raises(UsageError, match="4 corners per clean twin"):
+        plan_backdoored(np.random.default_rng(0), "resnet", ["all_to_all"], 9, 2, 7, 10, (3, 32, 32))
+
+
 def test_input_aware_full_resolution_generators_rebuild_from_their_params(images):
     """``input_aware:generator_stride=1:generator_width=N`` (paper-like generators): recorded in the
     ground truth's params only when not the default, rebuilt from them with the saved weights."""

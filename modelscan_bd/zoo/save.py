@@ -155,9 +155,13 @@ def plan_backdoored(rng: np.random.Generator, arch: str, attacks: Sequence[str],
     (more runs than their least common multiple), a run can repeat an earlier one's attack, twin and
     target, and SIG's trigger does not depend on the attack seed: zoo v6 held one model twice
     (sig-002 and sig-022). Such a run takes the next label instead, without another draw from
-    ``rng``, so plans without a repeat are unchanged. All-to-all attacks have no target to move."""
+    ``rng``, so plans without a repeat are unchanged. All-to-all attacks have no target to move, and
+    their patch does not depend on the attack seed (zoo s2820's 8 all-to-all models with 2 twins were 2
+    models, each trained four times): a repeated one moves its patch to the first free corner, and a
+    run with no corner left is a usage error (more clean twins give more room)."""
     planned: list[tuple[str, Attack, int]] = []
     used: set[tuple[str, int, int]] = set()
+    corners_used: dict[tuple[str, int], set[tuple[int, ...]]] = {}
     for j in range(count):
         spec, run_seed = attacks[j % len(attacks)], seed + j % max(count_clean, 1)
         target = int(rng.integers(num_classes))
@@ -167,10 +171,29 @@ def plan_backdoored(rng: np.random.Generator, arch: str, attacks: Sequence[str],
                 break
             target = (target + 1) % num_classes
         attack = attack_from_name(spec, target, num_classes, image_shape, seed=attack_seed)
-        if attack.target is not None:
+        if attack.target is None:
+            attack = _next_free_corner(attack, spec, corners_used.setdefault((spec, run_seed), set()), num_classes,
+                                       image_shape)
+        else:
             used.add((spec, target, run_seed))
         planned.append((f"{arch}-{attack.name}-{j:03d}", attack, run_seed))
     return planned
+
+
+CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
+
+
+def _next_free_corner(attack: Attack, spec: str, taken: set[tuple[int, ...]], num_classes: int,
+                      image_shape: Sequence[int]) -> Attack:
+    """The targetless ``attack`` itself if its patch's place is free for this twin, else the same
+    attack with its patch at the first free corner; ``taken`` collects the places used."""
+    moved = (attack_from_name(spec, None, num_classes, image_shape, seed=attack.seed, location=c) for c in CORNERS)
+    for candidate in (attack, *moved):
+        place = tuple(candidate.params()["location"])
+        if place not in taken:
+            taken.add(place)
+            return candidate
+    raise UsageError(f"{spec}: more runs than places for its patch (4 corners per clean twin); add clean models")
 
 
 def build_classifier_zoo(dataset: ImageDataset, out_dir: str | os.PathLike, *,
