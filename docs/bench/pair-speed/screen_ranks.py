@@ -10,11 +10,11 @@ import torch
 from modelscan_bd.bench import read_manifest, read_truth
 from modelscan_bd.scan import ScanConfig, scan
 from modelscan_bd.detectors import pair
-from modelscan_bd.inversion import Inversion
 
 CHECK = [25, 50, 75, 100, 125, 150, 200]
 captured = {}
-pair.screen_pairs.__defaults__ = (pair.DROP_AT, 10 ** 6)  # keep every pair: the full screen
+if hasattr(pair, "screen_pairs"):  # (the halving candidate, 4358632) keep every pair: the full screen
+    pair.screen_pairs.__defaults__ = (pair.DROP_AT, 10 ** 6)
 orig_inv = pair.Inversion
 class SnapInversion(orig_inv):
     def run(self, steps):
