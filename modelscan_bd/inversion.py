@@ -77,20 +77,11 @@ class Inverted:
                 "holdout_success": None if self.holdout_success is None else round(self.holdout_success, 4)}
 
 
-def _slot_loss(logits: torch.Tensor, y: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image loss and success for one slot."""
-    if target == UNTARGETED:
-        true = logits.gather(1, y[:, None])[:, 0]
-        other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
-        return (true - other).clamp(min=-5.0), logits.argmax(1) != y
-    t = torch.full_like(y, target)
-    return F.cross_entropy(logits, t, reduction="none"), logits.argmax(1) == t
-
-
-def _batch_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_slot_loss`` for a batch of slots at once: logits (a, n, K), labels (a, n), one target per
-    slot (a,). One call per step instead of one per slot: with 90 slots the Python loop cost as much
-    as the model."""
+def _slot_losses(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image loss and success for a batch of slots: logits (a, n, K), labels (a, n), one target
+    per slot (a,): cross-entropy towards a target label, or for ``UNTARGETED`` the margin of the true
+    label over the best other (floored at -5). One call per step, not one per slot: with 90 slots a
+    Python loop over them cost as much as the model."""
     a, n, k = logits.shape
     t = targets.clamp(min=0)[:, None].expand(a, n)
     targeted = F.cross_entropy(logits.reshape(a * n, k), t.reshape(-1), reduction="none").reshape(a, n)
@@ -181,7 +172,7 @@ class Inversion:
             xt = (1 - mask[:, None]) * x + (mask * pattern)[:, None]
             logits = model(xt.reshape(a * n, c, h, w)).reshape(a, n, -1)
             size = mask.mean(dim=(1, 2, 3))
-            per_image, hits = _batch_loss(logits, y, self.targets[act])
+            per_image, hits = _slot_losses(logits, y, self.targets[act])
             task, success = per_image.mean(1), hits.float().mean(1).detach()
             if reference is not None:
                 ref_logits = reference(xt.reshape(a * n, c, h, w))
@@ -274,5 +265,5 @@ def success_rate(model: nn.Module, trig: Inverted, images: torch.Tensor, labels:
     if not keep.any():
         return 0.0
     x, y = images[keep], labels[keep]
-    _, hit = _slot_loss(model(trig.apply(x)), y, trig.slot.target)
+    _, hit = _slot_losses(model(trig.apply(x))[None], y[None], torch.tensor([trig.slot.target]))
     return float(hit.float().mean())

@@ -631,15 +631,25 @@ def test_anomaly_index_counts_the_small_side_only():
 
 
 def test_batched_slot_loss_equals_the_per_slot_loss():
-    """Inversion scores every slot in one call; it must give each slot exactly its own loss and hits."""
-    from modelscan_bd.inversion import UNTARGETED, _batch_loss, _slot_loss
+    """Inversion scores every slot in one call; it must give each slot exactly its own loss and hits:
+    cross-entropy towards its target, or for an untargeted slot the true label's margin over the best
+    other, floored at -5."""
+    import torch.nn.functional as F
+
+    from modelscan_bd.inversion import UNTARGETED, _slot_losses
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 6, 4, generator=g) * 3
     y = torch.randint(4, (5, 6), generator=g)
     targets = torch.tensor([0, UNTARGETED, 3, 3, UNTARGETED])
-    loss, hits = _batch_loss(logits, y, targets)
+    loss, hits = _slot_losses(logits, y, targets)
     for j, t in enumerate(targets.tolist()):
-        want_loss, want_hits = _slot_loss(logits[j], y[j], t)
+        if t == UNTARGETED:
+            true = logits[j].gather(1, y[j][:, None])[:, 0]
+            other = logits[j].scatter(1, y[j][:, None], float("-inf")).max(1).values
+            want_loss, want_hits = (true - other).clamp(min=-5.0), logits[j].argmax(1) != y[j]
+        else:
+            want = torch.full_like(y[j], t)
+            want_loss, want_hits = F.cross_entropy(logits[j], want, reduction="none"), logits[j].argmax(1) == want
         assert torch.equal(loss[j], want_loss) and torch.equal(hits[j], want_hits)
-    only_targeted, _ = _batch_loss(logits[[0, 2]], y[[0, 2]], targets[[0, 2]])
+    only_targeted, _ = _slot_losses(logits[[0, 2]], y[[0, 2]], targets[[0, 2]])
     assert torch.equal(only_targeted, loss[[0, 2]])
