@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..findings import Finding
 from ..inversion import InversionSettings, adapt_cost
 from .base import ScanContext
-from .per_label import PerLabelDetector, draw_per_label, frozen, other_label_pools
+from .per_label import PerLabelDetector, draw_per_label, frozen, other_label_pools, reference_cut
 
 # The layer whose output is edited, per architecture: the first residual stage (32x32 input: 8x8
 # maps). Deeper stages, and masks over whole channels, separated input-aware models from clean ones less
@@ -46,9 +46,8 @@ SETTINGS = {
 
 def thresholds(cal: dict) -> tuple[float | None, int]:
     """(gap that flags, the class count the clean reference was measured on), from the calibration's
-    ``feature`` block; no gap without one (a calibration fitted before this detector never counts it)."""
-    gap = cal.get("gap_threshold")
-    return (None if gap is None else float(gap)), int(cal.get("classes", DEFAULT_CLASSES))
+    ``feature`` block."""
+    return reference_cut(cal, "gap_threshold", DEFAULT_CLASSES)
 
 
 def feature_found(gap: float | None, cal: dict) -> bool:

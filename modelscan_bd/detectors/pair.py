@@ -31,7 +31,7 @@ import torch
 from ..findings import Finding
 from ..inversion import PATCH, Inversion, InversionSettings, Slot
 from .base import ScanContext
-from .per_label import PerLabelDetector
+from .per_label import PerLabelDetector, reference_cut
 from .trigger import trigger_artifacts
 
 # Screening on 4 images a step ranked the planted pair first on all 8 development models in 13 s (on 8
@@ -49,9 +49,8 @@ SALT = 70  # its own generator stream: the other detectors' draws, and so their 
 
 def thresholds(cal: dict) -> tuple[float | None, int]:
     """(score that flags, the class count the clean reference was measured on), from the calibration's
-    ``pair`` block; no cut without one (a calibration fitted before this detector never counts it)."""
-    cut = cal.get("score_threshold")
-    return (None if cut is None else float(cut)), int(cal.get("classes", DEFAULT_CLASSES))
+    ``pair`` block."""
+    return reference_cut(cal, "score_threshold", DEFAULT_CLASSES)
 
 
 def pair_found(score: float | None, cal: dict) -> bool:

@@ -1,6 +1,7 @@
-"""Shared steps of the per-label universal-trigger inversions (``signal.py``, ``warp.py``):
-each label's trigger is optimised on clean images of the other labels, all labels in one batch,
-through the frozen original model."""
+"""Shared steps of the per-label trigger inversions (``signal.py``, ``warp.py``, ``feature.py``,
+``pair.py``): each label's trigger is optimised on clean images of the other labels (a pair's on
+images of its source), all in one batch, through the frozen original model; the clean-data check,
+and the cut of the detectors judged against a clean reference."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -26,6 +27,14 @@ class PerLabelDetector(Detector):
         if clean is None or len(clean.exposure_idx) < 4 or len(clean.holdout_idx) < 4:
             return [self.skipped("needs at least 8 clean images (none or too few given)")]
         return None
+
+
+def reference_cut(cal: dict, key: str, default_classes: int) -> tuple[float | None, int]:
+    """(the value at which a clean-reference test flags, the class count its reference was measured
+    on), from the detector's calibration block; no cut without one (a calibration fitted before the
+    detector never counts it)."""
+    cut = cal.get(key)
+    return (None if cut is None else float(cut)), int(cal.get("classes", default_classes))
 
 
 def other_label_pools(labels: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
