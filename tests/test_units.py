@@ -319,6 +319,43 @@ def test_clean_reference_test_flags_on_its_own_and_only_beyond_its_cut(tmp_path)
     assert Calibration(**json.loads(cal.to_json())).references == cal.references
 
 
+def test_tail_cut_recovers_an_exponential_quantile_and_is_no_lighter_than_a_normal():
+    """Peaks over threshold: on an exponential sample the cut at alpha is the distribution's own
+    (1 - alpha) quantile; on a normal sample it lies beyond the normal quantile (a heavier tail), but
+    not far beyond."""
+    import math
+    from statistics import NormalDist
+
+    from modelscan_bd.verdict import tail_cut
+
+    n = 2000
+    expo = [-math.log(1 - (i + 0.5) / n) for i in range(n)]
+    assert abs(tail_cut(expo, 0.001)["cut"] - (-math.log(0.001))) < 0.1
+    normal = [NormalDist().inv_cdf((i + 0.5) / n) for i in range(n)]
+    assert 3.0 < tail_cut(normal, 0.00135)["cut"] < 3.8
+    assert tail_cut([1.0] * 30, 0.001)["cut"] == 1.0  # nothing above the 80th percentile: the largest value
+
+
+def test_reference_fitted_with_a_tail_fires_from_its_tail_cut_in_either_direction():
+    """With alpha and enough clean models, a reference test's cut is the tail's (written as the
+    z_cut it amounts to), low-is-suspicious features mirrored; with too few it keeps z_cut."""
+    from modelscan_bd.verdict import TAIL_MIN, Calibration, fit_references, reference_tests, tail_cut
+
+    vals = [0.1 * i + 0.02 * i * i for i in range(40)]  # skewed: a long upper tail
+    up = fit_references([{"f": v} for v in vals], [0] * 40, {"f": 1}, 3.0, alpha=0.003)["f"]
+    assert abs(up["cut"] - tail_cut(vals, 0.003)["cut"]) < 1e-12
+    assert abs(up["mean"] + up["z_cut"] * up["sd"] - up["cut"]) < 1e-9 and up["alpha"] == 0.003
+    down = fit_references([{"f": -v} for v in vals], [0] * 40, {"f": -1}, 3.0, alpha=0.003)["f"]
+    assert abs(down["cut"] + up["cut"]) < 1e-9 and abs(down["z_cut"] - up["z_cut"]) < 1e-9
+    cal = Calibration(version="t", provisional=False, description="t", features=[], mean=[], scale=[], weights=[],
+                      bias=-5.0, fill={}, backdoored_threshold=0.5, suspicious_threshold=0.5, detectors={},
+                      references={"f": up})
+    assert reference_tests({"f": up["cut"] - 1e-6}, cal)["f"]["p"] == 0.0
+    assert reference_tests({"f": up["cut"] + 1e-6}, cal)["f"]["p"] >= 0.5
+    few = fit_references([{"f": v} for v in vals[:TAIL_MIN - 1]], [0] * (TAIL_MIN - 1), {"f": 1}, 3.0, alpha=0.003)
+    assert few["f"]["z_cut"] == 3.0 and "cut" not in few["f"]
+
+
 def test_other_recipes_clean_models_raise_backdoored_and_keep_the_recipe_cut_as_suspicious():
     """Clean models of another recipe whose scores sit higher (same ranking) move BACKDOORED to
     the 5 % cut over every clean model seen; the fitting recipe's own cut becomes SUSPICIOUS; the
