@@ -211,21 +211,39 @@ def reference_tests(features: dict[str, float | None], cal: Calibration,
                     ) -> dict[str, dict[str, float]]:
     """Each clean-reference test (``Calibration.references_for`` the class count) whose feature was
     measured: its z (reference deviations beyond the clean mean, positive towards a backdoor)
-    and its probability: 0 short of the cut (a one-class test says nothing about a value clean
-    models can have; a soft tail lifted clean models at z 2.2 into SUSPICIOUS), from the
-    BACKDOORED threshold at the cut rising beyond it (a test that fires is a detection, however
-    high the combiner's threshold sits)."""
+    and its probability: from the BACKDOORED threshold at the cut rising beyond it (a test that
+    fires is a detection, however high the combiner's threshold sits). Short of the cut it never
+    changes the status: 0 (a one-class test says nothing about a value clean models can have; a
+    soft normal tail lifted clean models at z 2.2 into SUSPICIOUS), or, for a test with a fitted
+    tail (``fit_references(alpha=...)``), the threshold scaled by alpha over the tail's chance of a
+    clean value this far out, kept under the SUSPICIOUS threshold: it only ranks, so that a model
+    just short of a cut sorts above clean models' ordinary values (source-specific models' pair
+    scores, docs/bench/reference-tails)."""
     out = {}
     t = min(max(cal.backdoored_threshold, 1e-6), 1 - 1e-6)
     at_cut = math.log(t / (1 - t))
+    below = math.nextafter(min(t, cal.cuts_for(num_classes, architecture)[1]), 0.0)
     for name, ref in cal.references_for(num_classes, architecture).items():
         v = features.get(name)
         if v is None:
             continue
         z = ref["direction"] * (float(v) - ref["mean"]) / ref["sd"]
-        p = _sigmoid(z - ref["z_cut"] + at_cut) if z >= ref["z_cut"] else 0.0
+        if z >= ref["z_cut"]:
+            p = _sigmoid(z - ref["z_cut"] + at_cut)
+        else:
+            p = min(below, t * ref["alpha"] / _tail_chance(ref["direction"] * float(v), ref)) if "tail" in ref else 0.0
         out[name] = {"z": round(z, 3), "z_cut": ref["z_cut"], "p": p}
     return out
+
+
+def _tail_chance(w: float, ref: dict[str, Any]) -> float:
+    """A clean model's chance of a value beyond ``w`` (oriented: high is suspicious) under the
+    reference's exponential tail; 1 at or below the tail's threshold, where it was not fitted."""
+    tail = ref["tail"]
+    u = ref["direction"] * tail["u"]
+    if w <= u or tail["beta"] <= 0:
+        return 1.0
+    return tail["p_u"] * math.exp(-(w - u) / tail["beta"])
 
 
 def fit_references(rows: list[dict[str, float | None]], labels: list[int], references: dict[str, int],

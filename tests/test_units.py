@@ -338,8 +338,9 @@ def test_tail_cut_recovers_an_exponential_quantile_and_is_no_lighter_than_a_norm
 
 def test_reference_fitted_with_a_tail_fires_from_its_tail_cut_in_either_direction():
     """With alpha and enough clean models, a reference test's cut is the tail's (written as the
-    z_cut it amounts to), low-is-suspicious features mirrored; with too few it keeps z_cut."""
-    from modelscan_bd.verdict import TAIL_MIN, Calibration, fit_references, reference_tests, tail_cut
+    z_cut it amounts to), low-is-suspicious features mirrored; short of the cut the test only ranks;
+    with too few clean models it keeps z_cut."""
+    from modelscan_bd.verdict import TAIL_MIN, Calibration, fit_references, probability, reference_tests, tail_cut
 
     vals = [0.1 * i + 0.02 * i * i for i in range(40)]  # skewed: a long upper tail
     up = fit_references([{"f": v} for v in vals], [0] * 40, {"f": 1}, 3.0, alpha=0.003)["f"]
@@ -350,8 +351,12 @@ def test_reference_fitted_with_a_tail_fires_from_its_tail_cut_in_either_directio
     cal = Calibration(version="t", provisional=False, description="t", features=[], mean=[], scale=[], weights=[],
                       bias=-5.0, fill={}, backdoored_threshold=0.5, suspicious_threshold=0.5, detectors={},
                       references={"f": up})
-    assert reference_tests({"f": up["cut"] - 1e-6}, cal)["f"]["p"] == 0.0
     assert reference_tests({"f": up["cut"] + 1e-6}, cal)["f"]["p"] >= 0.5
+    # short of the cut it ranks by the tail's chance and never reaches the SUSPICIOUS threshold
+    short = [reference_tests({"f": up["tail"]["u"] + k * (up["cut"] - up["tail"]["u"]) / 4}, cal)["f"]["p"]
+             for k in range(4)] + [reference_tests({"f": up["cut"] - 1e-9}, cal)["f"]["p"]]
+    assert short == sorted(short) and short[0] < 0.01 and 0.49 < short[-1] < 0.5
+    assert probability({"f": up["cut"] - 1e-9}, cal)[0] < cal.suspicious_threshold
     few = fit_references([{"f": v} for v in vals[:TAIL_MIN - 1]], [0] * (TAIL_MIN - 1), {"f": 1}, 3.0, alpha=0.003)
     assert few["f"]["z_cut"] == 3.0 and "cut" not in few["f"]
 

@@ -17,20 +17,24 @@ from modelscan_bd.verdict import REFERENCES, fit_references, load_calibration, p
 
 ARCH = "ResNetForImageClassification"
 FITTING_ZOOS = {"cifar10-v4", "cifar10-v5"}
-RULES = [("mean + 3 sd (shipped rule)", None), ("tail, alpha 0.01", 0.01), ("tail, alpha 0.0033", 0.01 / 3),
-         ("tail, alpha 0.001", 0.001)]
+# (name, alpha, graded): graded tests rank models short of their cut by the tail's chance (reference_tests)
+RULES = [("mean + 3 sd (shipped rule)", None, False), ("tail, alpha 0.01", 0.01, True),
+         ("tail, alpha 0.0033, p 0 short of the cut", 0.01 / 3, False), ("tail, alpha 0.0033", 0.01 / 3, True),
+         ("tail, alpha 0.001", 0.001, True)]
 
 
-def judge(rows, alpha, shipped):
+def judge(rows, alpha, graded, shipped):
     """[(row, p, fired)] for every model of the zoos left out in turn."""
     out = []
     for zoo in sorted({r["zoo"] for r in rows} - FITTING_ZOOS):
         ref_rows = [r["features"] for r in rows if r["zoo"] != zoo and group(r) == "clean"]
         cal = copy.deepcopy(shipped)
         cal.references = fit_references(ref_rows, [0] * len(ref_rows), REFERENCES, 3.0, alpha)
+        if not graded:
+            cal.references = {k: {f: x for f, x in v.items() if f != "tail"} for k, v in cal.references.items()}
         for r in rows:
             if r["zoo"] == zoo:
-                fired = [k for k, t in reference_tests(r["features"], cal, 10, ARCH).items() if t["p"] > 0]
+                fired = [k for k, t in reference_tests(r["features"], cal, 10, ARCH).items() if t["z"] >= t["z_cut"]]
                 out.append((r, probability(r["features"], cal, 10, ARCH)[0], fired))
     return out
 
@@ -41,8 +45,8 @@ def main():
     print(f"{len(rows)} ten-class ResNet models of {len({r['zoo'] for r in rows})} zoos; reference features: "
           + ", ".join(f"{f} on {sum(r['features'].get(f) is not None for r in rows if group(r) == 'clean')} ordinary clean"
                       for f in REFERENCE_FEATURES))
-    for name, alpha in RULES:
-        out = judge(rows, alpha, shipped)
+    for name, alpha, graded in RULES:
+        out = judge(rows, alpha, graded, shipped)
         cut = shipped.backdoored_threshold
         s = [p for _, p, _ in out]
         y = [int(r["backdoored"]) for r, _, _ in out]
@@ -66,7 +70,9 @@ def main():
         print("  reference tests fired: " + ", ".join(f"{k[1]} on {k[0]} {v}" for k, v in sorted(fired.items())))
     print("\ncuts fitted on every zoo's ordinary clean models:")
     every = [r["features"] for r in rows if group(r) == "clean"]
-    for name, alpha in RULES:
+    for name, alpha, graded in RULES:
+        if not graded and alpha is not None:
+            continue  # the same cuts as the graded row of its alpha
         refs = fit_references(every, [0] * len(every), REFERENCES, 3.0, alpha)
         print(f"  {name}: " + ", ".join(f"{k} {v['mean'] + v['z_cut'] * v['sd']:.4f} (z {v['z_cut']:.2f}, n {v['n']})"
                                         for k, v in refs.items()))
