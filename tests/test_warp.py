@@ -182,7 +182,7 @@ def test_shipped_calibration_judges_fragility_against_clean_references():
     ref = cal.references["warp_fragility"]
     quiet = {"warp_fragility": ref["mean"]}  # every other feature filled from the calibration
     base, _ = probability(quiet, cal)
-    assert reference_tests(quiet, cal)["warp_fragility"]["p"] == 0.0
+    assert reference_tests(quiet, cal)["warp_fragility"]["p"] < 0.01  # short of the cut it only ranks
     precise = {"warp_fragility": thresholds(cal.detectors["warp"])[0]}  # the detector's own flag
     p, _ = probability(precise, cal)
     assert p >= cal.backdoored_threshold > base
