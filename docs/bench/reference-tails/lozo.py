@@ -17,6 +17,8 @@ from modelscan_bd.verdict import REFERENCES, fit_references, load_calibration, p
 
 ARCH = "ResNetForImageClassification"
 FITTING_ZOOS = {"cifar10-v4", "cifar10-v5"}
+SUBSETS = {"three fresh zoos (s2750, s2760, s2810)": {"cifar10-heldout-s2750", "cifar10-heldout-s2760", "cifar10-mix-s2810"},
+           "source-specific zoos s2790 + s2800": {"cifar10-ss-s2790", "cifar10-ss-s2800"}}
 # (name, alpha, graded): graded tests rank models short of their cut by the tail's chance (reference_tests)
 RULES = [("mean + 3 sd (shipped rule)", None, False), ("tail, alpha 0.01", 0.01, True),
          ("tail, alpha 0.0033, p 0 short of the cut", 0.01 / 3, False), ("tail, alpha 0.0033", 0.01 / 3, True),
@@ -67,6 +69,12 @@ def main():
         print("  AUROC per attack against every clean model: " + ", ".join(
             f"{a} {auroc([p for r, p, _ in out if r['attack'] == a] + neg, [1] * sum(r['attack'] == a for r, _, _ in out) + [0] * len(neg)):.3f}"
             for a in fams))
+        for label, zoos in SUBSETS.items():
+            sub = [(r, p) for r, p, _ in out if r["zoo"] in zoos]
+            ss, ys = [p for _, p in sub], [int(r["backdoored"]) for r, _ in sub]
+            print(f"  {label}: {len(sub)} models, AUROC {auroc(ss, ys):.3f}, TPR@5%FPR {tpr_at_fpr(ss, ys):.3f}, flagged "
+                  f"{sum(p >= cut for r, p in sub if r['backdoored'])}/{sum(ys)} backdoored, "
+                  f"{sum(p >= cut for r, p in sub if not r['backdoored'])}/{len(ys) - sum(ys)} clean")
         print("  reference tests fired: " + ", ".join(f"{k[1]} on {k[0]} {v}" for k, v in sorted(fired.items())))
     print("\ncuts fitted on every zoo's ordinary clean models:")
     every = [r["features"] for r in rows if group(r) == "clean"]
