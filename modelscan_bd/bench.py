@@ -28,8 +28,9 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, UsageError
-from .verdict import (FEATURES, REFERENCES, Calibration, fit_architecture_combiner, fit_architecture_cuts,
-                      fit_calibration, fit_class_cuts, load_calibration, probability, shipped_calibration)
+from .verdict import (FEATURES, REFERENCE_ALPHA, REFERENCES, Calibration, fit_architecture_combiner,
+                      fit_architecture_cuts, fit_calibration, fit_class_cuts, load_calibration, probability,
+                      shipped_calibration)
 
 RESULTS_FILE = "results.json"
 
@@ -249,7 +250,7 @@ def calibrate(records: list[dict], version: str, description: str, budget: str |
               other_clean: list[dict] | None = None) -> Calibration:
     return fit_calibration([r["features"] for r in records], [int(r["backdoored"]) for r in records], FEATURES,
                            version=version, description=description, detectors=load_calibration().detectors,
-                           budget=budget, references=REFERENCES,
+                           budget=budget, references=REFERENCES, alpha=REFERENCE_ALPHA,
                            other_recipes_clean=[r["features"] for r in other_clean or []])
 
 

@@ -22,6 +22,9 @@ FEATURES = ("collapse_concentration", "collapse_agreement", "trigger_log_ratio",
 # nor an input-aware one (docs/bench/feature-trigger), nor a source-specific one
 # (docs/bench/cifar10-source-specific).
 REFERENCES = {"warp_fragility": 1, "feature_gap": 1, "pair_score": 1}
+# Their cuts: a 1 % budget of clean false alarms shared by the three, each from a fitted tail
+# (``fit_references(alpha=...)``, docs/bench/reference-tails).
+REFERENCE_ALPHA = 0.01 / len(REFERENCES)
 # Judged against clean references of a class count (a ``class_cuts`` entry's "references"): the label
 # map's spread grows with the number of labels, and all-to-all models have been in no fitting split.
 CLASS_REFERENCES = {"label_map_spread": 1}
@@ -256,7 +259,7 @@ def fit_references(rows: list[dict[str, float | None]], labels: list[int], refer
     value a clean model exceeds with probability ``alpha`` under an exponential tail fitted to the
     clean models (``tail_cut``), written as the z_cut it amounts to. Clean references are skewed
     and heavy-tailed (docs/bench/reference-tails): mean + 3 deviations, 0.13 % for a normal, let
-    3 of 99 clean models past the feature-gap cut and 2 of 266 past the warp cut."""
+    3 of 107 clean models past the feature-gap cut and 2 of 266 past the warp cut."""
     out = {}
     for name, direction in references.items():
         vals = [float(r[name]) for r, y in zip(rows, labels) if not y and r.get(name) is not None]
@@ -386,13 +389,14 @@ def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str
 def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], features, *, version: str,
                     description: str, detectors: dict[str, Any] | None = None, max_fpr: float = 0.05,
                     max_threshold: float = 0.9, budget: str | None = None,
-                    references: dict[str, int] | None = None, z_cut: float = 3.0,
+                    references: dict[str, int] | None = None, z_cut: float = 3.0, alpha: float | None = None,
                     other_recipes_clean: list[dict[str, float | None]] | None = None,
                     other_recipes_max_threshold: float = 0.95) -> Calibration:
     """Fit the logistic combiner and set its thresholds, the same way for every family.
 
     ``references`` (feature -> direction) adds clean-reference tests (``fit_references``) cut at
-    ``z_cut`` deviations: 3, the usual one-sided 3-sigma rule (0.13 % of a normal lies beyond it).
+    ``z_cut`` deviations: 3, the usual one-sided 3-sigma rule (0.13 % of a normal lies beyond it),
+    or, with ``alpha``, at the clean models' fitted tail.
 
     BACKDOORED: the lowest probability that keeps the fitting split's FPR at or below
     ``max_fpr`` (never below 0.5 nor above ``max_threshold``); SUSPICIOUS: above every clean
@@ -408,7 +412,7 @@ def fit_calibration(rows: list[dict[str, float | None]], labels: list[int], feat
     cal = Calibration(version=version, provisional=False, description=description, features=list(features),
                       mean=mean, scale=scale, weights=weights, bias=bias, fill=fill,
                       backdoored_threshold=0.5, suspicious_threshold=0.25, detectors=detectors or {},
-                      budget=budget, references=fit_references(rows, labels, references or {}, z_cut))
+                      budget=budget, references=fit_references(rows, labels, references or {}, z_cut, alpha))
     clean = sorted(probability(r, cal)[0] for r, y in zip(rows, labels) if not y)
     if clean:
         cal.backdoored_threshold = float(min(max_threshold, max(0.5, _fpr_cut(clean, max_fpr))))

@@ -12,9 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from rows import group, load_rows  # noqa: E402
 
+from modelscan_bd.verdict import REFERENCE_ALPHA as ALPHA  # noqa: E402  (1 % over the three tests)
 from modelscan_bd.verdict import REFERENCES, fit_references  # noqa: E402
-
-ALPHA = 0.01 / len(REFERENCES)  # a 1 % budget of false alarms on clean models, split over the three tests
 
 
 def main(shipped: str, out: str) -> None:
