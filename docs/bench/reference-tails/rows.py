@@ -1,7 +1,7 @@
 """Every committed ten-class ResNet scan at budget `standard`, one row per (zoo, model): the verdict's features
 from the latest bench record that has them, and the clean-reference features measured outside bench
-records (pair-trigger's development rows, feature-trigger's first clean rows). Zoos s2840 and s2850 are left
-out: they are the refit's held-out tests (PLAN.md, NOTES.md).
+records (pair-trigger's development rows, feature-trigger's first clean rows). Zoos s2840, s2850 and s2860 are
+left out: they are the refit's held-out tests (PLAN.md, NOTES.md).
 
     python docs/bench/reference-tails/rows.py   # prints counts per group"""
 import collections
@@ -12,7 +12,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent
 REFERENCE_FEATURES = ("warp_fragility", "feature_gap", "pair_score")
-HELD_OUT = {"cifar10-mix-s2840", "cifar10-mix-s2850"}  # the held-out zoos (PLAN.md, NOTES.md)
+HELD_OUT = {"cifar10-mix-s2840", "cifar10-mix-s2850", "cifar10-mix-s2860"}  # the held-out zoos (PLAN.md, NOTES.md)
 
 
 def _bench_records():
