@@ -36,7 +36,9 @@ def judge(rows, alpha, graded, shipped):
             cal.references = {k: {f: x for f, x in v.items() if f != "tail"} for k, v in cal.references.items()}
         for r in rows:
             if r["zoo"] == zoo:
-                fired = [k for k, t in reference_tests(r["features"], cal, 10, ARCH).items() if t["z"] >= t["z_cut"]]
+                # fired: p reaches the BACKDOORED threshold exactly at the cut (the reported z is rounded)
+                fired = [k for k, t in reference_tests(r["features"], cal, 10, ARCH).items()
+                         if t["p"] >= cal.backdoored_threshold]
                 out.append((r, probability(r["features"], cal, 10, ARCH)[0], fired))
     return out
 
