@@ -1,0 +1,102 @@
+"""Development rows for a less noisy pair score: the shipped pair-trigger step on the real scan path (only
+`pair-trigger` selected, budget standard, seed 0, the zoo's clean data), and after it, on the same screened and
+refined triggers, the raw pieces the candidate statistics need:
+
+- `screened`: every pair's screened size, sorted (other crowd definitions);
+- `soft_hold`, `soft_off`: the refined best trigger's mean softmax on its target over held-out images of its
+  source / of the other classes (the argmax rates `holdout_success` and `off_source_success`, on about 20
+  source images, move in steps of 5 %);
+- `crowd_refined`: the screened pairs ranked CROWD-1..CROWD+1 refined by the refine schedule, on their own
+  generator stream after the shipped step's draws, so the crowd's size is measured like the best's.
+
+The shipped statistic is recomputed from the same run (`score` equals the detector's). Dev only: the detector
+itself is unchanged by this script.
+
+    PYTHONPATH=. python docs/bench/pair-noise/measure.py OUT.jsonl ZOO [ZOO ...]   # ONLY=clean-001,...: names
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from modelscan_bd.bench import read_manifest, read_truth
+from modelscan_bd.detectors import pair
+from modelscan_bd.inversion import Inversion
+from modelscan_bd.scan import ScanConfig, scan
+
+EXTRA_SALT = 71  # the crowd's refinement draws from its own stream: the shipped step's draws do not move
+_row: dict = {}
+
+
+@torch.no_grad()
+def soft_rate(model, trig, images: torch.Tensor, label: int) -> float | None:
+    if len(images) == 0:
+        return None
+    return float(torch.softmax(model(trig.apply(images)), 1)[:, label].mean())
+
+
+def instrumented_run(self, target, context):
+    """The detector's run (pair.PairTriggerDetector.run) with its pieces kept, then the extra measurements."""
+    k, model, clean = int(target.num_classes), target.model, context.clean
+    with torch.no_grad():
+        ex_right = model(clean.exposure_images).argmax(1) == clean.exposure_labels
+        ho_right = model(clean.holdout_images).argmax(1) == clean.holdout_labels
+    ex_x, ex_y = clean.exposure_images[ex_right], clean.exposure_labels[ex_right]
+    ho_x, ho_y = clean.holdout_images[ho_right], clean.holdout_labels[ho_right]
+    slots = pair.pair_slots(ex_y, k)
+    screen, refine = pair.SCREEN[context.budget], pair.REFINE[context.budget]
+    g = context.generator(salt=pair.SALT)
+    run = Inversion(model, ex_x, ex_y, slots, screen, g)
+    run.run(screen.steps)
+    screened = [t.effective_size() for t in run.results()]
+    order = sorted(range(len(slots)), key=screened.__getitem__)
+    again = Inversion(model, ex_x, ex_y, [slots[i] for i in order[:pair.TOP]], refine, g)
+    again.run(refine.steps)
+    best = min(again.results(), key=lambda r: r.effective_size())
+    s, t = best.slot.source, best.slot.target
+    src, other = ho_x[ho_y == s], ho_x[(ho_y != s) & (ho_y != t)]
+    gap = pair.crowd_gap(screened, best.effective_size())
+    hold, off = pair.hit_rate(model, best, src, t), pair.hit_rate(model, best, other, t)
+    t0 = time.perf_counter()
+    crowd_idx = order[pair.CROWD - 2:pair.CROWD + 1]
+    g2 = context.generator(salt=EXTRA_SALT)
+    crowd = Inversion(model, ex_x, ex_y, [slots[i] for i in crowd_idx], refine, g2)
+    crowd.run(refine.steps)
+    _row.update({"source": s, "label": t, "size": best.effective_size(), "crowd_gap": gap,
+                 "holdout_success": hold, "off_source_success": off, "score": pair.pair_score(gap, hold, off),
+                 "n_source_holdout": int(len(src)), "soft_hold": soft_rate(model, best, src, t),
+                 "soft_off": soft_rate(model, best, other, t), "screened": sorted(screened),
+                 "crowd_refined": [r.effective_size() for r in crowd.results()],
+                 "crowd_pairs": [[slots[i].source, slots[i].target] for i in crowd_idx],
+                 "refined_top": [[r.slot.source, r.slot.target, r.effective_size()] for r in again.results()],
+                 "extra_seconds": round(time.perf_counter() - t0, 2)})
+    return []
+
+
+def main(out: str, zoos: list[str]) -> None:
+    torch.set_num_threads(2)
+    pair.PairTriggerDetector.run = instrumented_run
+    only = [w for w in os.environ.get("ONLY", "").split(",") if w]
+    for zoo in map(Path, zoos):
+        for entry in read_manifest(zoo)["models"]:
+            if only and not any(w in entry["name"] for w in only):
+                continue
+            truth = read_truth(zoo, entry)
+            _row.clear()
+            t = time.perf_counter()
+            scan(str(zoo / entry["path"]), ScanConfig(budget="standard", seed=0, detectors=["pair-trigger"],
+                                                      clean_data=str(zoo / "clean-data.npz")))
+            row = {"zoo": zoo.name, "name": entry["name"], "attack": truth.get("attack") or "clean",
+                   "hard": bool(entry.get("hard") or truth.get("hard")), "target": truth.get("target"),
+                   "true_source": (truth.get("params") or {}).get("source"), **_row,
+                   "seconds": round(time.perf_counter() - t, 2)}
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps({k: v for k, v in row.items() if k not in ("screened",)}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
