@@ -4,8 +4,10 @@ refined triggers, the raw pieces the candidate statistics need:
 
 - `screened`: every pair's screened size, sorted (other crowd definitions);
 - `soft_hold`, `soft_off`: the refined best trigger's mean softmax on its target over held-out images of its
-  source / of the other classes (the argmax rates `holdout_success` and `off_source_success`, on about 20
-  source images, move in steps of 5 %);
+  source / of the other classes (the argmax rates `holdout_success` and `off_source_success`, on 6-25
+  source images, move in steps of 4-17 %);
+- `refined_rates`: each refined pair's [hold, off, soft_hold, soft_off] (added after the s2870 test, for scoring
+  every refined pair rather than the smallest: NOTES.md; the committed rows predate it);
 - `crowd_refined`: the screened pairs ranked CROWD-1..CROWD+1 refined by the refine schedule, on their own
   generator stream after the shipped step's draws, so the crowd's size is measured like the best's.
 
@@ -36,6 +38,14 @@ def soft_rate(model, trig, images: torch.Tensor, label: int) -> float | None:
     if len(images) == 0:
         return None
     return float(torch.softmax(model(trig.apply(images)), 1)[:, label].mean())
+
+
+def _rates(model, trig, ho_x, ho_y) -> list:
+    """[hold, off, soft_hold, soft_off] of one refined pair's trigger on the held-out images."""
+    s, t = trig.slot.source, trig.slot.target
+    src, other = ho_x[ho_y == s], ho_x[(ho_y != s) & (ho_y != t)]
+    return [pair.hit_rate(model, trig, src, t), pair.hit_rate(model, trig, other, t),
+            soft_rate(model, trig, src, t), soft_rate(model, trig, other, t)]
 
 
 def instrumented_run(self, target, context):
@@ -72,6 +82,7 @@ def instrumented_run(self, target, context):
                  "crowd_refined": [r.effective_size() for r in crowd.results()],
                  "crowd_pairs": [[slots[i].source, slots[i].target] for i in crowd_idx],
                  "refined_top": [[r.slot.source, r.slot.target, r.effective_size()] for r in again.results()],
+                 "refined_rates": [_rates(model, r, ho_x, ho_y) for r in again.results()],
                  "extra_seconds": round(time.perf_counter() - t0, 2)})
     return []
 
