@@ -1,0 +1,67 @@
+"""Scoring every refined pair instead of the smallest one (NOTES.md, "What the rows show instead"), on rows
+of `measure.py` that hold `refined_rates`. Development only: every zoo here has been looked at.
+
+    python docs/bench/pair-noise/refined.py refined.jsonl
+"""
+import json
+import math
+import sys
+
+from modelscan_bd.bench import auroc
+from modelscan_bd.detectors.pair import CROWD, pair_score
+from modelscan_bd.verdict import REFERENCE_ALPHA, tail_cut
+
+SHIPPED_CUT = 0.6113
+
+
+def pair_scores(r: dict, soft: bool = False) -> list[float]:
+    """Each refined pair's score: log(the CROWD-th screened size / its refined size) x its specificity."""
+    crowd = sorted(r["screened"])[min(CROWD, len(r["screened"])) - 1]
+    out = []
+    for (_, _, size), (hold, off, soft_hold, soft_off) in zip(r["refined_top"], r["refined_rates"]):
+        gap = math.log(crowd / max(size, 1e-6))
+        out.append(pair_score(gap, soft_hold, soft_off) if soft else pair_score(gap, hold, off))
+    return out
+
+
+CANDIDATES = {
+    "shipped (smallest refined pair)": lambda r: r["score"],
+    "largest score of the 3 refined": lambda r: max(pair_scores(r)),
+    "largest soft score of the 3 refined": lambda r: max(pair_scores(r, soft=True)),
+}
+
+
+def group(r: dict) -> str:
+    return ("hard" if r["hard"] else "clean") if r["attack"] == "clean" else r["attack"]
+
+
+def main(path: str) -> None:
+    rows = [json.loads(line) for line in open(path)]
+    zoos = sorted({r["zoo"] for r in rows})
+    print(f"{len(rows)} models of {', '.join(zoos)}: "
+          + ", ".join(f"{g} {sum(group(r) == g for r in rows)}" for g in sorted({group(r) for r in rows})))
+    for name, f in CANDIDATES.items():
+        ss = [f(r) for r in rows if group(r) == "source_specific"]
+        clean = [f(r) for r in rows if group(r) == "clean"]
+        hard = [f(r) for r in rows if group(r) == "hard"]
+        cut = tail_cut(clean, REFERENCE_ALPHA)["cut"]
+        a = auroc(ss + clean, [1] * len(ss) + [0] * len(clean))
+        print(f"  {name}: AUROC {a:.3f}; tail cut {cut:.4f}: source-specific {sum(v >= cut for v in ss)}/{len(ss)}, "
+              f"clean {sum(v >= cut for v in clean)}/{len(clean)}, hard {sum(v >= cut for v in hard)}/{len(hard)}; "
+              f"clean max {max(clean):.3f}, hard max {max(hard, default=float('nan')):.3f}; source-specific under the clean max "
+              f"{sum(v <= max(clean) for v in ss)}")
+    print("  shipped at the shipped cut 0.6113: source-specific "
+          f"{sum(r['score'] >= SHIPPED_CUT for r in rows if group(r) == 'source_specific')}")
+    print("\nsource-specific models: true (source, target), smallest refined pair, the pair the largest score picks")
+    for r in rows:
+        if group(r) != "source_specific":
+            continue
+        scores = pair_scores(r)
+        i = max(range(len(scores)), key=scores.__getitem__)
+        print(f"  {r['zoo']} {r['name']}: true ({r['true_source']}, {r['target']}), smallest ({r['source']}, "
+              f"{r['label']}) {r['score']:.3f}, largest ({r['refined_top'][i][0]}, {r['refined_top'][i][1]}) "
+              f"{scores[i]:.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
