@@ -1,7 +1,7 @@
 """Would the combiner do better fitted on every committed ten-class zoo than on v4 + v5 alone? Leave one zoo out:
-each zoo's models (v4 and v5, the shipped weights' own zoos, apart) judged by a combiner fitted on the other zoos' models (and the three clean-reference cuts fitted
-on their ordinary clean models, as shipped: exponential tail, alpha 1 %/3), against the shipped weights with the
-same leave-one-out references. Also: the signal features taken out of the combiner and judged as one-class clean
+each zoo's models (v4 and v5, the shipped weights' own zoos, apart) judged by a combiner fitted on the other zoos'
+models (and the three clean-reference cuts fitted on their ordinary clean models, as shipped: exponential tail,
+alpha 1 %/3), against the shipped weights with the same leave-one-out references. Also: the signal features taken out of the combiner and judged as one-class clean
 references instead, and a combiner-free rule (the smallest clean-tail chance over six features).
 
     PYTHONPATH=. python docs/bench/combiner-pool/lozo_combiner.py > docs/bench/combiner-pool/lozo_combiner.txt

@@ -65,11 +65,12 @@ def instrumented_run(self, target, context):
     order = sorted(range(len(slots)), key=screened.__getitem__)
     again = Inversion(model, ex_x, ex_y, [slots[i] for i in order[:pair.TOP]], refine, g)
     again.run(refine.steps)
-    best = min(again.results(), key=lambda r: r.effective_size())
+    refined = again.results()
+    rates = [_rates(model, r, ho_x, ho_y) for r in refined]  # every refined pair's, the best's among them
+    i = min(range(len(refined)), key=lambda j: refined[j].effective_size())
+    best, (hold, off, soft_hold, soft_off) = refined[i], rates[i]
     s, t = best.slot.source, best.slot.target
-    src, other = ho_x[ho_y == s], ho_x[(ho_y != s) & (ho_y != t)]
     gap = pair.crowd_gap(screened, best.effective_size())
-    hold, off = pair.hit_rate(model, best, src, t), pair.hit_rate(model, best, other, t)
     t0 = time.perf_counter()
     crowd_idx = order[pair.CROWD - 2:pair.CROWD + 1]
     g2 = context.generator(salt=EXTRA_SALT)
@@ -77,12 +78,12 @@ def instrumented_run(self, target, context):
     crowd.run(refine.steps)
     _row.update({"source": s, "label": t, "size": best.effective_size(), "crowd_gap": gap,
                  "holdout_success": hold, "off_source_success": off, "score": pair.pair_score(gap, hold, off),
-                 "n_source_holdout": int(len(src)), "soft_hold": soft_rate(model, best, src, t),
-                 "soft_off": soft_rate(model, best, other, t), "screened": sorted(screened),
+                 "n_source_holdout": int((ho_y == s).sum()), "soft_hold": soft_hold, "soft_off": soft_off,
+                 "screened": sorted(screened),
                  "crowd_refined": [r.effective_size() for r in crowd.results()],
                  "crowd_pairs": [[slots[i].source, slots[i].target] for i in crowd_idx],
-                 "refined_top": [[r.slot.source, r.slot.target, r.effective_size()] for r in again.results()],
-                 "refined_rates": [_rates(model, r, ho_x, ho_y) for r in again.results()],
+                 "refined_top": [[r.slot.source, r.slot.target, r.effective_size()] for r in refined],
+                 "refined_rates": rates,
                  "extra_seconds": round(time.perf_counter() - t0, 2)})
     return []
 

@@ -3,15 +3,16 @@ of `measure.py` that hold `refined_rates`. Development only: every zoo here has 
 
     python docs/bench/pair-noise/refined.py refined.jsonl
 """
-import json
 import math
 import sys
+from pathlib import Path
 
-from modelscan_bd.bench import auroc
-from modelscan_bd.detectors.pair import CROWD, pair_score
-from modelscan_bd.verdict import REFERENCE_ALPHA, tail_cut
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from analyze import SHIPPED_CUT, group, load  # noqa: E402
 
-SHIPPED_CUT = 0.6113
+from modelscan_bd.bench import auroc  # noqa: E402
+from modelscan_bd.detectors.pair import CROWD, pair_score  # noqa: E402
+from modelscan_bd.verdict import REFERENCE_ALPHA, tail_cut  # noqa: E402
 
 
 def pair_scores(r: dict, soft: bool = False) -> list[float]:
@@ -31,12 +32,8 @@ CANDIDATES = {
 }
 
 
-def group(r: dict) -> str:
-    return ("hard" if r["hard"] else "clean") if r["attack"] == "clean" else r["attack"]
-
-
 def main(path: str) -> None:
-    rows = [json.loads(line) for line in open(path)]
+    rows = load(path)
     zoos = sorted({r["zoo"] for r in rows})
     print(f"{len(rows)} models of {', '.join(zoos)}: "
           + ", ".join(f"{g} {sum(group(r) == g for r in rows)}" for g in sorted({group(r) for r in rows})))
@@ -50,7 +47,7 @@ def main(path: str) -> None:
               f"clean {sum(v >= cut for v in clean)}/{len(clean)}, hard {sum(v >= cut for v in hard)}/{len(hard)}; "
               f"clean max {max(clean):.3f}, hard max {max(hard, default=float('nan')):.3f}; source-specific under the clean max "
               f"{sum(v <= max(clean) for v in ss)}")
-    print("  shipped at the shipped cut 0.6113: source-specific "
+    print(f"  shipped at the shipped cut {SHIPPED_CUT}: source-specific "
           f"{sum(r['score'] >= SHIPPED_CUT for r in rows if group(r) == 'source_specific')}")
     print("\nsource-specific models: true (source, target), smallest refined pair, the pair the largest score picks")
     for r in rows:
