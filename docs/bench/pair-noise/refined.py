@@ -2,6 +2,10 @@
 of `measure.py` that hold `refined_rates`. Development only: every zoo here has been looked at.
 
     python docs/bench/pair-noise/refined.py refined.jsonl
+    python docs/bench/pair-noise/refined.py s2880.jsonl refined.jsonl   # a test zoo, cuts fitted on the second
+
+With a second file, each statistic's tail cut is fitted on that file's ordinary clean models (the development
+rows) and applied to the first, as PLAN-largest.md's ship rule asks.
 """
 import math
 import sys
@@ -32,8 +36,9 @@ CANDIDATES = {
 }
 
 
-def main(path: str) -> None:
+def main(path: str, dev_path: str | None = None) -> None:
     rows = load(path)
+    dev = load(dev_path) if dev_path else rows
     zoos = sorted({r["zoo"] for r in rows})
     print(f"{len(rows)} models of {', '.join(zoos)}: "
           + ", ".join(f"{g} {sum(group(r) == g for r in rows)}" for g in sorted({group(r) for r in rows})))
@@ -41,24 +46,34 @@ def main(path: str) -> None:
         ss = [f(r) for r in rows if group(r) == "source_specific"]
         clean = [f(r) for r in rows if group(r) == "clean"]
         hard = [f(r) for r in rows if group(r) == "hard"]
-        cut = tail_cut(clean, REFERENCE_ALPHA)["cut"]
+        cut = tail_cut([f(r) for r in dev if group(r) == "clean"], REFERENCE_ALPHA)["cut"]
         a = auroc(ss + clean, [1] * len(ss) + [0] * len(clean))
         print(f"  {name}: AUROC {a:.3f}; tail cut {cut:.4f}: source-specific {sum(v >= cut for v in ss)}/{len(ss)}, "
               f"clean {sum(v >= cut for v in clean)}/{len(clean)}, hard {sum(v >= cut for v in hard)}/{len(hard)}; "
               f"clean max {max(clean):.3f}, hard max {max(hard, default=float('nan')):.3f}; source-specific under the clean max "
               f"{sum(v <= max(clean) for v in ss)}")
     print(f"  shipped at the shipped cut {SHIPPED_CUT}: source-specific "
-          f"{sum(r['score'] >= SHIPPED_CUT for r in rows if group(r) == 'source_specific')}")
+          f"{sum(r['score'] >= SHIPPED_CUT for r in rows if group(r) == 'source_specific')}, clean "
+          f"{sum(r['score'] >= SHIPPED_CUT for r in rows if group(r) == 'clean')}")
+    if dev_path:
+        print(f"  (tail cuts fitted on the ordinary clean models of {dev_path})")
     print("\nsource-specific models: true (source, target), smallest refined pair, the pair the largest score picks")
+    named = [0, 0]
     for r in rows:
         if group(r) != "source_specific":
             continue
         scores = pair_scores(r)
         i = max(range(len(scores)), key=scores.__getitem__)
+        truth = (r["true_source"], r["target"])
+        named[0] += (r["source"], r["label"]) == truth
+        named[1] += tuple(r["refined_top"][i][:2]) == truth
         print(f"  {r['zoo']} {r['name']}: true ({r['true_source']}, {r['target']}), smallest ({r['source']}, "
               f"{r['label']}) {r['score']:.3f}, largest ({r['refined_top'][i][0]}, {r['refined_top'][i][1]}) "
               f"{scores[i]:.3f}")
 
+    print(f"planted pair named: smallest {named[0]}/{sum(group(r) == 'source_specific' for r in rows)}, "
+          f"largest {named[1]}")
+
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
