@@ -85,10 +85,10 @@ def _run_detector(path, clean_data, cal=None):
 
 
 def test_the_planted_pair_is_found_among_the_90(models):
-    """The smallest refined pair of the backdoored model is the planted one, and its trigger works on
-    held-out images of the source and not on the other classes (the cover set). On these gratings every
-    model's pairs are easy (the twin's best covers about 1.3 % of the image), so the crowd gap does not
-    separate the two models here; its separation is measured on CIFAR-10 zoos
+    """The pair kept for the backdoored model (the highest-scoring of the refined) is the planted one, and
+    its trigger works on held-out images of the source and not on the other classes (the cover set). On
+    these gratings every model's pairs are easy (the twin's best covers about 1.3 % of the image), so the
+    crowd gap does not separate the two models here; its separation is measured on CIFAR-10 zoos
     (docs/bench/cifar10-source-specific/NOTES.md)."""
     paths, clean_data, attack = models
     (bad,), bad_ctx = _run_detector(paths["source-specific"], clean_data)
@@ -97,6 +97,13 @@ def test_the_planted_pair_is_found_among_the_90(models):
     assert (found["source"], found["label"]) == (attack.source, attack.target), found
     assert (twin["source"], twin["label"]) != (attack.source, attack.target), twin
     assert found["holdout_success"] > 0.8 and found["off_source_success"] < 0.3, found
+    # each refined pair is scored and reported; the kept one is the highest-scoring
+    for ctx in (bad_ctx, good_ctx):
+        res = ctx.results["pair-trigger"]
+        top = max(p["score"] for p in res["refined"])
+        assert len(res["refined"]) == TOP and res["score"] == pytest.approx(top, abs=1e-4), res["refined"]
+        assert (res["source"], res["label"]) in {(p["source"], p["target"]) for p in res["refined"]
+                                                 if p["score"] == top}, res["refined"]
     # without a cut in the calibration nothing is flagged, but the evidence is reported
     assert bad.status == "passed" and bad.evidence["pairs"] == 90 and len(bad.evidence["refined"]) == TOP
     assert {a.name for a in bad.artifacts} >= {"mask", "triggered"}

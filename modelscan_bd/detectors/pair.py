@@ -9,17 +9,22 @@ one batch):
 
 1. *screen*: every pair's patch trigger is inverted for a few steps on the exposure images of its
    source that the model classifies right;
-2. *refine*: the ``TOP`` smallest are inverted again from scratch, longer and on more images per step.
+2. *refine*: the ``TOP`` smallest are inverted again from scratch, longer and on more images per step;
+3. *score* each refined pair and keep the largest score.
 
 A clean model has a crowd of natural easy pairs (deer -> bird, cat -> dog) of similar size, and its
-refined best is not much smaller than that crowd; a planted pair stands below it. ``crowd_gap`` is
-log(the ``CROWD``-th smallest screened pair / the smallest refined pair): a relative size, so models
-whose pairs are all easy or all hard compare. A planted trigger also works on images of its source it was
-not fitted on and not on the other classes (the cover set trained that), while a natural pair's patch,
-fitted to a few images, carries over less. The statistic, ``score``, weighs the gap by that specificity:
+refined pairs are not much smaller than that crowd; a planted pair stands below it. A pair's
+``crowd_gap`` is log(the ``CROWD``-th smallest screened pair / its refined size): a relative size, so
+models whose pairs are all easy or all hard compare. A planted trigger also works on images of its source
+it was not fitted on and not on the other classes (the cover set trained that), while a natural pair's
+patch, fitted to a few images, carries over less. A pair's ``score`` weighs its gap by that specificity:
 crowd_gap x (held-out success on the source - success on the other classes). On 36 development models
-it ranked 8 source-specific models above 28 ordinary clean ones with AUROC 0.96 (the gap alone 0.87;
-docs/bench/cifar10-source-specific/NOTES.md). It is judged against clean ten-class references in the
+the smallest refined pair's score ranked 8 source-specific models above 28 ordinary clean ones with AUROC
+0.96 (the gap alone 0.87; docs/bench/cifar10-source-specific/NOTES.md). Version 2 keeps the largest of
+the ``TOP`` refined pairs' scores instead: the smallest refined pair is sometimes a natural one while the
+planted pair, refined too, is a little larger and far more specific (AUROC 0.896 -> 0.959 on 83
+development models, planted pair named 18/22 -> 22/22, then tested on a fresh zoo:
+docs/bench/pair-noise/PLAN-largest.md, NOTES.md). It is judged against clean ten-class references in the
 verdict (``verdict.REFERENCES``), like ``feature_gap``.
 """
 from __future__ import annotations
@@ -75,7 +80,7 @@ def pair_slots(labels: torch.Tensor, num_classes: int, min_images: int = 2) -> l
 
 
 def crowd_gap(screened: list[float], refined: float, crowd: int = CROWD) -> float:
-    """log(the ``crowd``-th smallest screened size / the smallest refined size)."""
+    """log(the ``crowd``-th smallest screened size / a refined pair's size)."""
     ranked = sorted(screened)
     return math.log(ranked[min(crowd, len(ranked)) - 1] / max(refined, 1e-6))
 
@@ -89,7 +94,7 @@ def hit_rate(model, trig, images: torch.Tensor, label: int) -> float | None:
 
 class PairTriggerDetector(PerLabelDetector):
     id = "pair-trigger"
-    version = "1"
+    version = "2"
     rule_id = "MSBD-C008"
     title = "Patch trigger for every (source, target) label pair (source-specific backdoors)"
     cost = "medium"
@@ -125,27 +130,36 @@ class PairTriggerDetector(PerLabelDetector):
         again = Inversion(model, ex_x, ex_y, [slots[i] for i in top], refine, g)
         again.run(refine.steps)
         refined = again.results()
-        best = min(refined, key=lambda r: r.effective_size())
+        scored = []  # (score, gap, hold, off) of each refined pair
+        for r in refined:
+            s, t = r.slot.source, r.slot.target
+            gap = crowd_gap(screened, r.effective_size())
+            hold = hit_rate(model, r, ho_x[ho_y == s], t)
+            off = hit_rate(model, r, ho_x[(ho_y != s) & (ho_y != t)], t)
+            scored.append((pair_score(gap, hold, off), gap, hold, off))
+        # the largest score; on a tie (all 0, say) the smallest trigger, as version 1 kept
+        i = max(range(len(refined)), key=lambda j: (scored[j][0], -refined[j].effective_size()))
+        best, (score, gap, hold, off) = refined[i], scored[i]
         s, t = best.slot.source, best.slot.target
-        gap = crowd_gap(screened, best.effective_size())
-        hold = hit_rate(model, best, ho_x[ho_y == s], t)
-        off = hit_rate(model, best, ho_x[(ho_y != s) & (ho_y != t)], t)
-        score = pair_score(gap, hold, off)
         flagged = pair_found(score, cal)
+        each = [{"source": r.slot.source, "target": r.slot.target, "screened": round(screened[j], 5),
+                 "size": round(r.effective_size(), 5), "score": round(sc, 4), "crowd_gap": round(gp, 4),
+                 "holdout_success": None if ho is None else round(ho, 4),
+                 "off_source_success": None if of is None else round(of, 4)}
+                for j, r, (sc, gp, ho, of) in zip(top, refined, scored)]
         context.results[self.id] = {"source": s, "label": t, "score": score, "crowd_gap": gap,
                                     "size": best.effective_size(),
                                     "holdout_success": hold, "off_source_success": off, "flagged": flagged,
+                                    "refined": each,
                                     "patch_mask": best.mask}  # the benchmark scores it against a source-specific truth
         evidence = {"applied": True, "source": s, "label": t, "score": round(score, 4), "score_threshold": cut,
                     "crowd_gap": round(gap, 4),
                     "size": round(best.effective_size(), 5), "holdout_success": None if hold is None else round(hold, 4),
                     "off_source_success": None if off is None else round(off, 4), "pairs": len(slots),
-                    "crowd_size": round(sorted(screened)[CROWD - 1], 5),
-                    "refined": [{"source": r.slot.source, "target": r.slot.target, "screened": round(screened[i], 5),
-                                 "size": round(r.effective_size(), 5)} for i, r in zip(top, refined)]}
+                    "crowd_size": round(sorted(screened)[CROWD - 1], 5), "refined": each}
         names = target.labels
-        desc = (f"the smallest pair trigger, {s} ({names[s]}) -> {t} ({names[t]}), covers {best.effective_size():.2%} "
-                f"of the image, {math.exp(gap):.2f}x below the {CROWD}th smallest of {len(slots)} pairs"
+        desc = (f"the highest-scoring of the {TOP} smallest pair triggers, {s} ({names[s]}) -> {t} ({names[t]}), "
+                f"covers {best.effective_size():.2%} of the image, {math.exp(gap):.2f}x below the {CROWD}th smallest of {len(slots)} pairs"
                 + (f"; it sends {hold:.0%} of held-out {names[s]} images to {names[t]}" if hold is not None else "")
                 + (f" and {off:.0%} of other classes' images" if off is not None else "") + f" (score {score:.2f})")
         artifacts = trigger_artifacts(target, best, (ho_x[ho_y == s] if bool((ho_y == s).any()) else ex_x[ex_y == s])[0])
