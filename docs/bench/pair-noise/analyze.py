@@ -11,7 +11,7 @@ import sys
 from modelscan_bd.bench import auroc
 from modelscan_bd.verdict import REFERENCE_ALPHA, tail_cut
 
-SHIPPED_CUT = 0.6113  # detectors.pair.score_threshold in the shipped calibration
+SHIPPED_CUT = 0.6113  # version 1's detectors.pair.score_threshold ("shipped" here: until s67; version 2 0.6763)
 
 
 def refined_gap(r: dict) -> float:

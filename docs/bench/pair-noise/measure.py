@@ -1,4 +1,4 @@
-"""Development rows for a less noisy pair score: the shipped pair-trigger step on the real scan path (only
+"""Development rows for a less noisy pair score: the pair-trigger step (version 1) on the real scan path (only
 `pair-trigger` selected, budget standard, seed 0, the zoo's clean data), and after it, on the same screened and
 refined triggers, the raw pieces the candidate statistics need:
 
@@ -11,8 +11,10 @@ refined triggers, the raw pieces the candidate statistics need:
 - `crowd_refined`: the screened pairs ranked CROWD-1..CROWD+1 refined by the refine schedule, on their own
   generator stream after the shipped step's draws, so the crowd's size is measured like the best's.
 
-The shipped statistic is recomputed from the same run (`score` equals the detector's). Dev only: the detector
-itself is unchanged by this script.
+The statistic is recomputed from the same run: `score` is pair-trigger version 1's (the smallest refined pair,
+shipped until s67); version 2's, the largest refined pair's score, is `refined.py`'s "largest" from
+`refined_rates` (the screened and refined triggers are the same in both versions). Dev only: the detector itself
+is unchanged by this script.
 
     PYTHONPATH=. python docs/bench/pair-noise/measure.py OUT.jsonl ZOO [ZOO ...]   # ONLY=clean-001,...: names
 """
