@@ -10,6 +10,9 @@ refined triggers, the raw pieces the candidate statistics need:
   every refined pair rather than the smallest: NOTES.md; the committed rows predate it);
 - `crowd_refined`: the screened pairs ranked CROWD-1..CROWD+1 refined by the refine schedule, on their own
   generator stream after the shipped step's draws, so the crowd's size is measured like the best's.
+- `wide_rates`: each refined pair's [hold, off, source images, other images] over every held-out image (by
+  its label) the model does not already send to the pair's target, not only those it classifies right
+  (PLAN-wide.md; added in s67, earlier rows lack it). `SKIP_CROWD=1` skips `crowd_refined` (8-11 s a model).
 
 The statistic is recomputed from the same run: `score` is pair-trigger version 1's (the smallest refined pair,
 shipped until s67); version 2's, the largest refined pair's score, is `refined.py`'s "largest" from
@@ -50,6 +53,15 @@ def _rates(model, trig, ho_x, ho_y) -> list:
             soft_rate(model, trig, src, t), soft_rate(model, trig, other, t)]
 
 
+@torch.no_grad()
+def _wide_rates(model, trig, images: torch.Tensor, labels: torch.Tensor) -> list:
+    """[hold, off, n_source, n_other] over every held-out image not already classified as the pair's target."""
+    s, t = trig.slot.source, trig.slot.target
+    not_t = model(images).argmax(1) != t
+    src, other = images[not_t & (labels == s)], images[not_t & (labels != s) & (labels != t)]
+    return [pair.hit_rate(model, trig, src, t), pair.hit_rate(model, trig, other, t), len(src), len(other)]
+
+
 def instrumented_run(self, target, context):
     """The detector's run (pair.PairTriggerDetector.run) with its pieces kept, then the extra measurements."""
     k, model, clean = int(target.num_classes), target.model, context.clean
@@ -73,19 +85,21 @@ def instrumented_run(self, target, context):
     best, (hold, off, soft_hold, soft_off) = refined[i], rates[i]
     s, t = best.slot.source, best.slot.target
     gap = pair.crowd_gap(screened, best.effective_size())
+    wide = [_wide_rates(model, r, clean.holdout_images, clean.holdout_labels) for r in refined]
     t0 = time.perf_counter()
     crowd_idx = order[pair.CROWD - 2:pair.CROWD + 1]
-    g2 = context.generator(salt=EXTRA_SALT)
-    crowd = Inversion(model, ex_x, ex_y, [slots[i] for i in crowd_idx], refine, g2)
-    crowd.run(refine.steps)
+    crowd = None
+    if not os.environ.get("SKIP_CROWD"):
+        crowd = Inversion(model, ex_x, ex_y, [slots[i] for i in crowd_idx], refine, context.generator(salt=EXTRA_SALT))
+        crowd.run(refine.steps)
     _row.update({"source": s, "label": t, "size": best.effective_size(), "crowd_gap": gap,
                  "holdout_success": hold, "off_source_success": off, "score": pair.pair_score(gap, hold, off),
                  "n_source_holdout": int((ho_y == s).sum()), "soft_hold": soft_hold, "soft_off": soft_off,
                  "screened": sorted(screened),
-                 "crowd_refined": [r.effective_size() for r in crowd.results()],
+                 "crowd_refined": None if crowd is None else [r.effective_size() for r in crowd.results()],
                  "crowd_pairs": [[slots[i].source, slots[i].target] for i in crowd_idx],
                  "refined_top": [[r.slot.source, r.slot.target, r.effective_size()] for r in refined],
-                 "refined_rates": rates,
+                 "refined_rates": rates, "wide_rates": wide,
                  "extra_seconds": round(time.perf_counter() - t0, 2)})
     return []
 

@@ -19,21 +19,30 @@ from modelscan_bd.detectors.pair import CROWD, pair_score  # noqa: E402
 from modelscan_bd.verdict import REFERENCE_ALPHA, tail_cut  # noqa: E402
 
 
-def pair_scores(r: dict, soft: bool = False) -> list[float]:
-    """Each refined pair's score: log(the CROWD-th screened size / its refined size) x its specificity."""
+def pair_scores(r: dict, rates: str = "argmax") -> list[float]:
+    """Each refined pair's score: log(the CROWD-th screened size / its refined size) x its specificity, from
+    argmax hit rates on held-out images classified right (as the detector), their mean softmax (`soft`), or
+    argmax hit rates on every held-out image not already at the target (`wide`, PLAN-wide.md)."""
     crowd = sorted(r["screened"])[min(CROWD, len(r["screened"])) - 1]
     out = []
-    for (_, _, size), (hold, off, soft_hold, soft_off) in zip(r["refined_top"], r["refined_rates"]):
+    for i, (_, _, size) in enumerate(r["refined_top"]):
         gap = math.log(crowd / max(size, 1e-6))
-        out.append(pair_score(gap, soft_hold, soft_off) if soft else pair_score(gap, hold, off))
+        hold, off, soft_hold, soft_off = r["refined_rates"][i]
+        if rates == "soft":
+            hold, off = soft_hold, soft_off
+        elif rates == "wide":
+            hold, off = r["wide_rates"][i][:2]
+        out.append(pair_score(gap, hold, off))
     return out
 
 
 CANDIDATES = {
     "shipped (smallest refined pair)": lambda r: r["score"],
     "largest score of the 3 refined": lambda r: max(pair_scores(r)),
-    "largest soft score of the 3 refined": lambda r: max(pair_scores(r, soft=True)),
+    "largest soft score of the 3 refined": lambda r: max(pair_scores(r, "soft")),
+    "largest wide score of the 3 refined": lambda r: max(pair_scores(r, "wide")),
 }
+NEEDS = {"largest wide score of the 3 refined": "wide_rates"}  # reported only where every row holds it
 
 
 def main(path: str, dev_path: str | None = None) -> None:
@@ -42,7 +51,10 @@ def main(path: str, dev_path: str | None = None) -> None:
     zoos = sorted({r["zoo"] for r in rows})
     print(f"{len(rows)} models of {', '.join(zoos)}: "
           + ", ".join(f"{g} {sum(group(r) == g for r in rows)}" for g in sorted({group(r) for r in rows})))
+    wide = all(r.get("wide_rates") for r in rows + dev)
     for name, f in CANDIDATES.items():
+        if name in NEEDS and not all(r.get(NEEDS[name]) for r in rows + dev):
+            continue
         ss = [f(r) for r in rows if group(r) == "source_specific"]
         clean = [f(r) for r in rows if group(r) == "clean"]
         hard = [f(r) for r in rows if group(r) == "hard"]
@@ -58,7 +70,7 @@ def main(path: str, dev_path: str | None = None) -> None:
     if dev_path:
         print(f"  (tail cuts fitted on the ordinary clean models of {dev_path})")
     print("\nsource-specific models: true (source, target), smallest refined pair, the pair the largest score picks")
-    named = [0, 0]
+    named = [0, 0, 0]
     for r in rows:
         if group(r) != "source_specific":
             continue
@@ -67,12 +79,15 @@ def main(path: str, dev_path: str | None = None) -> None:
         truth = (r["true_source"], r["target"])
         named[0] += (r["source"], r["label"]) == truth
         named[1] += tuple(r["refined_top"][i][:2]) == truth
+        if wide:
+            w = pair_scores(r, "wide")
+            named[2] += tuple(r["refined_top"][max(range(len(w)), key=w.__getitem__)][:2]) == truth
         print(f"  {r['zoo']} {r['name']}: true ({r['true_source']}, {r['target']}), smallest ({r['source']}, "
               f"{r['label']}) {r['score']:.3f}, largest ({r['refined_top'][i][0]}, {r['refined_top'][i][1]}) "
               f"{scores[i]:.3f}")
 
     print(f"planted pair named: smallest {named[0]}/{sum(group(r) == 'source_specific' for r in rows)}, "
-          f"largest {named[1]}")
+          f"largest {named[1]}" + (f", largest wide {named[2]}" if wide else ""))
 
 
 if __name__ == "__main__":
