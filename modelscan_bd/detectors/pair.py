@@ -159,7 +159,8 @@ class PairTriggerDetector(PerLabelDetector):
                     "crowd_size": round(sorted(screened)[CROWD - 1], 5), "refined": each}
         names = target.labels
         desc = (f"the highest-scoring of the {TOP} smallest pair triggers, {s} ({names[s]}) -> {t} ({names[t]}), "
-                f"covers {best.effective_size():.2%} of the image, {math.exp(gap):.2f}x below the {CROWD}th smallest of {len(slots)} pairs"
+                f"covers {best.effective_size():.2%} of the image, {math.exp(gap):.2f}x below the {CROWD}th smallest "
+                f"of {len(slots)} pairs"
                 + (f"; it sends {hold:.0%} of held-out {names[s]} images to {names[t]}" if hold is not None else "")
                 + (f" and {off:.0%} of other classes' images" if off is not None else "") + f" (score {score:.2f})")
         artifacts = trigger_artifacts(target, best, (ho_x[ho_y == s] if bool((ho_y == s).any()) else ex_x[ex_y == s])[0])
