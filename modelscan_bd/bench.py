@@ -99,9 +99,9 @@ def recovered_trigger(results: dict[str, Any], truth: dict[str, Any],
     """The detector whose trigger the bench scores, its held-out success and its mask's IoU with the
     true mask. An all-to-all model's trigger is label-map's, where it ran: success is the share of
     held-out images (classified right) that it sends to their own true destination (``target_map``),
-    which a targeted trigger cannot reach. A source-specific model's is pair-trigger's kept pair (the highest-scoring
-    refined one), where it ran (its success: on held-out images of that pair's source). Otherwise trigger-recovery's, on its
-    candidate label."""
+    which a targeted trigger cannot reach. A source-specific model's is pair-trigger's kept pair (the
+    highest-scoring refined one), where it ran (its success: on held-out images of that pair's source).
+    Otherwise trigger-recovery's, on its candidate label."""
     lm = results.get("label-map") or {}
     if truth.get("type") == "all-to-all" and lm.get("pairs") is not None and truth.get("target_map"):
         dest = truth["target_map"]

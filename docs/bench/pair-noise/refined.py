@@ -45,15 +45,22 @@ CANDIDATES = {
 NEEDS = {"largest wide score of the 3 refined": "wide_rates"}  # reported only where every row holds it
 
 
+def kept_pair(r: dict, rates: str = "argmax") -> tuple[int, int]:
+    """The (source, target) of the refined pair with the largest score."""
+    scores = pair_scores(r, rates)
+    return tuple(r["refined_top"][max(range(len(scores)), key=scores.__getitem__)][:2])
+
+
 def main(path: str, dev_path: str | None = None) -> None:
     rows = load(path)
     dev = load(dev_path) if dev_path else rows
     zoos = sorted({r["zoo"] for r in rows})
     print(f"{len(rows)} models of {', '.join(zoos)}: "
           + ", ".join(f"{g} {sum(group(r) == g for r in rows)}" for g in sorted({group(r) for r in rows})))
-    wide = all(r.get("wide_rates") for r in rows + dev)
+    has = {key: all(r.get(key) for r in rows + dev) for key in NEEDS.values()}
+    wide = has["wide_rates"]
     for name, f in CANDIDATES.items():
-        if name in NEEDS and not all(r.get(NEEDS[name]) for r in rows + dev):
+        if name in NEEDS and not has[NEEDS[name]]:
             continue
         ss = [f(r) for r in rows if group(r) == "source_specific"]
         clean = [f(r) for r in rows if group(r) == "clean"]
@@ -74,17 +81,12 @@ def main(path: str, dev_path: str | None = None) -> None:
     for r in rows:
         if group(r) != "source_specific":
             continue
-        scores = pair_scores(r)
-        i = max(range(len(scores)), key=scores.__getitem__)
-        truth = (r["true_source"], r["target"])
+        truth, (ks, kt) = (r["true_source"], r["target"]), kept_pair(r)
         named[0] += (r["source"], r["label"]) == truth
-        named[1] += tuple(r["refined_top"][i][:2]) == truth
-        if wide:
-            w = pair_scores(r, "wide")
-            named[2] += tuple(r["refined_top"][max(range(len(w)), key=w.__getitem__)][:2]) == truth
+        named[1] += (ks, kt) == truth
+        named[2] += wide and kept_pair(r, "wide") == truth
         print(f"  {r['zoo']} {r['name']}: true ({r['true_source']}, {r['target']}), smallest ({r['source']}, "
-              f"{r['label']}) {r['score']:.3f}, largest ({r['refined_top'][i][0]}, {r['refined_top'][i][1]}) "
-              f"{scores[i]:.3f}")
+              f"{r['label']}) {r['score']:.3f}, largest ({ks}, {kt}) {max(pair_scores(r)):.3f}")
 
     print(f"planted pair named: smallest {named[0]}/{sum(group(r) == 'source_specific' for r in rows)}, "
           f"largest {named[1]}" + (f", largest wide {named[2]}" if wide else ""))
