@@ -30,8 +30,9 @@ def main(path: str) -> None:
         statuses[name] = [status_for(v, shipped, False, 10, ARCH) for v in p]
         ss = [v for r, v in zip(records, p) if r["attack"] == "source_specific"]
         clean = [v for r, v in zip(records, p) if not r["backdoored"] and not r.get("hard")]
+        ss_auroc = auroc(ss + clean, [1] * len(ss) + [0] * len(clean)) if ss else None
         print(f"  {name}: AUROC {auroc(p, y):.3f}, TPR@5%FPR {tpr_at_fpr(p, y):.3f}; source-specific against "
-              f"ordinary clean {auroc(ss + clean, [1] * len(ss) + [0] * len(clean)):.3f}; flagged "
+              f"ordinary clean {'-' if ss_auroc is None else f'{ss_auroc:.3f}'}; flagged "
               f"{sum(s != 'CLEAN' for s, b in zip(statuses[name], y) if b)}/{sum(y)}, clean "
               f"{sum(s != 'CLEAN' for s, b in zip(statuses[name], y) if not b)}/{len(y) - sum(y)}")
         for r, v in sorted(zip(records, p), key=lambda x: -x[1]):
