@@ -3,21 +3,22 @@
 ResNet of the development rows (``rank_lozo.py``'s, the combiner's fitting zoos v4 and v5 apart), at the
 references' alpha (``verdict.REFERENCE_ALPHA``).
 
-    PYTHONPATH=. python docs/bench/verdict-rank/add_tail.py modelscan_bd/calibration/classifier.json OUT.json
+    git show 4a3d181:modelscan_bd/calibration/classifier.json > before.json   # the file before the tail
+    PYTHONPATH=. python docs/bench/verdict-rank/add_tail.py before.json modelscan_bd/calibration/classifier.json
 """
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rank_lozo import FITTING_ZOOS, group, load_rows, scanned  # noqa: E402
+from rank_lozo import FITTING_ZOOS, dev_rows, group  # noqa: E402
 
 from modelscan_bd.verdict import REFERENCE_ALPHA, Calibration, fit_combiner_tail  # noqa: E402
 
 
 def main(shipped: str, out: str) -> None:
     data = json.loads(Path(shipped).read_text())
-    clean = [r for r in load_rows() if scanned(r) and group(r) == "clean" and r["zoo"] not in FITTING_ZOOS]
+    clean = [r for r in dev_rows() if group(r) == "clean" and r["zoo"] not in FITTING_ZOOS]
     tail = fit_combiner_tail([r["features"] for r in clean], Calibration(**data), REFERENCE_ALPHA)
     zoos = sorted({r["zoo"] for r in clean})
     data["combiner_tail"] = tail

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rank_lozo import ARCH, FITTING_ZOOS, group, load_rows, scanned  # noqa: E402
+from rank_lozo import ARCH, FITTING_ZOOS, dev_rows, group  # noqa: E402
 
 from modelscan_bd.bench import auroc, tpr_at_fpr  # noqa: E402
 from modelscan_bd.verdict import REFERENCE_ALPHA, fit_combiner_tail, load_calibration, probability, status_for  # noqa: E402
@@ -18,8 +18,9 @@ from modelscan_bd.verdict import REFERENCE_ALPHA, fit_combiner_tail, load_calibr
 def main(path: str) -> None:
     records = json.loads(Path(path).read_text())["records"]
     shipped = load_calibration(budget="standard")
+    shipped.combiner_tail = {}  # the rule before (the shipped file holds the tail since this test passed)
     ranked = copy.deepcopy(shipped)
-    dev = [r["features"] for r in load_rows() if scanned(r) and group(r) == "clean" and r["zoo"] not in FITTING_ZOOS]
+    dev = [r["features"] for r in dev_rows() if group(r) == "clean" and r["zoo"] not in FITTING_ZOOS]
     ranked.combiner_tail = fit_combiner_tail(dev, shipped, REFERENCE_ALPHA)
     y = [int(r["backdoored"]) for r in records]
     print(f"{len(records)} models: {sum(y)} backdoored, {len(y) - sum(y)} clean "

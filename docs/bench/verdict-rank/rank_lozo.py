@@ -21,6 +21,14 @@ from modelscan_bd.verdict import (FEATURES, REFERENCE_ALPHA, REFERENCES, fit_com
                                   fit_references, load_calibration, probability, status_for)
 
 
+TEST_ZOOS = {"cifar10-ss-s2890"}  # PLAN.md's test, committed here after it: never a development row
+
+
+def dev_rows() -> list[dict]:
+    """The development rows: every fully scanned committed ten-class ResNet, the test zoo apart."""
+    return [r for r in load_rows() if scanned(r) and r["zoo"] not in TEST_ZOOS]
+
+
 def scanned(r: dict) -> bool:
     """A full scan's row: every combiner feature measured (pair-trigger's measurement rows hold one feature)."""
     return all(r["features"].get(f) is not None for f in FEATURES)
@@ -31,6 +39,7 @@ def judge(rows: list[dict], ref_rows: list[dict], shipped, with_tail: bool):
     clean = [r["features"] for r in ref_rows if group(r) == "clean"]
     cal = copy.deepcopy(shipped)
     cal.references = fit_references(clean, [0] * len(clean), REFERENCES, 3.0, REFERENCE_ALPHA)
+    cal.combiner_tail = {}  # the rule before (the shipped file holds the tail since the test passed)
     if with_tail:
         tail_rows = [r["features"] for r in ref_rows
                      if group(r) == "clean" and scanned(r) and r["zoo"] not in FITTING_ZOOS]
@@ -53,7 +62,7 @@ def source_specific_auroc(out) -> str:
 
 def main():
     shipped = load_calibration(budget="standard")
-    rows = [r for r in load_rows() if scanned(r)]
+    rows = dev_rows()
     print(f"{len(rows)} fully scanned ten-class ResNet models of {len({r['zoo'] for r in rows})} zoos; every zoo but "
           "v4 and v5 judged with itself left out of every fit")
     cut = shipped.backdoored_threshold
