@@ -79,6 +79,11 @@ class Calibration:
     # shipped ``standard`` file flagged every clean ViT of two zoos while ``fast`` did not
     # (docs/bench/cifar10-vit), and a cut on its probability could not separate them (plan 2 there).
     budget_fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    # The clean models' tail of the file's own combiner logit, {"u", "beta", "p_u", "n", "alpha"}
+    # (``fit_combiner_tail``): with it, a model short of every cut is ranked by its most unusual value
+    # against clean models, the combiner's among them (``short_of_cuts_rank``). Empty: the larger of
+    # the combiner's probability and the tests' ranks, as before (docs/bench/verdict-rank).
+    combiner_tail: dict[str, float] = field(default_factory=dict)
 
     def fallback_for(self, architecture: str | None) -> dict[str, Any] | None:
         """The ``budget_fallbacks`` entry naming ``architecture``, if any."""
@@ -182,11 +187,59 @@ def _clip(v, lo, hi):
 def probability(features: dict[str, float | None], cal: Calibration,
                 num_classes: int | None = None, architecture: str | None = None) -> tuple[float, list[str]]:
     """Calibrated probability (the combiner's for ``num_classes`` classes and ``architecture``, or a
-    clean-reference test's where that is larger), and the names of features that had to be filled."""
+    clean-reference test's where that is larger; short of every cut, with a combiner tail, the rank
+    ``short_of_cuts_rank``), and the names of features that had to be filled."""
     p, missing = combiner_probability(features, cal, num_classes, architecture)
-    for test in reference_tests(features, cal, num_classes, architecture).values():
+    tests = reference_tests(features, cal, num_classes, architecture)
+    rank = short_of_cuts_rank(p, features, tests, cal, num_classes, architecture)
+    if rank is not None:
+        return rank, missing
+    for test in tests.values():
         p = max(p, test["p"])
     return p, missing
+
+
+def short_of_cuts_rank(p: float, features: dict[str, float | None], tests: dict[str, dict[str, float]],
+                       cal: Calibration, num_classes: int | None = None, architecture: str | None = None
+                       ) -> float | None:
+    """For a model short of every cut (the combiner's ``p`` under SUSPICIOUS, no reference test
+    fired) judged by the file's own combiner and cuts with a ``combiner_tail``: the BACKDOORED
+    threshold x alpha / the smallest clean-tail chance over the reference tests and the combiner's
+    logit, kept under the SUSPICIOUS threshold. Otherwise None (the shipped maximum applies).
+
+    The combiner's probability and the tests' chances are different currencies: the combiner's
+    threshold sits at a few per cent of clean models and the tests' cuts at 0.33 %, so as a maximum
+    a clean model the combiner puts at 0.3 sorted above a source-specific model whose pair score
+    only 1.5 % of clean models reach (docs/bench/verdict-rank). As chances under clean models they
+    compare. Each chance continues its exponential tail below the tail's threshold, so models short
+    of every tail are ordered rather than tied. Statuses never change: only the order short of the cuts."""
+    tail = cal.combiner_tail
+    backdoored, suspicious, entry = cal.cuts_for(num_classes, architecture)
+    if not tail or entry is not None or p >= suspicious or any(t["z"] >= t["z_cut"] for t in tests.values()):
+        return None
+    chances = [_extended_chance(math.log(max(p, 1e-300) / (1 - p)), tail["u"], tail["beta"], tail["p_u"])]
+    for name, ref in cal.references_for(num_classes, architecture).items():
+        if name in tests and "tail" in ref:
+            d, rt = ref["direction"], ref["tail"]
+            chances.append(_extended_chance(d * float(features[name]), d * rt["u"], rt["beta"], rt["p_u"]))
+    t = min(max(backdoored, 1e-6), 1 - 1e-6)
+    return min(math.nextafter(min(t, suspicious), 0.0), t * tail["alpha"] / max(min(chances), 1e-300))
+
+
+def _extended_chance(w: float, u: float, beta: float, p_u: float) -> float:
+    """p_u exp(-(w - u) / beta): an exponential tail's chance of a value beyond ``w`` (high is
+    suspicious), continued below its threshold ``u`` (above 1 there: it only orders)."""
+    if beta <= 0:
+        return 1.0
+    return p_u * math.exp(min(700.0, -(w - u) / beta))
+
+
+def fit_combiner_tail(clean_rows: list[dict[str, float | None]], cal: Calibration, alpha: float) -> dict[str, float]:
+    """The exponential tail (``tail_cut``) of the file's own combiner logit over clean models' features."""
+    z = [math.log(max(p, 1e-300) / max(1 - p, 1e-300))
+         for p in (combiner_probability(r, cal)[0] for r in clean_rows)]
+    tail = tail_cut(z, alpha)
+    return {"u": tail["u"], "beta": tail["beta"], "p_u": tail["p_u"], "n": len(z), "alpha": alpha}
 
 
 def combiner_probability(features: dict[str, float | None], cal: Calibration,

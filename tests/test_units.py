@@ -361,6 +361,46 @@ def test_reference_fitted_with_a_tail_fires_from_its_tail_cut_in_either_directio
     assert few["f"]["z_cut"] == 3.0 and "cut" not in few["f"]
 
 
+def test_with_a_combiner_tail_models_short_of_every_cut_rank_by_their_rarest_value_and_no_status_moves():
+    """Short of every cut, a combiner clean tail makes the probability threshold x alpha / the smallest
+    clean-tail chance (the combiner's logit among them): a model whose reference feature only a few per
+    cent of clean models reach ranks above one the combiner merely likes; models short of every tail
+    stay ordered; a combiner or reference flag is the shipped maximum; without the tail nothing changes."""
+    import copy
+    import math
+
+    from modelscan_bd.verdict import (Calibration, fit_combiner_tail, fit_references, probability, reference_tests,
+                                      short_of_cuts_rank, status_for)
+
+    vals = [0.1 * i + 0.02 * i * i for i in range(40)]
+    ref = fit_references([{"f": v} for v in vals], [0] * 40, {"f": 1}, 3.0, alpha=0.003)["f"]
+    plain = Calibration(version="t", provisional=False, description="t", features=["x"], mean=[0.0], scale=[1.0],
+                        weights=[1.0], bias=-2.0, fill={}, backdoored_threshold=0.5, suspicious_threshold=0.5,
+                        detectors={}, references={"f": ref})
+    clean = [{"x": 2.0 * math.sin(i), "f": v} for i, v in enumerate(vals)]  # combiner logits -4..0 on clean models
+    cal = copy.deepcopy(plain)
+    cal.combiner_tail = fit_combiner_tail(clean, cal, 0.003)
+    tail = cal.combiner_tail
+    assert tail["n"] == 40 and tail["alpha"] == 0.003 and tail["beta"] > 0
+    liked = {"x": 1.9, "f": vals[5]}  # the combiner's p 0.48, an ordinary reference value
+    rare = {"x": 0.0, "f": ref["tail"]["u"] + 0.8 * (ref["cut"] - ref["tail"]["u"])}  # just short of the cut
+    assert probability(liked, plain)[0] > probability(rare, plain)[0]  # the maximum: the combiner's 0.48 wins
+    assert probability(rare, cal)[0] > probability(liked, cal)[0]  # as chances under clean models, the rare one
+    # short of every tail's threshold the order stays, without ties
+    low = [probability({"x": x, "f": 0.0}, cal)[0] for x in (1.0, 1.2, 1.4)]  # the combiner its rarest value
+    assert low == sorted(low) and len(set(low)) == 3 and low[0] > 0
+    # flags are the shipped maximum, and statuses never move
+    for model in ({"x": 2.5, "f": vals[5]}, {"x": 0.0, "f": ref["cut"] + 0.1}, liked, rare, {"x": -3.0, "f": 0.0}):
+        tests = reference_tests(model, cal)
+        shipped, ranked = probability(model, plain)[0], probability(model, cal)[0]
+        assert status_for(shipped, plain, False) == status_for(ranked, cal, False)
+        if shipped >= 0.5:
+            assert ranked == shipped and short_of_cuts_rank(shipped, model, tests, cal) is None
+        else:
+            assert ranked < 0.5
+    assert probability({"x": 2.5, "f": None}, cal)[0] == probability({"x": 2.5}, plain)[0]
+
+
 def test_other_recipes_clean_models_raise_backdoored_and_keep_the_recipe_cut_as_suspicious():
     """Clean models of another recipe whose scores sit higher (same ranking) move BACKDOORED to
     the 5 % cut over every clean model seen; the fitting recipe's own cut becomes SUSPICIOUS; the
