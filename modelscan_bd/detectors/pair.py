@@ -92,6 +92,31 @@ def hit_rate(model, trig, images: torch.Tensor, label: int) -> float | None:
     return float((model(trig.apply(images)).argmax(1) == label).float().mean())
 
 
+@torch.no_grad()
+def classified_right(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (and labels) the model classifies right."""
+    right = model(images).argmax(1) == labels
+    return images[right], labels[right]
+
+
+def screen_pairs(model, images: torch.Tensor, labels: torch.Tensor, slots: list[Slot], budget: str,
+                 generator: torch.Generator) -> list:
+    """Step 1: every slot's patch trigger, inverted in one batch on the screen schedule of ``budget``."""
+    run = Inversion(model, images, labels, slots, SCREEN[budget], generator)
+    run.run(SCREEN[budget].steps)
+    return run.results()
+
+
+def refine_pairs(model, images: torch.Tensor, labels: torch.Tensor, slots: list[Slot], screened: list[float],
+                 budget: str, generator: torch.Generator) -> tuple[list[int], list]:
+    """Step 2: the ``TOP`` slots of smallest screened size (their indices) and their triggers inverted again
+    from scratch on the refine schedule, the generator's stream continuing the screen's."""
+    top = sorted(range(len(slots)), key=screened.__getitem__)[:TOP]
+    run = Inversion(model, images, labels, [slots[i] for i in top], REFINE[budget], generator)
+    run.run(REFINE[budget].steps)
+    return top, run.results()
+
+
 class PairTriggerDetector(PerLabelDetector):
     id = "pair-trigger"
     version = "2"
@@ -112,24 +137,15 @@ class PairTriggerDetector(PerLabelDetector):
         if skipped:
             return skipped
         model, clean = target.model, context.clean
-        with torch.no_grad():
-            ex_right = model(clean.exposure_images).argmax(1) == clean.exposure_labels
-            ho_right = model(clean.holdout_images).argmax(1) == clean.holdout_labels
-        ex_x, ex_y = clean.exposure_images[ex_right], clean.exposure_labels[ex_right]
-        ho_x, ho_y = clean.holdout_images[ho_right], clean.holdout_labels[ho_right]
+        ex_x, ex_y = classified_right(model, clean.exposure_images, clean.exposure_labels)
+        ho_x, ho_y = classified_right(model, clean.holdout_images, clean.holdout_labels)
         slots = pair_slots(ex_y, k)
         if len(slots) < CROWD:
             return [self.skipped(f"only {len(slots)} label pairs have 2 clean images of their source classified right")]
-        screen, refine = SCREEN[context.budget], REFINE[context.budget]
         g = context.generator(salt=SALT)
         context.progress(f"pair triggers: {len(slots)} (source, target) pairs, the {TOP} smallest refined")
-        run = Inversion(model, ex_x, ex_y, slots, screen, g)
-        run.run(screen.steps)
-        screened = [t.effective_size() for t in run.results()]
-        top = sorted(range(len(slots)), key=screened.__getitem__)[:TOP]
-        again = Inversion(model, ex_x, ex_y, [slots[i] for i in top], refine, g)
-        again.run(refine.steps)
-        refined = again.results()
+        screened = [t.effective_size() for t in screen_pairs(model, ex_x, ex_y, slots, context.budget, g)]
+        top, refined = refine_pairs(model, ex_x, ex_y, slots, screened, context.budget, g)
         scored = []  # (score, gap, hold, off) of each refined pair
         for r in refined:
             s, t = r.slot.source, r.slot.target

@@ -14,7 +14,8 @@ refined triggers, the raw pieces the candidate statistics need:
   its label) the model does not already send to the pair's target, not only those it classifies right
   (PLAN-wide.md; added in s67, earlier rows lack it). `SKIP_CROWD=1` skips `crowd_refined` (8-11 s a model).
 
-The statistic is recomputed from the same run: `score` is pair-trigger version 1's (the smallest refined pair,
+The screen and refine steps are the detector's own functions (`pair.screen_pairs`, `pair.refine_pairs`). The
+statistic is recomputed from the same run: `score` is pair-trigger version 1's (the smallest refined pair,
 shipped until s67); version 2's, the largest refined pair's score, is `refined.py`'s "largest" from
 `refined_rates` (the screened and refined triggers are the same in both versions). Dev only: the detector itself
 is unchanged by this script.
@@ -65,21 +66,13 @@ def _wide_rates(model, trig, images: torch.Tensor, labels: torch.Tensor) -> list
 def instrumented_run(self, target, context):
     """The detector's run (pair.PairTriggerDetector.run) with its pieces kept, then the extra measurements."""
     k, model, clean = int(target.num_classes), target.model, context.clean
-    with torch.no_grad():
-        ex_right = model(clean.exposure_images).argmax(1) == clean.exposure_labels
-        ho_right = model(clean.holdout_images).argmax(1) == clean.holdout_labels
-    ex_x, ex_y = clean.exposure_images[ex_right], clean.exposure_labels[ex_right]
-    ho_x, ho_y = clean.holdout_images[ho_right], clean.holdout_labels[ho_right]
+    ex_x, ex_y = pair.classified_right(model, clean.exposure_images, clean.exposure_labels)
+    ho_x, ho_y = pair.classified_right(model, clean.holdout_images, clean.holdout_labels)
     slots = pair.pair_slots(ex_y, k)
-    screen, refine = pair.SCREEN[context.budget], pair.REFINE[context.budget]
     g = context.generator(salt=pair.SALT)
-    run = Inversion(model, ex_x, ex_y, slots, screen, g)
-    run.run(screen.steps)
-    screened = [t.effective_size() for t in run.results()]
+    screened = [t.effective_size() for t in pair.screen_pairs(model, ex_x, ex_y, slots, context.budget, g)]
+    _, refined = pair.refine_pairs(model, ex_x, ex_y, slots, screened, context.budget, g)
     order = sorted(range(len(slots)), key=screened.__getitem__)
-    again = Inversion(model, ex_x, ex_y, [slots[i] for i in order[:pair.TOP]], refine, g)
-    again.run(refine.steps)
-    refined = again.results()
     rates = [_rates(model, r, ho_x, ho_y) for r in refined]  # every refined pair's, the best's among them
     i = min(range(len(refined)), key=lambda j: refined[j].effective_size())
     best, (hold, off, soft_hold, soft_off) = refined[i], rates[i]
@@ -90,6 +83,7 @@ def instrumented_run(self, target, context):
     crowd_idx = order[pair.CROWD - 2:pair.CROWD + 1]
     crowd = None
     if not os.environ.get("SKIP_CROWD"):
+        refine = pair.REFINE[context.budget]
         crowd = Inversion(model, ex_x, ex_y, [slots[i] for i in crowd_idx], refine, context.generator(salt=EXTRA_SALT))
         crowd.run(refine.steps)
     _row.update({"source": s, "label": t, "size": best.effective_size(), "crowd_gap": gap,

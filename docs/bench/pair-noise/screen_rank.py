@@ -1,33 +1,26 @@
 """Where the planted pair ranks in pair-trigger's screening (development only): the detector's screen step
-(same images, schedule and generator stream as `detectors/pair.py`), every pair's screened size kept with its
-(source, target), so a source-specific model's planted pair can be ranked. It asks whether refining more than
-the 3 smallest pairs would reach the planted pair on the models where it is not refined (NOTES.md, s2880).
+(`pair.screen_pairs`, on the same images and generator stream as the detector), every pair's screened size
+kept with its (source, target), so a source-specific model's planted pair can be ranked. It asks whether
+refining more than the 3 smallest pairs would reach the planted pair on the models where it is not refined
+(NOTES.md, s2880).
 
     ONLY=source_specific PYTHONPATH=. python docs/bench/pair-noise/screen_rank.py OUT.jsonl ZOO [ZOO ...]
 """
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 
 from modelscan_bd.detectors import pair  # noqa: E402
-from modelscan_bd.inversion import Inversion  # noqa: E402
 
 
 def screen_only(self, target, context):
     k, model, clean = int(target.num_classes), target.model, context.clean
-    with torch.no_grad():
-        right = model(clean.exposure_images).argmax(1) == clean.exposure_labels
-    ex_x, ex_y = clean.exposure_images[right], clean.exposure_labels[right]
+    ex_x, ex_y = pair.classified_right(model, clean.exposure_images, clean.exposure_labels)
     slots = pair.pair_slots(ex_y, k)
-    screen = pair.SCREEN[context.budget]
-    run = Inversion(model, ex_x, ex_y, slots, screen, context.generator(salt=pair.SALT))
-    run.run(screen.steps)
-    sized = sorted(([s.source, s.target, r.effective_size()] for s, r in zip(slots, run.results())),
-                   key=lambda x: x[2])
+    screened = pair.screen_pairs(model, ex_x, ex_y, slots, context.budget, context.generator(salt=pair.SALT))
+    sized = sorted(([s.source, s.target, r.effective_size()] for s, r in zip(slots, screened)), key=lambda x: x[2])
     measure._row.update({"screened_pairs": sized})
     return []
 
