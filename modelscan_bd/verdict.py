@@ -202,10 +202,10 @@ def probability(features: dict[str, float | None], cal: Calibration,
 def short_of_cuts_rank(p: float, features: dict[str, float | None], tests: dict[str, dict[str, float]],
                        cal: Calibration, num_classes: int | None = None, architecture: str | None = None
                        ) -> float | None:
-    """For a model short of every cut (the combiner's ``p`` under SUSPICIOUS, no reference test
-    fired) judged by the file's own combiner and cuts with a ``combiner_tail``: the BACKDOORED
-    threshold x alpha / the smallest clean-tail chance over the reference tests and the combiner's
-    logit, kept under the SUSPICIOUS threshold. Otherwise None (the shipped maximum applies).
+    """For a model short of every cut (the combiner's ``p`` and every test's under SUSPICIOUS) judged
+    by the file's own combiner and cuts with a ``combiner_tail``: the BACKDOORED threshold x alpha /
+    the smallest clean-tail chance over the reference tests and the combiner's logit, kept under the
+    SUSPICIOUS threshold. Otherwise None (the larger of the combiner's and the tests' p applies).
 
     The combiner's probability and the tests' chances are different currencies: the combiner's
     threshold sits at a few per cent of clean models and the tests' cuts at 0.33 %, so as a maximum
@@ -215,8 +215,8 @@ def short_of_cuts_rank(p: float, features: dict[str, float | None], tests: dict[
     of every tail are ordered rather than tied. Statuses never change: only the order short of the cuts."""
     tail = cal.combiner_tail
     backdoored, suspicious, entry = cal.cuts_for(num_classes, architecture)
-    if not tail or entry is not None or p >= suspicious or any(t["z"] >= t["z_cut"] for t in tests.values()):
-        return None
+    if not tail or entry is not None or max([p] + [t["p"] for t in tests.values()]) >= suspicious:
+        return None  # flagged (or judged by another entry's combiner): the status and p stand
     chances = [_extended_chance(math.log(max(p, 1e-300) / (1 - p)), tail["u"], tail["beta"], tail["p_u"])]
     for name, ref in cal.references_for(num_classes, architecture).items():
         if name in tests and "tail" in ref:
