@@ -217,13 +217,24 @@ def short_of_cuts_rank(p: float, features: dict[str, float | None], tests: dict[
     backdoored, suspicious, entry = cal.cuts_for(num_classes, architecture)
     if not tail or entry is not None or max([p] + [t["p"] for t in tests.values()]) >= suspicious:
         return None  # flagged (or judged by another entry's combiner): the status and p stand
-    chances = [_extended_chance(math.log(max(p, 1e-300) / (1 - p)), tail["u"], tail["beta"], tail["p_u"])]
-    for name, ref in cal.references_for(num_classes, architecture).items():
-        if name in tests and "tail" in ref:
-            d, rt = ref["direction"], ref["tail"]
-            chances.append(_extended_chance(d * float(features[name]), d * rt["u"], rt["beta"], rt["p_u"]))
+    rarest = min(clean_chances(p, features, cal, num_classes, architecture).values())
     t = min(max(backdoored, 1e-6), 1 - 1e-6)
-    return min(math.nextafter(min(t, suspicious), 0.0), t * tail["alpha"] / max(min(chances), 1e-300))
+    return min(math.nextafter(min(t, suspicious), 0.0), t * tail["alpha"] / max(rarest, 1e-300))
+
+
+def clean_chances(p: float, features: dict[str, float | None], cal: Calibration, num_classes: int | None = None,
+                  architecture: str | None = None) -> dict[str, float]:
+    """A clean model's chance of a value this far out, under each fitted clean tail (continued below
+    its threshold): the combiner's logit ("combiner", from its probability ``p``) and every measured
+    reference test's feature. Needs ``cal.combiner_tail``."""
+    tail = cal.combiner_tail
+    out = {"combiner": _extended_chance(math.log(max(p, 1e-300) / max(1 - p, 1e-300)), tail["u"], tail["beta"],
+                                        tail["p_u"])}
+    for name, ref in cal.references_for(num_classes, architecture).items():
+        if features.get(name) is not None and "tail" in ref:
+            d, rt = ref["direction"], ref["tail"]
+            out[name] = _extended_chance(d * float(features[name]), d * rt["u"], rt["beta"], rt["p_u"])
+    return out
 
 
 def _extended_chance(w: float, u: float, beta: float, p_u: float) -> float:
@@ -423,8 +434,24 @@ def calibrated_verdict(features: dict[str, float | None], cal: Calibration, inco
                                 **({"class_cut": class_cut} if class_cut else {}),
                                 **({"reference_tests": reference_tests(features, cal, num_classes, architecture)}
                                    if cal.references_for(num_classes, architecture) else {}),
+                                **_ranking_evidence(features, cal, num_classes, architecture),
                                 **(_for_status(evidence, status) or {})})
     return verdict, finding
+
+
+def _ranking_evidence(features: dict[str, float | None], cal: Calibration, num_classes: int | None,
+                      architecture: str | None) -> dict[str, Any]:
+    """For a model ranked short of every cut (``short_of_cuts_rank``): each clean-tail chance and the
+    rarest, which set its probability; else nothing."""
+    if not cal.combiner_tail:
+        return {}
+    p = combiner_probability(features, cal, num_classes, architecture)[0]
+    if short_of_cuts_rank(p, features, reference_tests(features, cal, num_classes, architecture), cal,
+                          num_classes, architecture) is None:
+        return {}
+    chances = clean_chances(p, features, cal, num_classes, architecture)
+    return {"short_of_cuts": {"clean_chances": {k: float(f"{v:.4g}") for k, v in chances.items()},
+                              "rarest": min(chances, key=chances.get)}}
 
 
 def uncalibrated_verdict(features: dict[str, float | None], incomplete: list[str]):

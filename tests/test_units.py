@@ -369,8 +369,8 @@ def test_with_a_combiner_tail_models_short_of_every_cut_rank_by_their_rarest_val
     import copy
     import math
 
-    from modelscan_bd.verdict import (Calibration, fit_combiner_tail, fit_references, probability, reference_tests,
-                                      short_of_cuts_rank, status_for)
+    from modelscan_bd.verdict import (Calibration, calibrated_verdict, fit_combiner_tail, fit_references, probability,
+                                      reference_tests, short_of_cuts_rank, status_for)
 
     vals = [0.1 * i + 0.02 * i * i for i in range(40)]
     ref = fit_references([{"f": v} for v in vals], [0] * 40, {"f": 1}, 3.0, alpha=0.003)["f"]
@@ -399,6 +399,12 @@ def test_with_a_combiner_tail_models_short_of_every_cut_rank_by_their_rarest_val
         else:
             assert ranked < 0.5
     assert probability({"x": 2.5, "f": None}, cal)[0] == probability({"x": 2.5}, plain)[0]
+    # the verdict's evidence says which chance set the rank, and only where one did
+    evidence = {name: calibrated_verdict(m, cal, [])[1].evidence.get("short_of_cuts")
+                for name, m in (("rare", rare), ("liked", liked), ("flagged", {"x": 2.5, "f": vals[5]}))}
+    assert evidence["rare"]["rarest"] == "f" and evidence["liked"]["rarest"] == "combiner"
+    assert set(evidence["rare"]["clean_chances"]) == {"combiner", "f"} and evidence["flagged"] is None
+    assert calibrated_verdict(rare, plain, [])[1].evidence.get("short_of_cuts") is None
 
 
 def test_other_recipes_clean_models_raise_backdoored_and_keep_the_recipe_cut_as_suspicious():
