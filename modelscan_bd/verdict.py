@@ -228,13 +228,15 @@ def clean_chances(p: float, features: dict[str, float | None], cal: Calibration,
     its threshold): the combiner's logit ("combiner", from its probability ``p``) and every measured
     reference test's feature. Needs ``cal.combiner_tail``."""
     tail = cal.combiner_tail
-    out = {"combiner": _extended_chance(math.log(max(p, 1e-300) / max(1 - p, 1e-300)), tail["u"], tail["beta"],
-                                        tail["p_u"])}
+    out = {"combiner": _extended_chance(_logit(p), tail["u"], tail["beta"], tail["p_u"])}
     for name, ref in cal.references_for(num_classes, architecture).items():
         if features.get(name) is not None and "tail" in ref:
-            d, rt = ref["direction"], ref["tail"]
-            out[name] = _extended_chance(d * float(features[name]), d * rt["u"], rt["beta"], rt["p_u"])
+            out[name] = _reference_chance(ref["direction"] * float(features[name]), ref)
     return out
+
+
+def _logit(p: float) -> float:
+    return math.log(max(p, 1e-300) / max(1 - p, 1e-300))
 
 
 def _extended_chance(w: float, u: float, beta: float, p_u: float) -> float:
@@ -247,8 +249,7 @@ def _extended_chance(w: float, u: float, beta: float, p_u: float) -> float:
 
 def fit_combiner_tail(clean_rows: list[dict[str, float | None]], cal: Calibration, alpha: float) -> dict[str, float]:
     """The exponential tail (``tail_cut``) of the file's own combiner logit over clean models' features."""
-    z = [math.log(max(p, 1e-300) / max(1 - p, 1e-300))
-         for p in (combiner_probability(r, cal)[0] for r in clean_rows)]
+    z = [_logit(combiner_probability(r, cal)[0]) for r in clean_rows]
     tail = tail_cut(z, alpha)
     return {"u": tail["u"], "beta": tail["beta"], "p_u": tail["p_u"], "n": len(z), "alpha": alpha}
 
@@ -306,11 +307,13 @@ def reference_tests(features: dict[str, float | None], cal: Calibration,
 def _tail_chance(w: float, ref: dict[str, Any]) -> float:
     """A clean model's chance of a value beyond ``w`` (oriented: high is suspicious) under the
     reference's exponential tail; 1 at or below the tail's threshold, where it was not fitted."""
+    return 1.0 if w <= ref["direction"] * ref["tail"]["u"] else _reference_chance(w, ref)
+
+
+def _reference_chance(w: float, ref: dict[str, Any]) -> float:
+    """The reference's exponential tail at ``w`` (oriented), continued below its threshold (``_extended_chance``)."""
     tail = ref["tail"]
-    u = ref["direction"] * tail["u"]
-    if w <= u or tail["beta"] <= 0:
-        return 1.0
-    return tail["p_u"] * math.exp(-(w - u) / tail["beta"])
+    return _extended_chance(w, ref["direction"] * tail["u"], tail["beta"], tail["p_u"])
 
 
 def fit_references(rows: list[dict[str, float | None]], labels: list[int], references: dict[str, int],

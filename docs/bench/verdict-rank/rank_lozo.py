@@ -74,7 +74,7 @@ def main():
     moved = sum(status_for(a, shipped, False, 10, ARCH) != status_for(b, shipped, False, 10, ARCH)
                 for (_, a), (_, b) in zip(before, after))
     print(f"\nstatuses that differ between the two rules: {moved} of {len(before)}")
-    tail = judge([], [r for r in rows], shipped, True)[1].combiner_tail
+    tail = judge([], rows, shipped, True)[1].combiner_tail
     print(f"the combiner's clean tail on every development row: {tail}")
 
 
