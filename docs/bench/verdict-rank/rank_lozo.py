@@ -21,7 +21,7 @@ from modelscan_bd.verdict import (FEATURES, REFERENCE_ALPHA, REFERENCES, fit_com
                                   fit_references, load_calibration, probability, status_for)
 
 
-TEST_ZOOS = {"cifar10-ss-s2890", "cifar10-mix-s2900"}  # PLAN.md's test and follow-up, committed here after them
+TEST_ZOOS = {"cifar10-ss-s2890", "cifar10-mix-s2900", "cifar10-mix-s2910"}  # PLAN.md's test and follow-up; PLAN-signal2.md's test
 
 
 def dev_rows() -> list[dict]:
